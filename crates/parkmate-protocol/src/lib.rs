@@ -194,11 +194,11 @@ impl ServerFrame {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// Application-level ping (browsers cannot send WebSocket pings); answered with `pong`.
-    Ping,
+    Ping {},
     /// Mark one notification read, like `POST /api/inbox/{id}/read`.
     MarkRead { id: i64 },
     /// Mark everything read, like `POST /api/inbox/read-all`.
-    MarkAllRead,
+    MarkAllRead {},
 }
 
 /// Why a client frame was refused; sent back as an `error` frame, the socket stays open.
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn client_frames_parse_and_refuse() {
-        assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping));
+        assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping {}));
         assert_eq!(
             ClientFrame::parse(r#"{"type":"mark_read","id":4}"#),
             Ok(ClientFrame::MarkRead { id: 4 })

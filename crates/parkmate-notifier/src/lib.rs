@@ -1,0 +1,296 @@
+//! The publish pipeline, the Rust twin of the original `send_ws_notification(user_id, level, message)`.
+//!
+//! 1. [`Notifier::send`] queues notifications for the **writer** task, which stores whatever has
+//!    queued up in one transaction (group commit) and answers each caller with its stored rows.
+//! 2. The **dispatcher** task publishes every stored notification to the broker in id order,
+//!    reading from the store past a persisted cursor. Anything that commits its own notifications
+//!    (the booking domain, inside its own transactions) only has to [`OutboxSignal::wake`] it.
+//!
+//! Persist, then publish: a crash between the two loses nothing, because the dispatcher starts from
+//! its persisted cursor and publishes what was left (clients dedupe by id, so a repeat is harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parkmate_broker::{Broker, BusEvent, Published};
+use parkmate_protocol::{Audience, Level, ServerFrame};
+use parkmate_store::{NewNotification, NotificationStore, StoreError, StoredNotification, UnreadState};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Requests queued for the writer. When full, `send` waits: publishers feel the back-pressure
+/// (the HTTP API turns a long wait into 503) instead of the server buffering without bound.
+const WRITER_QUEUE: usize = 1024;
+/// Most notifications stored in one transaction.
+const MAX_GROUP_COMMIT: usize = 512;
+/// Most notifications the dispatcher reads per query.
+const DISPATCH_PAGE: u32 = 500;
+/// The dispatcher also looks at the store this often without being woken, so rows committed by
+/// another process (or a lost wake-up) are published all the same.
+const DISPATCH_POLL: Duration = Duration::from_millis(500);
+/// After a failed store read or broker publish, wait this long before trying again.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the notifier is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Wakes the dispatcher after a commit. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn wake(&self) {
+        // notify_one keeps a permit when nobody waits, so a wake-up is never lost.
+        self.0.notify_one();
+    }
+}
+
+struct Request {
+    batch: Vec<NewNotification>,
+    reply: oneshot::Sender<Result<Vec<StoredNotification>, NotifyError>>,
+}
+
+/// Handle for publishing. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Request>,
+    outbox: OutboxSignal,
+    broker: Arc<dyn Broker>,
+}
+
+impl Notifier {
+    /// Starts the writer and the dispatcher on `tracker`; both stop when `shutdown` is cancelled,
+    /// after storing what was already queued and publishing what was stored.
+    pub fn start(
+        store: Arc<dyn NotificationStore>,
+        broker: Arc<dyn Broker>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Notifier {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let outbox = OutboxSignal::default();
+        tracker.spawn(writer(store.clone(), rx, outbox.clone(), shutdown.clone()));
+        tracker.spawn(dispatcher(store, broker.clone(), outbox.clone(), shutdown));
+        Notifier { tx, outbox, broker }
+    }
+
+    /// Stores and publishes one notification to one user.
+    pub async fn send(&self, user_id: i64, level: Level, message: impl Into<String>) -> Result<StoredNotification, NotifyError> {
+        self.send_to(NewNotification::new(Audience::User(user_id), level, "custom", message)).await
+    }
+
+    /// Stores and publishes one notification to any audience (a user, a role, everyone).
+    pub async fn send_to(&self, notification: NewNotification) -> Result<StoredNotification, NotifyError> {
+        let mut stored = self.submit(vec![notification]).await?;
+        stored.pop().ok_or(NotifyError::ShuttingDown)
+    }
+
+    /// Stores a batch atomically (with whatever else is queued) and returns the rows in order.
+    pub async fn submit(&self, batch: Vec<NewNotification>) -> Result<Vec<StoredNotification>, NotifyError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Request { batch, reply }).await.map_err(|_| NotifyError::ShuttingDown)?;
+        answer.await.map_err(|_| NotifyError::ShuttingDown)?
+    }
+
+    /// For code that commits notifications in its own transactions.
+    pub fn outbox(&self) -> OutboxSignal {
+        self.outbox.clone()
+    }
+
+    /// Tells every socket of `user_id`, on every node, its new unread count.
+    pub async fn publish_read_state(&self, user_id: i64, state: UnreadState) {
+        let event = BusEvent::ReadState { user_id, count: state.count, as_of: state.as_of };
+        // Read state is not persisted as an event: a socket that misses it gets the count again
+        // at its next connect. So a broker hiccup here is logged, not retried.
+        if let Err(e) = self.broker.publish(event).await {
+            tracing::warn!(error = %e, "could not publish read state");
+        }
+    }
+}
+
+async fn writer(
+    store: Arc<dyn NotificationStore>,
+    mut rx: mpsc::Receiver<Request>,
+    outbox: OutboxSignal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            r = rx.recv() => match r { Some(r) => r, None => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let mut requests = vec![first];
+        let mut rows = requests[0].batch.len();
+        while rows < MAX_GROUP_COMMIT {
+            match rx.try_recv() {
+                Ok(r) => {
+                    rows += r.batch.len();
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&*store, requests, &outbox).await;
+    }
+    // Store what was accepted before shutdown; new senders now fail fast.
+    rx.close();
+    while let Some(r) = rx.recv().await {
+        commit_group(&*store, vec![r], &outbox).await;
+    }
+}
+
+async fn commit_group(store: &dyn NotificationStore, requests: Vec<Request>, outbox: &OutboxSignal) {
+    let all: Vec<NewNotification> = requests.iter().flat_map(|r| r.batch.iter().cloned()).collect();
+    match store.insert_batch(&all).await {
+        Ok(stored) => {
+            metrics::counter!("parkmate_notifications_stored_total").increment(stored.len() as u64);
+            metrics::histogram!("parkmate_group_commit_size").record(stored.len() as f64);
+            outbox.wake();
+            let mut rest = stored.into_iter();
+            for r in requests {
+                let mine: Vec<_> = rest.by_ref().take(r.batch.len()).collect();
+                let _ = r.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, rows = all.len(), "group commit failed");
+            let msg = e.to_string();
+            for r in requests {
+                let _ = r.reply.send(Err(NotifyError::Store(StoreError::Corrupt(format!("commit failed: {msg}")))));
+            }
+        }
+    }
+}
+
+/// Builds the shared wire form of a stored notification: serialised exactly once.
+pub fn published(n: &StoredNotification) -> Arc<Published> {
+    Arc::new(Published {
+        id: n.id,
+        audience: n.audience,
+        frame: Bytes::from(ServerFrame::Notification(n.frame()).to_json()),
+    })
+}
+
+async fn dispatcher(
+    store: Arc<dyn NotificationStore>,
+    broker: Arc<dyn Broker>,
+    outbox: OutboxSignal,
+    shutdown: CancellationToken,
+) {
+    let mut cursor = loop {
+        match store.published_through().await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot read the outbox cursor");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_DELAY) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    loop {
+        // Publish everything past the cursor, page by page.
+        match publish_pending(&*store, &*broker, &mut cursor).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, cursor, "dispatch failed, retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = outbox.0.notified() => {}
+            _ = tokio::time::sleep(DISPATCH_POLL) => {}
+            _ = shutdown.cancelled() => {
+                // One last pass so notifications committed during shutdown still go out.
+                if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
+                    tracing::warn!(error = %e, "final dispatch failed; the next start publishes the rest");
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn publish_pending(
+    store: &dyn NotificationStore,
+    broker: &dyn Broker,
+    cursor: &mut i64,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    loop {
+        let rows = store.after(*cursor, DISPATCH_PAGE).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let full = rows.len() == DISPATCH_PAGE as usize;
+        for n in &rows {
+            broker.publish(BusEvent::Notification(published(n))).await?;
+            *cursor = n.id;
+        }
+        metrics::counter!("parkmate_notifications_published_total").increment(rows.len() as u64);
+        store.set_published_through(*cursor).await?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkmate_broker::{BusSink, MemoryBroker};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<i64>>, Notify);
+    impl BusSink for Recorder {
+        fn deliver(&self, event: &BusEvent) {
+            if let BusEvent::Notification(p) = event {
+                self.0.lock().unwrap().push(p.id);
+                self.1.notify_one();
+            }
+        }
+        fn resync(&self) {}
+    }
+
+    #[tokio::test]
+    async fn stores_then_publishes_in_id_order_including_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("n.db").display());
+        let store = parkmate_store::open(&url).await.unwrap().notifications();
+        // A row committed before start but never published (a crash between commit and publish).
+        let left = store
+            .insert_batch(&[NewNotification::new(Audience::User(1), Level::Info, "custom", "left over")])
+            .await
+            .unwrap();
+
+        let sink = Arc::new(Recorder::default());
+        let broker = Arc::new(MemoryBroker::new(sink.clone()));
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
+
+        let sent = notifier.send(1, Level::Success, "Booking renewed successfully!").await.unwrap();
+        assert!(sent.id > left[0].id);
+        while sink.0.lock().unwrap().len() < 2 {
+            sink.1.notified().await;
+        }
+        assert_eq!(*sink.0.lock().unwrap(), vec![left[0].id, sent.id]);
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(store.published_through().await.unwrap(), sent.id);
+        assert!(matches!(notifier.send(1, Level::Info, "late").await, Err(NotifyError::ShuttingDown)));
+    }
+}
