@@ -1,0 +1,33 @@
+//! Parkmate notifications for React: a lossless WebSocket hook and the original's toasts.
+//! Mount <NotificationToaster/> once, call useWebSocketNotifications(userId, { token, ... }) once
+//! (e.g. in the app shell), and use `notify.*` anywhere.
+
+export { useWebSocketNotifications } from './useWebSocketNotifications';
+export type { UseWebSocketNotificationsOptions, UseWebSocketNotificationsResult } from './useWebSocketNotifications';
+export { NotificationClient, toastOptionsFor, INITIAL_STATE } from './client';
+export type {
+  ConnectionStatus,
+  DeliveryInfo,
+  NotificationClientOptions,
+  NotificationState,
+  WebSocketCtor,
+  WebSocketLike,
+} from './client';
+export {
+  notify,
+  NotificationToaster,
+  expiringToastId,
+  expiredToastId,
+  wasShownOnce,
+  LEVEL_STYLES,
+  AUTO_CLOSE_MS,
+  TOAST_LIMIT,
+} from './notify';
+export type { NotifyOptions } from './notify';
+export { backoffDelay, backoffCeiling, decideClose, nextAttempt, CLOSE, DEFAULT_BACKOFF } from './reconnect';
+export type { BackoffOptions, CloseDecision } from './reconnect';
+export { loadLastSeen, saveLastSeen, lastSeenKey, SeenIds } from './resume';
+export type { KeyValueStore } from './resume';
+export { apiBaseUrl, wsBaseUrl, notificationSocketUrl, socketProtocols, SUBPROTOCOL } from './config';
+export { parseServerFrame, LEVELS } from './protocol';
+export type { Level, Notification, ServerFrame, ClientFrame } from './protocol';

@@ -1,0 +1,104 @@
+//! `useWebSocketNotifications(userId, options)`: the React face of NotificationClient.
+//!
+//! Options and callbacks live in a ref (as in react-use-websocket), so re-rendering the host component
+//! with new inline callbacks never reconnects; only a different user, token or `enabled` does.
+
+import { useCallback, useEffect, useRef, useState } from 'react';
+import {
+  INITIAL_STATE,
+  NotificationClient,
+  type ConnectionStatus,
+  type NotificationClientOptions,
+  type NotificationState,
+} from './client';
+import { apiBaseUrl, wsBaseUrl } from './config';
+import type { Notification } from './protocol';
+
+export interface UseWebSocketNotificationsOptions
+  extends Omit<NotificationClientOptions, 'token' | 'wsBase' | 'apiBase'> {
+  token: string | null | undefined;
+  /** Defaults to VITE_WS_URL, else the page's origin (ws:, or wss: under https). */
+  wsBase?: string;
+  /** Defaults to VITE_API_BASE_URL, else `/api`. */
+  apiBase?: string;
+  /** False keeps the socket closed (status 'offline'). Default true. */
+  enabled?: boolean;
+}
+
+export interface UseWebSocketNotificationsResult {
+  isConnected: boolean;
+  status: ConnectionStatus;
+  retryInSeconds: number | null;
+  unreadCount: number;
+  notifications: Notification[];
+  /** server_time − local clock, from the last hello. */
+  serverOffsetMs: number;
+  lastError: string | null;
+  markRead: (id: number) => Promise<void>;
+  markAllRead: () => Promise<void>;
+  /** Skip the backoff and try now (e.g. a "Retry" button). */
+  reconnect: () => void;
+}
+
+const IDLE: NotificationState = { ...INITIAL_STATE, status: 'offline' };
+
+export function useWebSocketNotifications(
+  userId: number | string | null | undefined,
+  options: UseWebSocketNotificationsOptions,
+): UseWebSocketNotificationsResult {
+  const optionsRef = useRef(options);
+  optionsRef.current = options;
+  const clientRef = useRef<NotificationClient | null>(null);
+  const token = options.token ?? null;
+  const enabled = options.enabled ?? true;
+  const active = userId != null && userId !== '' && token != null && token !== '' && enabled;
+  const [state, setState] = useState<NotificationState>(active ? INITIAL_STATE : IDLE);
+
+  useEffect(() => {
+    if (!active) {
+      setState(IDLE);
+      return;
+    }
+    const client = new NotificationClient(
+      userId,
+      () => {
+        const o = optionsRef.current;
+        return {
+          ...o,
+          token: token,
+          wsBase: wsBaseUrl(o.wsBase),
+          apiBase: apiBaseUrl(o.apiBase),
+        };
+      },
+      setState,
+    );
+    clientRef.current = client;
+    setState(INITIAL_STATE);
+    client.start();
+    return () => {
+      client.stop();
+      if (clientRef.current === client) clientRef.current = null;
+    };
+  }, [active, userId, token]);
+
+  const markRead = useCallback(async (id: number) => {
+    await clientRef.current?.markRead(id);
+  }, []);
+  const markAllRead = useCallback(async () => {
+    await clientRef.current?.markAllRead();
+  }, []);
+  const reconnect = useCallback(() => clientRef.current?.reconnectNow(true), []);
+
+  return {
+    isConnected: state.status === 'open',
+    status: state.status,
+    retryInSeconds: state.retryInSeconds,
+    unreadCount: state.unreadCount,
+    notifications: state.notifications,
+    serverOffsetMs: state.serverOffsetMs,
+    lastError: state.lastError,
+    markRead,
+    markAllRead,
+    reconnect,
+  };
+}

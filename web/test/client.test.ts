@@ -1,0 +1,315 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { NotificationClient, type NotificationClientOptions, type NotificationState } from '../src/notifications/client';
+import type { Notification } from '../src/notifications/protocol';
+import { lastSeenKey, loadLastSeen, SeenIds } from '../src/notifications/resume';
+import { FakeWebSocket, MemoryStore } from './fakeWebSocket';
+
+const TOKEN = 'aaa.bbb.ccc';
+
+function setup(extra: Partial<NotificationClientOptions> = {}, store = new MemoryStore()) {
+  const toasts: Array<{ n: Notification; replayed: boolean }> = [];
+  const states: NotificationState[] = [];
+  const opts: NotificationClientOptions = {
+    token: TOKEN,
+    wsBase: 'ws://parkmate.test',
+    apiBase: '/api',
+    storage: store,
+    WebSocketImpl: FakeWebSocket,
+    random: () => 0.5,
+    toast: (n, info) => toasts.push({ n, replayed: info.replayed }),
+    ...extra,
+  };
+  const client = new NotificationClient(42, () => opts, (s) => states.push(s));
+  return { client, toasts, states, store, opts, state: () => client.snapshot };
+}
+
+beforeEach(() => {
+  FakeWebSocket.reset();
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('connecting', () => {
+  it('offers the token as a sub-protocol and never puts it in the URL', () => {
+    const { client, state } = setup();
+    client.start();
+    const ws = FakeWebSocket.last;
+    expect(ws.url).toBe('ws://parkmate.test/ws/notifications/42/');
+    expect(ws.protocols).toEqual(['parkmate.v1', `bearer.${TOKEN}`]);
+    expect(ws.url).not.toContain(TOKEN);
+    expect(state().status).toBe('connecting');
+    ws.open();
+    ws.hello({ unread_count: 3 });
+    expect(state().status).toBe('open');
+    expect(state().unreadCount).toBe(3);
+    client.stop();
+    expect(ws.closedByClient?.code).toBe(1000);
+  });
+
+  it('tracks unread_count frames and ignores garbage frames', () => {
+    const { client, state } = setup();
+    client.start();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello();
+    ws.receive({ type: 'unread_count', count: 9 });
+    ws.receive('not json');
+    ws.receive({ type: 'mystery' });
+    ws.receive({ type: 'error', code: 'invalid_json', message: 'x' });
+    expect(state().unreadCount).toBe(9);
+    expect(state().status).toBe('open');
+    client.stop();
+  });
+});
+
+describe('resume and dedupe', () => {
+  it('remembers the last id per user and resumes with since after a drop', () => {
+    const { client, store, state } = setup();
+    client.start();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello();
+    ws.notification(17);
+    ws.notification(18);
+    expect(store.getItem(lastSeenKey(42))).toBe('18');
+    expect(state().notifications.map((n) => n.id)).toEqual([18, 17]);
+
+    ws.serverClose(1012, 'server restarting');
+    expect(state().status).toBe('reconnecting');
+    expect(state().retryInSeconds).toBeGreaterThan(0);
+    vi.advanceTimersByTime(5000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    expect(FakeWebSocket.last.url).toBe('ws://parkmate.test/ws/notifications/42/?since=18');
+    client.stop();
+  });
+
+  it('resumes after a reload from localStorage', () => {
+    const store = new MemoryStore();
+    store.setItem(lastSeenKey(42), '123');
+    const { client } = setup({}, store);
+    client.start();
+    expect(FakeWebSocket.last.url).toBe('ws://parkmate.test/ws/notifications/42/?since=123');
+    client.stop();
+  });
+
+  it('keeps users apart and ignores junk in storage', () => {
+    const store = new MemoryStore();
+    store.setItem(lastSeenKey(7), '99');
+    store.setItem(lastSeenKey(8), 'oops');
+    expect(loadLastSeen(7, store)).toBe(99);
+    expect(loadLastSeen(8, store)).toBeNull();
+    expect(loadLastSeen(42, store)).toBeNull();
+  });
+
+  it('never delivers or toasts a notification twice across a replay overlap', () => {
+    const { client, toasts, state } = setup();
+    client.start();
+    let ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello();
+    ws.notification(1);
+    ws.notification(2);
+    ws.notification(2); // duplicate on the same socket
+    ws.serverClose(1006);
+    vi.advanceTimersByTime(5000);
+    ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello({ resume_from: 2 });
+    // A misbehaving overlap: the server replays 2 again, then the new 3.
+    ws.notification(2);
+    ws.notification(3);
+    ws.receive({ type: 'replayed', count: 2, last_id: 3 });
+    ws.notification(3);
+    ws.notification(4);
+    expect(state().notifications.map((n) => n.id)).toEqual([4, 3, 2, 1]);
+    expect(toasts.map((t) => t.n.id)).toEqual([1, 2, 3, 4]);
+    expect(toasts.find((t) => t.n.id === 3)?.replayed).toBe(true);
+    expect(toasts.find((t) => t.n.id === 4)?.replayed).toBe(false);
+    client.stop();
+  });
+
+  it('treats ids at or below the resumed id as already seen', () => {
+    const seen = new SeenIds(10);
+    expect(seen.add(9)).toBe(false);
+    expect(seen.add(10)).toBe(false);
+    expect(seen.add(11)).toBe(true);
+    expect(seen.add(11)).toBe(false);
+    expect(seen.lastId).toBe(11);
+    // Out of order above the floor is still delivered once (never lost).
+    expect(seen.add(13)).toBe(true);
+    expect(seen.add(12)).toBe(true);
+    expect(seen.add(12)).toBe(false);
+    expect(seen.lastId).toBe(13);
+  });
+
+  it('holds replayed toasts until `replayed`, then shows only the newest few', () => {
+    const store = new MemoryStore();
+    store.setItem(lastSeenKey(42), '10');
+    const { client, toasts } = setup({ maxReplayToasts: 2 }, store);
+    client.start();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello({ resume_from: 10 });
+    for (const id of [11, 12, 13, 14, 15]) ws.notification(id);
+    expect(toasts).toHaveLength(0);
+    ws.receive({ type: 'replayed', count: 5, last_id: 15 });
+    expect(toasts.map((t) => t.n.id)).toEqual([14, 15]);
+    client.stop();
+  });
+});
+
+describe('reconnect policy in action', () => {
+  it('stops on 4001 and reports unauthorized', () => {
+    const onUnauthorized = vi.fn();
+    const { client, state } = setup({ onUnauthorized });
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(4001, 'token expired');
+    expect(state().status).toBe('unauthorized');
+    expect(onUnauthorized).toHaveBeenCalledWith('token_expired');
+    vi.advanceTimersByTime(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    client.stop();
+  });
+
+  it('stops on 4009 without retrying', () => {
+    const { client, state } = setup();
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(4009);
+    expect(state().status).toBe('offline');
+    vi.advanceTimersByTime(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    window.dispatchEvent(new Event('online'));
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    client.stop();
+  });
+
+  it('asks checkAuth after a refused handshake; a bad token means unauthorized', async () => {
+    const onUnauthorized = vi.fn();
+    const checkAuth = vi.fn().mockResolvedValue(false);
+    const { client, state } = setup({ checkAuth, onUnauthorized });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.runAllTimersAsync();
+    expect(checkAuth).toHaveBeenCalledTimes(1);
+    expect(state().status).toBe('unauthorized');
+    expect(onUnauthorized).toHaveBeenCalledWith('handshake_refused');
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    client.stop();
+  });
+
+  it('retries with growing backoff when checkAuth says the token is fine (server down)', async () => {
+    const checkAuth = vi.fn().mockResolvedValue(true);
+    const { client, state } = setup({ checkAuth, random: () => 0.999 });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(state().status).toBe('reconnecting');
+    expect(state().retryInSeconds).toBe(5);
+    await vi.advanceTimersByTimeAsync(4000);
+    expect(state().retryInSeconds).toBe(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(state().retryInSeconds).toBe(10);
+    client.stop();
+  });
+
+  it('retries when checkAuth cannot tell (network error)', async () => {
+    const checkAuth = vi.fn().mockRejectedValue(new TypeError('Failed to fetch'));
+    const { client } = setup({ checkAuth });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.stop();
+  });
+
+  it('reconnects at once when the browser comes back online', () => {
+    const { client, state } = setup({ random: () => 0.999 });
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1006);
+    expect(state().status).toBe('reconnecting');
+    window.dispatchEvent(new Event('online'));
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.stop();
+  });
+
+  it('waits for `online` instead of retrying while the browser is offline', () => {
+    const { client, state } = setup();
+    client.start();
+    FakeWebSocket.last.open();
+    const onLine = vi.spyOn(navigator, 'onLine', 'get').mockReturnValue(false);
+    window.dispatchEvent(new Event('offline'));
+    FakeWebSocket.last.serverClose(1006);
+    expect(state().status).toBe('offline');
+    vi.advanceTimersByTime(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    onLine.mockReturnValue(true);
+    window.dispatchEvent(new Event('online'));
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.stop();
+  });
+
+  it('reconnects at once when the tab becomes visible again', () => {
+    const { client } = setup({ random: () => 0.999 });
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1001);
+    document.dispatchEvent(new Event('visibilitychange'));
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.stop();
+  });
+
+  it('pings every heartbeat and drops a socket that stopped answering', () => {
+    const { client, state } = setup();
+    client.start();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello({ heartbeat_ms: 1000 });
+    vi.advanceTimersByTime(1000);
+    expect(ws.sent).toEqual(['{"type":"ping"}']);
+    ws.receive({ type: 'pong' });
+    vi.advanceTimersByTime(1000);
+    expect(ws.sent).toHaveLength(2);
+    expect(state().status).toBe('open');
+    vi.advanceTimersByTime(1000); // no pong for the second ping
+    expect(ws.closedByClient?.code).toBe(4000);
+    expect(state().status).toBe('reconnecting');
+    client.stop();
+  });
+
+  it('stop() leaves no timers and no further sockets', () => {
+    const { client } = setup();
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1006);
+    client.stop();
+    vi.advanceTimersByTime(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('read state', () => {
+  it('marks read over HTTP with the bearer token and takes the new count', async () => {
+    const fetchImpl = vi.fn(async () => new Response(JSON.stringify({ unread_count: 1 }), { status: 200 }));
+    const { client, state } = setup({ fetchImpl: fetchImpl as unknown as typeof fetch });
+    client.start();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.hello({ unread_count: 2 });
+    FakeWebSocket.last.notification(5);
+    await client.markRead(5);
+    expect(fetchImpl).toHaveBeenCalledWith('/api/inbox/5/read', expect.objectContaining({ method: 'POST' }));
+    const init = (fetchImpl.mock.calls[0] as unknown[])[1] as RequestInit;
+    expect((init.headers as Record<string, string>).Authorization).toBe(`Bearer ${TOKEN}`);
+    expect(state().unreadCount).toBe(1);
+    expect(state().notifications[0].read).toBe(true);
+    client.stop();
+  });
+});
