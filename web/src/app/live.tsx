@@ -1,0 +1,94 @@
+//! The app's one notification socket, shared through context: the header reads the badge and the
+//! connection state; pages refetch when a notification arrives (`useLiveVersion`).
+
+import { createContext, useCallback, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
+import { apiBaseUrl, useWebSocketNotifications, type Notification, type UseWebSocketNotificationsResult } from '../notifications';
+import { useAuth } from './auth';
+
+interface LiveValue extends UseWebSocketNotificationsResult {
+  /** Increments on every new notification; pages put it in their effect dependencies. */
+  version: number;
+  lastNotification: Notification | null;
+  /** The server's clock (corrected by the last hello), for countdowns. */
+  serverNow: () => number;
+}
+
+const LiveContext = createContext<LiveValue | null>(null);
+
+export function LiveProvider({ children }: { children: ReactNode }) {
+  const { user, token, logout } = useAuth();
+  const [version, setVersion] = useState(0);
+  const [lastNotification, setLast] = useState<Notification | null>(null);
+
+  const checkAuth = useCallback(async () => {
+    // Not through api.ts: a 401 here is an answer, not an event that should sign out twice.
+    const res = await fetch(`${apiBaseUrl()}/me`, { headers: { Authorization: `Bearer ${token}` } });
+    if (res.status === 401) return false;
+    if (!res.ok) throw new Error(`GET /me ${res.status}`);
+    return true;
+  }, [token]);
+
+  const live = useWebSocketNotifications(user?.id ?? null, {
+    token,
+    checkAuth,
+    onUnauthorized: () => logout('Your session has expired. Please sign in again.'),
+    onNotification: (n) => {
+      setLast(n);
+      setVersion((v) => v + 1);
+    },
+  });
+
+  const offsetRef = useRef(live.serverOffsetMs);
+  offsetRef.current = live.serverOffsetMs;
+  const serverNow = useCallback(() => Date.now() + offsetRef.current, []);
+
+  return (
+    <LiveContext.Provider value={{ ...live, version, lastNotification, serverNow }}>{children}</LiveContext.Provider>
+  );
+}
+
+export function useLive(): LiveValue {
+  const v = useContext(LiveContext);
+  if (!v) throw new Error('useLive outside LiveProvider');
+  return v;
+}
+
+/**
+ * Loads data and reloads it whenever a notification arrives (and on `reload()`).
+ * Keeps the previous data while reloading so lists do not flicker.
+ */
+export function useLiveData<T>(load: () => Promise<T>, deps: unknown[] = []) {
+  const { version } = useLive();
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [nonce, setNonce] = useState(0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+
+  useEffect(() => {
+    let cancelled = false;
+    setLoading(true);
+    loadRef
+      .current()
+      .then((d) => {
+        if (!cancelled) {
+          setData(d);
+          setError(null);
+        }
+      })
+      .catch((e: unknown) => {
+        if (!cancelled) setError(e instanceof Error ? e.message : String(e));
+      })
+      .finally(() => {
+        if (!cancelled) setLoading(false);
+      });
+    return () => {
+      cancelled = true;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [version, nonce, ...deps]);
+
+  const reload = useCallback(() => setNonce((n) => n + 1), []);
+  return { data, error, loading, reload, setData };
+}
