@@ -17,6 +17,9 @@ export function RouterProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     const on = () => setPath(window.location.pathname);
     window.addEventListener('popstate', on);
+    // Children's effects run before ours: a <Redirect> on the first render navigated before this
+    // listener existed, so pick up the current location now.
+    on();
     return () => window.removeEventListener('popstate', on);
   }, []);
   return <RouteContext.Provider value={path}>{children}</RouteContext.Provider>;
