@@ -118,7 +118,7 @@ describe('app smoke', () => {
     render(<App />);
     await screen.findByTestId('login-email');
     expect(window.location.pathname).toBe('/login');
-    await waitFor(() => expect(calls.some((c) => c.url === '/api/auth/demo-accounts')).toBe(true));
+    await waitFor(() => expect(vi.mocked(fetch).mock.calls.some(([u]) => u === '/api/auth/demo-accounts')).toBe(true));
     expect(screen.queryByTestId('demo-accounts')).toBeNull();
     expect(FakeWebSocket.instances).toHaveLength(0);
   });
