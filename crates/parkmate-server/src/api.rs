@@ -1,0 +1,311 @@
+//! The HTTP API of the notification core: publishing (for backends, with the API key), the
+//! signed-in user's inbox (with their JWT), health and metrics. See `docs/protocol.md`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parkmate_auth::{ApiError, ApiJson, AuthUser};
+use parkmate_notifier::NotifyError;
+use parkmate_protocol::{Audience, Level, NotificationFrame, Role};
+use parkmate_store::{NewNotification, StoreError, UnreadState};
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+/// Longest message accepted: toasts show a sentence, not an essay.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+/// Largest `data` object, serialised.
+pub const MAX_DATA_BYTES: usize = 16 * 1024;
+/// Most recipients in one `user_ids` call.
+pub const MAX_USER_IDS: usize = 1000;
+/// A publisher waiting longer than this for the writer queue gets 503 instead of hanging.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/notifications", post(publish))
+        .route("/api/inbox", get(inbox))
+        .route("/api/inbox/unread-count", get(unread_count))
+        .route("/api/inbox/read-all", post(read_all))
+        .route("/api/inbox/{id}/read", post(read_one))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn require_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    match given {
+        Some(key) if constant_time_eq(key.as_bytes(), state.settings.api_key().as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("unauthorized", "wrong API key")),
+        None => Err(ApiError::unauthorized("unauthorized", "Authorization: Bearer <API key> is required")),
+    }
+}
+
+/// The publish body, mirroring the original `send_ws_notification(user_id, level, message)`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub level: String,
+    pub message: String,
+    pub event: Option<String>,
+    pub data: Option<serde_json::Value>,
+    pub user_id: Option<i64>,
+    pub user_ids: Option<Vec<i64>>,
+    pub role: Option<String>,
+    pub broadcast: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublishResponse {
+    pub ids: Vec<i64>,
+}
+
+fn audiences(req: &PublishRequest) -> Result<Vec<Audience>, ApiError> {
+    let bad = |m: &str| ApiError::unprocessable("invalid_recipient", m.to_owned());
+    let given = [req.user_id.is_some(), req.user_ids.is_some(), req.role.is_some(), req.broadcast.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
+    if given != 1 {
+        return Err(bad("give exactly one of user_id, user_ids, role, broadcast"));
+    }
+    let user = |id: i64| if id < 0 { Err(bad("user ids are non-negative")) } else { Ok(Audience::User(id)) };
+    if let Some(id) = req.user_id {
+        return Ok(vec![user(id)?]);
+    }
+    if let Some(ids) = &req.user_ids {
+        if ids.is_empty() || ids.len() > MAX_USER_IDS {
+            return Err(bad(&format!("user_ids must hold 1 to {MAX_USER_IDS} ids")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        return ids.iter().filter(|id| seen.insert(**id)).map(|id| user(*id)).collect();
+    }
+    if let Some(role) = &req.role {
+        return role.parse::<Role>().map(|r| vec![Audience::Role(r)]).map_err(|e| bad(&e.to_string()));
+    }
+    match req.broadcast {
+        Some(true) => Ok(vec![Audience::All]),
+        _ => Err(bad("broadcast must be true when given")),
+    }
+}
+
+/// Validates a publish request into the notifications to store.
+pub fn validate(req: &PublishRequest, idempotency_key: Option<&str>) -> Result<Vec<NewNotification>, ApiError> {
+    let level: Level = req
+        .level
+        .parse()
+        .map_err(|e: parkmate_protocol::ParseEnumError| ApiError::unprocessable("invalid_level", e.to_string()))?;
+    if req.message.trim().is_empty() {
+        return Err(ApiError::unprocessable("empty_message", "message must not be empty"));
+    }
+    if req.message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ApiError::unprocessable("message_too_long", format!("message is longer than {MAX_MESSAGE_CHARS} characters")));
+    }
+    let event = req.event.clone().unwrap_or_else(|| "custom".to_owned());
+    if event.is_empty() || event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(ApiError::unprocessable("invalid_event", "event must be 1-64 characters of a-z, 0-9 and _"));
+    }
+    let data = match &req.data {
+        None => serde_json::Value::Object(Default::default()),
+        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= MAX_DATA_BYTES => v.clone(),
+        Some(serde_json::Value::Object(_)) => {
+            return Err(ApiError::unprocessable("invalid_data", format!("data is larger than {MAX_DATA_BYTES} bytes")));
+        }
+        Some(_) => return Err(ApiError::unprocessable("invalid_data", "data must be a JSON object")),
+    };
+    if let Some(key) = idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-200 characters"));
+        }
+    }
+    Ok(audiences(req)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, audience)| {
+            let n = NewNotification::new(audience, level, &event, req.message.clone()).with_data(data.clone());
+            match idempotency_key {
+                Some(key) => n.with_dedupe_key(format!("api:{key}:{i}")),
+                None => n,
+            }
+        })
+        .collect())
+}
+
+pub(crate) fn notify_error(e: NotifyError) -> ApiError {
+    match e {
+        NotifyError::ShuttingDown => ApiError::unavailable("shutting_down", "the server is shutting down, retry"),
+        NotifyError::Store(e) => ApiError::internal(&e),
+    }
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<ApiJson<PublishRequest>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    // The key is checked before the body, so an unauthenticated caller learns nothing about it.
+    require_api_key(&state, &headers)?;
+    let ApiJson(req) = body?;
+    let idempotency_key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or(""));
+    let batch = validate(&req, idempotency_key)?;
+    let stored = tokio::time::timeout(PUBLISH_TIMEOUT, state.notifier.submit(batch))
+        .await
+        .map_err(|_| ApiError::unavailable("overloaded", "the notification queue is full, retry later"))?
+        .map_err(notify_error)?;
+    let ids = stored.iter().map(|n| n.id).collect();
+    Ok((StatusCode::CREATED, Json(PublishResponse { ids })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct InboxEntry {
+    #[serde(flatten)]
+    notification: NotificationFrame,
+    read: bool,
+}
+
+#[derive(Serialize)]
+struct InboxResponse {
+    items: Vec<InboxEntry>,
+    next_before: Option<i64>,
+    unread_count: i64,
+}
+
+#[derive(Serialize)]
+struct CountResponse {
+    count: i64,
+}
+
+#[derive(Serialize)]
+struct ReadResponse {
+    unread_count: i64,
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found("no such notification"),
+        e => ApiError::internal(&e),
+    }
+}
+
+async fn inbox(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Json<InboxResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+    }
+    let page = state.store.inbox(who.viewer(), q.before, limit).await.map_err(store_error)?;
+    let unread = state.store.unread(who.viewer()).await.map_err(store_error)?;
+    Ok(Json(InboxResponse {
+        items: page
+            .items
+            .into_iter()
+            .map(|i| InboxEntry { notification: i.notification.frame(), read: i.read })
+            .collect(),
+        next_before: page.next_before,
+        unread_count: unread.count,
+    }))
+}
+
+async fn unread_count(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<Json<CountResponse>, ApiError> {
+    let s = state.store.unread(who.viewer()).await.map_err(store_error)?;
+    Ok(Json(CountResponse { count: s.count }))
+}
+
+async fn announce(state: &AppState, user_id: i64, s: UnreadState) -> Json<ReadResponse> {
+    state.notifier.publish_read_state(user_id, s).await;
+    Json(ReadResponse { unread_count: s.count })
+}
+
+async fn read_one(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReadResponse>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::bad_request("invalid_id", "notification id must be an integer"))?;
+    let s = state.store.mark_read(who.viewer(), id).await.map_err(store_error)?;
+    Ok(announce(&state, who.user_id, s).await)
+}
+
+async fn read_all(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<Json<ReadResponse>, ApiError> {
+    let s = state.store.mark_all_read(who.viewer()).await.map_err(store_error)?;
+    Ok(announce(&state, who.user_id, s).await)
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    // Healthy means the store answers: a node that cannot read cannot replay.
+    state.store.max_id().await.map_err(store_error)?;
+    Ok(Json(serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() })))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::prometheus().render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: serde_json::Value) -> PublishRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_recipient() {
+        let r = req(serde_json::json!({"level":"info","message":"m"}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
+        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"broadcast":true}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
+        let r = req(serde_json::json!({"level":"info","message":"m","user_ids":[1,2,2]}));
+        assert_eq!(validate(&r, None).unwrap().len(), 2);
+        let r = req(serde_json::json!({"level":"info","message":"m","role":"pilot"}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
+    }
+
+    #[test]
+    fn level_message_event_and_data_are_checked() {
+        let r = req(serde_json::json!({"level":"loud","message":"m","user_id":1}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_level");
+        let r = req(serde_json::json!({"level":"info","message":"  ","user_id":1}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "empty_message");
+        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"event":"Bad Event"}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_event");
+        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"data":[1]}));
+        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_data");
+    }
+
+    #[test]
+    fn api_key_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The `parkmate` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use parkmate_protocol::Role;
+
+use crate::config::Settings;
+use crate::startup::Application;
+
+#[derive(Parser)]
+#[command(name = "parkmate", version, about = "Parkmate Notify: real-time notifications for Parkmate, persisted and never lost")]
+struct Cli {
+    /// Configuration file (optional); `PARKMATE_*` environment variables override it.
+    #[arg(long, global = true, default_value = "parkmate.toml", env = "PARKMATE_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default): WebSockets, the HTTP API and the web client.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Mint a signed user token for development and testing.
+    Token(TokenArgs),
+    /// Send a notification through a running server's publish API.
+    Notify(NotifyArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The user id the token is for (`sub`).
+    #[arg(long)]
+    user: i64,
+    /// The user's role: user, owner, admin or employee.
+    #[arg(long, default_value = "user")]
+    role: Role,
+    /// Lifetime in seconds (default: the configured token_ttl_secs).
+    #[arg(long)]
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("to").required(true).args(["user", "users", "role", "broadcast"])))]
+struct NotifyArgs {
+    /// One user id.
+    #[arg(long)]
+    user: Option<i64>,
+    /// Several user ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    users: Option<Vec<i64>>,
+    /// Everyone with this role (user, owner, admin, employee).
+    #[arg(long)]
+    role: Option<String>,
+    /// Everyone.
+    #[arg(long)]
+    broadcast: bool,
+    /// success, error, warning, info or confirm.
+    #[arg(long, default_value = "info")]
+    level: String,
+    /// Machine-readable event kind.
+    #[arg(long)]
+    event: Option<String>,
+    /// Extra data, a JSON object.
+    #[arg(long)]
+    data: Option<String>,
+    /// Server base URL (default: http://<configured bind>).
+    #[arg(long, env = "PARKMATE_SERVER")]
+    server: Option<String>,
+    /// The message text.
+    message: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = parkmate_store::open(&settings.database_url).await.context("migration failed")?;
+            db.close().await;
+            println!("database at {} is up to date", settings.database_url);
+            Ok(())
+        }
+        Command::Token(args) => {
+            let keys = parkmate_auth::TokenKeys::new(secrecy::ExposeSecret::expose_secret(&settings.jwt_secret).as_bytes());
+            let ttl = args.ttl_secs.unwrap_or(settings.token_ttl.as_secs());
+            println!("{}", keys.mint(args.user, args.role, ttl));
+            Ok(())
+        }
+        Command::Notify(args) => notify(settings, args).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init_logs(&settings.log);
+    if settings.generated_secrets {
+        tracing::warn!(
+            "generated a development JWT secret and API key in {}; set PARKMATE_JWT_SECRET and PARKMATE_API_KEY in production",
+            settings.data_dir.join("dev-secrets.toml").display()
+        );
+    }
+    let app = Application::build(settings).await?;
+    tracing::info!("Parkmate Notify listening on http://{}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: closing sockets with 1012 and draining");
+}
+
+async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({ "level": args.level, "message": args.message });
+    if let Some(u) = args.user {
+        body["user_id"] = u.into();
+    }
+    if let Some(us) = args.users {
+        body["user_ids"] = us.into();
+    }
+    if let Some(r) = args.role {
+        body["role"] = r.into();
+    }
+    if args.broadcast {
+        body["broadcast"] = true.into();
+    }
+    if let Some(e) = args.event {
+        body["event"] = e.into();
+    }
+    if let Some(d) = args.data {
+        body["data"] = serde_json::from_str(&d).context("--data is not JSON")?;
+    }
+    let server = args.server.unwrap_or_else(|| format!("http://{}", settings.bind));
+    let url = format!("{}/api/notifications", server.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(settings.api_key())
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{status}: {text}");
+    }
+    println!("{text}");
+    Ok(())
+}

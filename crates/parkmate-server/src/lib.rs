@@ -1,0 +1,14 @@
+//! The Parkmate Notify server: the edge where HTTP and WebSockets meet the hub, the store and the
+//! notifier. `startup` wires it together; `main.rs` only calls [`cli::main`].
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+pub mod ws;
+
+pub use config::{RawSettings, Settings};
+pub use startup::Application;

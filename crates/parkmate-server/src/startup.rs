@@ -1,0 +1,141 @@
+//! Builds the application from [`Settings`] and runs it until a shutdown future resolves.
+//!
+//! `Application::build` opens (and migrates) the store, starts the notifier and binds the listener,
+//! so a test can ask for `port()` before serving. `run_until_stopped(shutdown)` serves until the
+//! future resolves, then: stop accepting, close every socket with 1012 ("server restarting,
+//! reconnect"), let the writer store what was queued and the dispatcher publish what was stored,
+//! and wait for all of that under the `shutdown_grace` deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use parkmate_auth::TokenKeys;
+use parkmate_broker::{BusEvent, BusSink, MemoryBroker};
+use parkmate_hub::Hub;
+use parkmate_notifier::Notifier;
+use secrecy::ExposeSecret;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::state::AppState;
+
+/// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
+/// clients reconnect at once after a restart.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Hands broker events to the local hub.
+struct HubSink(Hub);
+
+impl BusSink for HubSink {
+    fn deliver(&self, event: &BusEvent) {
+        match event {
+            BusEvent::Notification(p) => {
+                self.0.publish_notification(p.audience, p.id, p.frame.clone());
+            }
+            BusEvent::ReadState { user_id, count, as_of } => {
+                self.0.publish_read_state(*user_id, *count, *as_of);
+            }
+        }
+    }
+
+    fn resync(&self) {
+        self.0.resync_all();
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    database: parkmate_store::Database,
+}
+
+/// Binds with a deep backlog (see [`LISTEN_BACKLOG`]).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let listener = bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+        Application::build_with_listener(settings, listener).await
+    }
+
+    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        crate::telemetry::prometheus();
+        let database = parkmate_store::open(&settings.database_url)
+            .await
+            .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
+        let store = database.notifications();
+        let hub = Hub::new(settings.queue_capacity);
+        let broker = Arc::new(MemoryBroker::new(Arc::new(HubSink(hub.clone()))));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
+        let settings = Arc::new(settings);
+        let state = AppState {
+            keys: Arc::new(TokenKeys::new(settings.jwt_secret.expose_secret().as_bytes())),
+            store,
+            notifier,
+            hub,
+            connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            shutdown,
+            tracker,
+            settings: settings.clone(),
+        };
+
+        let mut router = Router::new()
+            .route("/ws/notifications/{user_id}", get(crate::ws::handshake))
+            .route("/ws/notifications/{user_id}/", get(crate::ws::handshake))
+            .merge(crate::api::router());
+        // BOOKING DOMAIN HOOK
+        router = router.merge(crate::web::router(&settings.web_dir));
+        let router = router.with_state(state.clone());
+        Ok(Application { listener, router, state, database })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, router, state, database } = self;
+        let token = state.shutdown.clone();
+        let serve_token = token.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stop => {}
+                _ = serve_token.cancelled() => {}
+            }
+            // Cancelling closes sockets (1012) and stops the notifier after its last pass.
+            serve_token.cancel();
+        });
+        let result = server.await.context("server failed");
+        token.cancel();
+        state.tracker.close();
+        let grace = state.settings.shutdown_grace;
+        if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "shutdown deadline passed with tasks still running");
+        }
+        database.close().await;
+        result
+    }
+}

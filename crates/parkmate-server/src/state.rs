@@ -1,0 +1,35 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use parkmate_auth::TokenKeys;
+use parkmate_hub::Hub;
+use parkmate_notifier::Notifier;
+use parkmate_store::NotificationStore;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub keys: Arc<TokenKeys>,
+    pub store: Arc<dyn NotificationStore>,
+    pub notifier: Notifier,
+    pub hub: Hub,
+    /// One permit per open socket, `max_connections` in all: a handshake that finds none gets 503.
+    pub connection_slots: Arc<Semaphore>,
+    /// Cancelled at shutdown; every socket task watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so shutdown can wait for them to say goodbye.
+    pub tracker: TaskTracker,
+}
+
+impl FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}

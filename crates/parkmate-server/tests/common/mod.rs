@@ -1,0 +1,240 @@
+//! The test harness: the real application on `127.0.0.1:0` with its own temporary SQLite file,
+//! spoken to over real sockets. Each test gets its own app; nothing is shared.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parkmate_auth::TokenKeys;
+use parkmate_protocol::{NotificationFrame, Role, ServerFrame};
+use parkmate_server::state::AppState;
+use parkmate_server::{Application, RawSettings};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+pub const API_KEY: &str = "test-api-key";
+/// Every wait in a test is bounded by this; a test that hits it fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub keys: TokenKeys,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_settings(dir: &std::path::Path) -> RawSettings {
+    RawSettings {
+        bind: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.join("parkmate.db").display()),
+        jwt_secret: Some(JWT_SECRET.into()),
+        api_key: Some(API_KEY.into()),
+        data_dir: dir.to_owned(),
+        web_dir: dir.join("no-web"),
+        demo_data: false,
+        ..RawSettings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = test_settings(dir.path());
+    configure(&mut raw);
+    start(raw, dir).await
+}
+
+pub async fn start(raw: RawSettings, dir: tempfile::TempDir) -> TestApp {
+    let settings = raw.validate().expect("test settings are valid");
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        keys: TokenKeys::new(JWT_SECRET.as_bytes()),
+        http: reqwest::Client::new(),
+        state,
+        dir,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, user_id: i64, since: Option<i64>) -> String {
+        match since {
+            Some(s) => format!("ws://{}/ws/notifications/{user_id}/?since={s}", self.addr),
+            None => format!("ws://{}/ws/notifications/{user_id}/", self.addr),
+        }
+    }
+
+    pub fn token(&self, user_id: i64, role: Role) -> String {
+        self.keys.mint(user_id, role, 3600)
+    }
+
+    /// Opens a socket as `user_id` with an `Authorization` header and reads the `hello`.
+    pub async fn connect(&self, user_id: i64, role: Role, since: Option<i64>) -> Client {
+        let mut req = self.ws_url(user_id, since).into_client_request().unwrap();
+        let auth = format!("Bearer {}", self.token(user_id, role));
+        req.headers_mut().insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        let mut c = Client::open(req).await.expect("handshake succeeds");
+        match c.next_frame().await {
+            ServerFrame::Hello { user_id: u, .. } => assert_eq!(u, user_id),
+            other => panic!("expected hello, got {other:?}"),
+        }
+        c
+    }
+
+    /// POSTs to the publish API with the API key.
+    pub async fn publish(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/api/notifications"))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes one notification to one user and returns its id.
+    pub async fn send(&self, user_id: i64, message: &str) -> i64 {
+        let (status, body) = self.publish(serde_json::json!({"level":"info","message":message,"user_id":user_id})).await;
+        assert_eq!(status, 201, "{body}");
+        body["ids"][0].as_i64().unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self.http.post(self.url(path)).bearer_auth(token).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits (bounded) until the node holds `n` sockets.
+    pub async fn wait_for_connections(&self, n: usize) {
+        tokio::time::timeout(WAIT, async {
+            while self.state.hub.connection_count() != n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("expected {n} connections, have {}", self.state.hub.connection_count()));
+    }
+
+    /// Graceful stop; returns the data directory so a test can start again on the same database.
+    pub async fn stop(mut self) -> (tempfile::TempDir, SocketAddr) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, self.handle.take().unwrap())
+            .await
+            .expect("shutdown finishes within the deadline")
+            .unwrap()
+            .unwrap();
+        (self.dir, self.addr)
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn open(req: tokio_tungstenite::tungstenite::handshake::client::Request) -> Result<Client, WsError> {
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Client { ws })
+    }
+
+    /// The next server frame (text), skipping control frames; panics on close or after [`WAIT`].
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait");
+            match msg {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("server frames parse"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next notification, skipping unread counts and replay markers.
+    pub async fn next_notification(&mut self) -> NotificationFrame {
+        loop {
+            match self.next_frame().await {
+                ServerFrame::Notification(n) => return n,
+                ServerFrame::UnreadCount { .. } | ServerFrame::Replayed { .. } => continue,
+                other => panic!("expected a notification, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next unread count, skipping notifications.
+    pub async fn next_unread_count(&mut self) -> i64 {
+        loop {
+            match self.next_frame().await {
+                ServerFrame::UnreadCount { count } => return count,
+                ServerFrame::Notification(_) | ServerFrame::Replayed { .. } => continue,
+                other => panic!("expected an unread count, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code (None for a close without a frame).
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a close within the wait");
+            match msg {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                None => return None,
+                Some(Err(e)) => {
+                    eprintln!("socket ended without a close frame: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Asserts nothing but control frames arrive for `quiet`.
+    pub async fn assert_silent(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+}
