@@ -1,0 +1,164 @@
+//! The notifications the domain commits, one builder per event of `docs/booking-api.md`. The texts
+//! and levels are exactly the original system's (tests assert them); `event` and `data` let the
+//! client link a toast to its booking.
+//!
+//! Every builder sets a dedupe key naming the state change it reports (and, for events tied to a
+//! window, that window's end), so a retried action or a scheduler pass that repeats after a crash
+//! stores nothing new.
+
+use parkmate_protocol::{Audience, Level};
+use parkmate_store::{NewNotification, rfc3339};
+use serde_json::json;
+
+use crate::model::Booking;
+
+pub const EXPIRING: &str = "Your booking will expire in 5 minutes!";
+pub const RENEWED: &str = "Booking renewed successfully!";
+pub const DECLINED: &str = "Admin declined your booking request";
+pub const CASH_VERIFIED: &str = "Your cash payment has been verified";
+pub const CAR_WASH_DONE: &str = "Your car wash service completed";
+
+pub fn renewal_failed_text(reason: &str) -> String {
+    format!("Renewal failed: {reason}")
+}
+pub fn expired_text(slot_number: i64) -> String {
+    format!("Your booking for Slot #{slot_number} expired")
+}
+pub fn created_text(lot_id: i64) -> String {
+    format!("New booking received for Lot #{lot_id}")
+}
+pub fn employee_assigned_text(lot_id: i64, name: &str) -> String {
+    format!("New employee assigned to Lot #{lot_id}: {name}")
+}
+
+fn booking_data(b: &Booking) -> serde_json::Value {
+    json!({
+        "booking_id": b.id,
+        "lot_id": b.lot_id,
+        "slot_id": b.slot_id,
+        "slot_number": b.slot_number,
+        "end_at": rfc3339(b.window.end()),
+    })
+}
+
+fn to_driver(
+    b: &Booking,
+    level: Level,
+    event: &str,
+    message: impl Into<String>,
+) -> NewNotification {
+    NewNotification::new(Audience::User(b.user_id), level, event, message)
+        .with_data(booking_data(b))
+}
+
+fn end_ms(b: &Booking) -> i64 {
+    b.window.end().timestamp_millis()
+}
+
+/// Event 1: five minutes before the end of the current window.
+pub fn expiring(b: &Booking) -> NewNotification {
+    to_driver(b, Level::Warning, "booking_expiring", EXPIRING).with_dedupe_key(format!(
+        "booking:{}:expiring:{}",
+        b.id,
+        end_ms(b)
+    ))
+}
+
+/// Event 3: a paid renewal moved the window (`b` is the renewed booking).
+pub fn renewed(b: &Booking) -> NewNotification {
+    to_driver(b, Level::Success, "booking_renewed", RENEWED).with_dedupe_key(format!(
+        "booking:{}:renewed:{}",
+        b.id,
+        end_ms(b)
+    ))
+}
+
+/// Event 4: a renewal was refused. Keyed by reason and window, so a double click on a failing
+/// renewal toasts once, while a second attempt that fails differently is reported.
+pub fn renewal_failed(b: &Booking, reason: &str) -> NewNotification {
+    let mut data = booking_data(b);
+    data["reason"] = json!(reason);
+    NewNotification::new(
+        Audience::User(b.user_id),
+        Level::Error,
+        "renewal_failed",
+        renewal_failed_text(reason),
+    )
+    .with_data(data)
+    .with_dedupe_key(format!(
+        "booking:{}:renewal_failed:{}:{reason}",
+        b.id,
+        end_ms(b)
+    ))
+}
+
+/// Event 5: the server expired the booking and released its slot.
+pub fn expired(b: &Booking) -> NewNotification {
+    to_driver(
+        b,
+        Level::Warning,
+        "booking_expired",
+        expired_text(b.slot_number),
+    )
+    .with_dedupe_key(format!("booking:{}:expired:{}", b.id, end_ms(b)))
+}
+
+/// Event 6: an admin declined the request (terminal, so one key per booking).
+pub fn declined(b: &Booking) -> NewNotification {
+    let mut data = booking_data(b);
+    data["reason"] = json!(b.decline_reason);
+    NewNotification::new(
+        Audience::User(b.user_id),
+        Level::Warning,
+        "booking_declined",
+        DECLINED,
+    )
+    .with_data(data)
+    .with_dedupe_key(format!("booking:{}:declined", b.id))
+}
+
+/// Event 7: cash verified. A cash renewal needs verifying again, hence the window in the key.
+pub fn cash_verified(b: &Booking) -> NewNotification {
+    to_driver(b, Level::Success, "cash_payment_verified", CASH_VERIFIED).with_dedupe_key(format!(
+        "booking:{}:cash_verified:{}",
+        b.id,
+        end_ms(b)
+    ))
+}
+
+/// Event 8: to the lot's owner.
+pub fn created(b: &Booking) -> NewNotification {
+    NewNotification::new(
+        Audience::User(b.lot_owner_id),
+        Level::Info,
+        "booking_created",
+        created_text(b.lot_id),
+    )
+    .with_data(booking_data(b))
+    .with_dedupe_key(format!("booking:{}:created", b.id))
+}
+
+/// Event 9: a booking has one car wash.
+pub fn car_wash_done(b: &Booking) -> NewNotification {
+    to_driver(b, Level::Success, "car_wash_completed", CAR_WASH_DONE)
+        .with_dedupe_key(format!("booking:{}:car_wash_done", b.id))
+}
+
+/// Event 10: to the lot's owner.
+pub fn employee_assigned(
+    lot_id: i64,
+    owner_id: i64,
+    employee_id: i64,
+    employee_name: &str,
+) -> NewNotification {
+    NewNotification::new(
+        Audience::User(owner_id),
+        Level::Info,
+        "employee_assigned",
+        employee_assigned_text(lot_id, employee_name),
+    )
+    .with_data(
+        json!({"lot_id": lot_id, "employee_id": employee_id, "employee_name": employee_name}),
+    )
+    .with_dedupe_key(format!("lot:{lot_id}:employee:{employee_id}:assigned"))
+}

@@ -1,0 +1,129 @@
+//! The one timer task: fires event 1 (five minutes before a window ends) and event 5 (auto-expiry)
+//! for every booking. Not a task per booking.
+//!
+//! The ordered set of deadlines is the database itself (a partial index of active bookings by
+//! end), not an in-memory copy: it survives restarts, cannot drift from the bookings, and the
+//! "what fired" state lives in the same rows (`status`, `warned_end_at_ms`). Each pass is one
+//! transaction of conditional updates whose `RETURNING` rows are exactly what changed, with the
+//! notifications for those rows, so
+//! - a deadline that passed while the server was down fires once, at the first pass after start;
+//! - nothing fires twice: a row already expired or already warned for its current end does not
+//!   match again, and the dedupe keys (`booking:{id}:expiring:{end_at}`) catch anything else.
+//!
+//! Between passes the task sleeps until the next deadline, raced against a reschedule signal
+//! (a booking changed), a manual clock's tick and the shutdown token.
+
+use std::time::Duration as StdDuration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{Domain, DomainError, events, sqlite};
+
+/// Most bookings handled in one transaction, so one huge backlog does not hold the write
+/// connection for long; the pass loops until the backlog is gone.
+const BATCH: i64 = 256;
+/// Longest sleep with the system clock: a wall-clock jump (NTP step, suspended VM) is noticed
+/// within this long even if nothing else wakes the scheduler.
+const MAX_NAP: StdDuration = StdDuration::from_secs(30);
+/// After a failed pass (database trouble), wait this long before trying again.
+const RETRY_DELAY: StdDuration = StdDuration::from_secs(1);
+
+/// What one pass fired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fired {
+    /// Event 1 notifications.
+    pub warned: usize,
+    /// Event 5 notifications (bookings expired, slots released).
+    pub expired: usize,
+}
+
+impl Domain {
+    /// Fires every deadline that is due at the clock's "now": expiries first (a booking whose end
+    /// passed gets event 5 only, never a late "5 minutes left"), then warnings.
+    pub async fn fire_due(&self) -> Result<Fired, DomainError> {
+        let mut fired = Fired::default();
+        loop {
+            let now = self.now();
+            let mut tx = self.writer().begin().await?;
+            let expired = sqlite::expire_due(&mut tx, now, BATCH).await?;
+            let warned = sqlite::warn_due(&mut tx, now, BATCH).await?;
+            let mut notes = Vec::with_capacity(expired.len() + warned.len());
+            for id in &expired {
+                let b = sqlite::booking(&mut tx, *id)
+                    .await?
+                    .ok_or_else(|| crate::corrupt("booking vanished"))?;
+                notes.push(events::expired(&b));
+            }
+            for id in &warned {
+                let b = sqlite::booking(&mut tx, *id)
+                    .await?
+                    .ok_or_else(|| crate::corrupt("booking vanished"))?;
+                notes.push(events::expiring(&b));
+            }
+            if notes.is_empty() {
+                tx.commit().await?;
+                return Ok(fired);
+            }
+            parkmate_store::sqlite::insert_notifications(&mut tx, &notes).await?;
+            tx.commit().await?;
+            self.inner.outbox.wake();
+            fired.expired += expired.len();
+            fired.warned += warned.len();
+            if (expired.len() as i64) < BATCH && (warned.len() as i64) < BATCH {
+                return Ok(fired);
+            }
+        }
+    }
+
+    /// The earliest deadline not yet fired, if any booking is active.
+    pub async fn next_deadline(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, DomainError> {
+        let mut conn = self.writer().acquire().await?;
+        Ok(sqlite::next_deadline(&mut conn).await?)
+    }
+
+    /// Runs the scheduler until `shutdown` is cancelled. The first pass fires whatever fell due
+    /// while the server was down.
+    pub async fn run_scheduler(self, shutdown: CancellationToken) {
+        loop {
+            let wait = match self.pass().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = ?e, "scheduler pass failed; retrying");
+                    Some(RETRY_DELAY)
+                }
+            };
+            let manual = self.clock().as_manual();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.reschedule_signal().notified() => {}
+                _ = async { match manual { Some(m) => m.ticked().await, None => std::future::pending().await } } => {}
+                _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
+            }
+        }
+    }
+
+    /// Starts [`run_scheduler`](Self::run_scheduler) on `tracker`.
+    pub fn spawn_scheduler(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+        tracker.spawn(self.clone().run_scheduler(shutdown));
+    }
+
+    /// One pass; answers how long to sleep (`None`: until woken).
+    async fn pass(&self) -> Result<Option<StdDuration>, DomainError> {
+        let fired = self.fire_due().await?;
+        if fired != Fired::default() {
+            tracing::debug!(?fired, "scheduler fired");
+        }
+        let Some(next) = self.next_deadline().await? else {
+            return Ok(None);
+        };
+        if self.clock().as_manual().is_some() {
+            // Manual time moves only by advance(), which wakes us; a real sleep would be wrong.
+            return Ok(None);
+        }
+        let until = (next - self.now()).to_std().unwrap_or(StdDuration::ZERO);
+        Ok(Some(until.min(MAX_NAP)))
+    }
+}

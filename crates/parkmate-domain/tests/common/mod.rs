@@ -1,0 +1,214 @@
+//! A fresh domain on a real temp-file SQLite database, with a manual clock and a gateway that
+//! counts what it was asked to do.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use parkmate_domain::payment::CARD_APPROVED;
+use parkmate_domain::{
+    Actor, BookingMinutes, Charge, Domain, Email, Lot, ManualClock, Name, NewBooking, Password,
+    PaymentChoice, PaymentError, PaymentGateway, Receipt, TestGateway, User,
+};
+use parkmate_notifier::OutboxSignal;
+use parkmate_protocol::Role;
+use parkmate_store::{Database, NotificationStore, StoredNotification};
+
+/// The test gateway, counting charges and refunds.
+#[derive(Default)]
+pub struct CountingGateway {
+    inner: TestGateway,
+    pub charges: AtomicUsize,
+    pub refunds: AtomicUsize,
+}
+
+#[async_trait]
+impl PaymentGateway for CountingGateway {
+    async fn charge(&self, charge: Charge) -> Result<Receipt, PaymentError> {
+        let r = self.inner.charge(charge).await;
+        if r.is_ok() {
+            self.charges.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+    async fn refund(&self, receipt: &Receipt) -> Result<(), PaymentError> {
+        self.refunds.fetch_add(1, Ordering::SeqCst);
+        self.inner.refund(receipt).await
+    }
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 18, 0, 0).unwrap()
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub db: Database,
+    pub domain: Domain,
+    pub clock: Arc<ManualClock>,
+    pub gateway: Arc<CountingGateway>,
+    pub admin: User,
+    pub owner: User,
+    pub other_owner: User,
+    pub driver: User,
+    pub other_driver: User,
+    pub employee: User,
+    pub other_employee: User,
+    /// Owned by `owner`; slot 1 and 2 offer car wash; `employee` works here.
+    pub lot: Lot,
+    /// Owned by `other_owner`; `other_employee` works here.
+    pub other_lot: Lot,
+}
+
+pub fn actor(u: &User) -> Actor {
+    Actor {
+        user_id: u.id,
+        role: u.role,
+    }
+}
+
+impl World {
+    pub async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("domain.db").display());
+        let db = parkmate_store::open(&url).await.unwrap();
+        let clock = Arc::new(ManualClock::starting_at(t0()));
+        let gateway = Arc::new(CountingGateway::default());
+        let domain = Domain::new(&db, clock.clone(), gateway.clone(), OutboxSignal::default())
+            .await
+            .unwrap();
+        let mk = |name: &'static str, role: Role| {
+            let domain = domain.clone();
+            async move {
+                let email = format!("{}@t.test", name.to_lowercase().replace(' ', "."));
+                domain
+                    .create_user(
+                        Name::parse(name).unwrap(),
+                        Email::parse(&email).unwrap(),
+                        Password::parse("password-123").unwrap(),
+                        role,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let admin = mk("Ada Admin", Role::Admin).await;
+        let owner = mk("Olga Owner", Role::Owner).await;
+        let other_owner = mk("Otto Owner", Role::Owner).await;
+        let driver = mk("Dana Driver", Role::User).await;
+        let other_driver = mk("Dev Driver", Role::User).await;
+        let employee = mk("Emil Employee", Role::Employee).await;
+        let other_employee = mk("Erin Employee", Role::Employee).await;
+        let lot = domain
+            .create_lot(
+                owner.id,
+                Name::parse("Central").unwrap(),
+                240,
+                &[(1, true), (2, true), (3, false)],
+            )
+            .await
+            .unwrap();
+        let other_lot = domain
+            .create_lot(
+                other_owner.id,
+                Name::parse("Harbour").unwrap(),
+                120,
+                &[(1, true), (2, false)],
+            )
+            .await
+            .unwrap();
+        domain
+            .assign_employee(actor(&admin), lot.id, employee.id)
+            .await
+            .unwrap();
+        domain
+            .assign_employee(actor(&admin), other_lot.id, other_employee.id)
+            .await
+            .unwrap();
+        World {
+            dir,
+            url,
+            db,
+            domain,
+            clock,
+            gateway,
+            admin,
+            owner,
+            other_owner,
+            driver,
+            other_driver,
+            employee,
+            other_employee,
+            lot,
+            other_lot,
+        }
+    }
+
+    /// A second domain on the same database file, as after a restart, with its clock at `now`.
+    pub async fn restart(&self, now: DateTime<Utc>) -> (Domain, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::starting_at(now));
+        let db = parkmate_store::open(&self.url).await.unwrap();
+        let domain = Domain::new(
+            &db,
+            clock.clone(),
+            self.gateway.clone(),
+            OutboxSignal::default(),
+        )
+        .await
+        .unwrap();
+        (domain, clock)
+    }
+
+    pub fn store(&self) -> Arc<dyn NotificationStore> {
+        self.db.notifications()
+    }
+
+    /// Every notification stored so far, oldest first.
+    pub async fn notes(&self) -> Vec<StoredNotification> {
+        self.store().after(0, 1000).await.unwrap()
+    }
+
+    /// Notifications of one event kind.
+    pub async fn notes_of(&self, event: &str) -> Vec<StoredNotification> {
+        self.notes()
+            .await
+            .into_iter()
+            .filter(|n| n.event == event)
+            .collect()
+    }
+
+    pub fn slot(&self, number: i64) -> i64 {
+        self.lot
+            .slots
+            .iter()
+            .find(|s| s.number == number)
+            .unwrap()
+            .id
+    }
+}
+
+pub fn cash(slot_id: i64, minutes: i64, car_wash: bool) -> NewBooking {
+    NewBooking {
+        slot_id,
+        minutes: BookingMinutes::parse(minutes).unwrap(),
+        car_wash,
+        payment: PaymentChoice::Cash,
+    }
+}
+
+pub fn card(slot_id: i64, minutes: i64, number: &str) -> NewBooking {
+    NewBooking {
+        slot_id,
+        minutes: BookingMinutes::parse(minutes).unwrap(),
+        car_wash: false,
+        payment: PaymentChoice::parse("online", Some(number)).unwrap(),
+    }
+}
+
+pub fn approved_card() -> PaymentChoice {
+    PaymentChoice::parse("online", Some(CARD_APPROVED)).unwrap()
+}
