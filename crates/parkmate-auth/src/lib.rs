@@ -40,7 +40,10 @@ pub struct Identity {
 
 impl Identity {
     pub fn viewer(&self) -> Viewer {
-        Viewer { user_id: self.user_id, role: self.role }
+        Viewer {
+            user_id: self.user_id,
+            role: self.role,
+        }
     }
 }
 
@@ -66,7 +69,10 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl TokenKeys {
@@ -86,7 +92,12 @@ impl TokenKeys {
     /// Mints a token for `user_id` valid for `ttl_secs`.
     pub fn mint(&self, user_id: i64, role: Role, ttl_secs: u64) -> String {
         let iat = now_secs();
-        let claims = Claims { sub: user_id.to_string(), role, exp: iat + ttl_secs, iat };
+        let claims = Claims {
+            sub: user_id.to_string(),
+            role,
+            exp: iat + ttl_secs,
+            iat,
+        };
         // HS256 signing of a plain struct cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -95,19 +106,34 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        let user_id: i64 = data.claims.sub.parse().map_err(|_| TokenError::BadSubject)?;
+        let user_id: i64 = data
+            .claims
+            .sub
+            .parse()
+            .map_err(|_| TokenError::BadSubject)?;
         if user_id < 0 {
             return Err(TokenError::BadSubject);
         }
-        Ok(Identity { user_id, role: data.claims.role, expires_at: data.claims.exp })
+        Ok(Identity {
+            user_id,
+            role: data.claims.role,
+            expires_at: data.claims.exp,
+        })
     }
 }
 
 /// The bearer token of an `Authorization` header, if it has one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Extractor: the signed-in user of an `Authorization: Bearer <jwt>` request, or 401 JSON.
@@ -123,7 +149,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let keys = Arc::<TokenKeys>::from_ref(state);
-        let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("missing_token", "an Authorization: Bearer token is required"))?;
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_token",
+                "an Authorization: Bearer token is required",
+            )
+        })?;
         keys.verify(token)
             .map(AuthUser)
             .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))
@@ -147,7 +178,11 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -180,20 +215,33 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(error = %chain, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code, message: &self.message };
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
         (self.status, Json(body)).into_response()
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -212,11 +260,17 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::bad_request("invalid_json", e.body_text())),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::unprocessable("invalid_body", e.body_text())),
-            Err(JsonRejection::MissingJsonContentType(e)) => {
-                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", e.body_text()))
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("invalid_json", e.body_text()))
             }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::unprocessable("invalid_body", e.body_text()))
+            }
+            Err(JsonRejection::MissingJsonContentType(e)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.body_text(),
+            )),
             Err(e) => Err(ApiError::bad_request("invalid_body", e.body_text())),
         }
     }
@@ -237,10 +291,23 @@ mod tests {
     fn refuses_wrong_key_expired_and_alg_none() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
         let other = TokenKeys::new(b"another-secret-another-secret-xx");
-        assert_eq!(keys.verify(&other.mint(7, Role::User, 60)), Err(TokenError::Invalid));
+        assert_eq!(
+            keys.verify(&other.mint(7, Role::User, 60)),
+            Err(TokenError::Invalid)
+        );
 
-        let claims = Claims { sub: "7".into(), role: Role::User, exp: now_secs() - 10, iat: now_secs() - 70 };
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef")).unwrap();
+        let claims = Claims {
+            sub: "7".into(),
+            role: Role::User,
+            exp: now_secs() - 10,
+            iat: now_secs() - 70,
+        };
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
         assert_eq!(keys.verify(&expired), Err(TokenError::Invalid));
 
         // {"alg":"none","typ":"JWT"} . {"sub":"7","role":"admin","exp":9999999999,"iat":0} . (empty)

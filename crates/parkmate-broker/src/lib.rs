@@ -24,7 +24,11 @@ pub struct Published {
 pub enum BusEvent {
     Notification(Arc<Published>),
     /// A user's unread count changed; their sockets on every node update their badge.
-    ReadState { user_id: i64, count: i64, as_of: i64 },
+    ReadState {
+        user_id: i64,
+        count: i64,
+        as_of: i64,
+    },
 }
 
 /// Where a node's broker subscription hands events: the hub, behind a little glue.

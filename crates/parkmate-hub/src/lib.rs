@@ -97,29 +97,57 @@ impl Hub {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut maps = self.shared.maps.write().unwrap_or_else(|p| p.into_inner());
-            maps.conns.insert(id, Entry { user_id, role, tx, slow: slow.clone() });
+            maps.conns.insert(
+                id,
+                Entry {
+                    user_id,
+                    role,
+                    tx,
+                    slow: slow.clone(),
+                },
+            );
             maps.by_user.entry(user_id).or_default().push(id);
             metrics::gauge!("parkmate_connections").set(maps.conns.len() as f64);
         }
-        Subscription { id, user_id, role, rx, slow, hub: self.clone() }
+        Subscription {
+            id,
+            user_id,
+            role,
+            rx,
+            slow,
+            hub: self.clone(),
+        }
     }
 
     pub fn connection_count(&self) -> usize {
-        self.shared.maps.read().unwrap_or_else(|p| p.into_inner()).conns.len()
+        self.shared
+            .maps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .len()
     }
 
     /// Hands a notification frame to every local socket of its audience.
     pub fn publish_notification(&self, audience: Audience, id: i64, frame: Bytes) -> FanOut {
         let delivery = Delivery::Notification { id, frame };
-        self.fan_out(|e| match audience {
-            Audience::User(u) => e.user_id == u,
-            Audience::Role(r) => e.role == r,
-            Audience::All => true,
-        }, Some(audience), &delivery)
+        self.fan_out(
+            |e| match audience {
+                Audience::User(u) => e.user_id == u,
+                Audience::Role(r) => e.role == r,
+                Audience::All => true,
+            },
+            Some(audience),
+            &delivery,
+        )
     }
 
     pub fn publish_read_state(&self, user_id: i64, count: i64, as_of: i64) -> FanOut {
-        self.fan_out(|_| true, Some(Audience::User(user_id)), &Delivery::ReadState { count, as_of })
+        self.fan_out(
+            |_| true,
+            Some(Audience::User(user_id)),
+            &Delivery::ReadState { count, as_of },
+        )
     }
 
     /// Tells every local socket to catch up from the store.
@@ -127,7 +155,12 @@ impl Hub {
         self.fan_out(|_| true, None, &Delivery::Resync)
     }
 
-    fn fan_out(&self, wanted: impl Fn(&Entry) -> bool, audience: Option<Audience>, delivery: &Delivery) -> FanOut {
+    fn fan_out(
+        &self,
+        wanted: impl Fn(&Entry) -> bool,
+        audience: Option<Audience>,
+        delivery: &Delivery,
+    ) -> FanOut {
         let mut out = FanOut::default();
         let mut slow = Vec::new();
         {
@@ -174,12 +207,12 @@ impl Hub {
     fn remove(&self, ids: &[u64]) {
         let mut maps = self.shared.maps.write().unwrap_or_else(|p| p.into_inner());
         for id in ids {
-            if let Some(e) = maps.conns.remove(id) {
-                if let Some(list) = maps.by_user.get_mut(&e.user_id) {
-                    list.retain(|x| x != id);
-                    if list.is_empty() {
-                        maps.by_user.remove(&e.user_id);
-                    }
+            if let Some(e) = maps.conns.remove(id)
+                && let Some(list) = maps.by_user.get_mut(&e.user_id)
+            {
+                list.retain(|x| x != id);
+                if list.is_empty() {
+                    maps.by_user.remove(&e.user_id);
                 }
             }
         }
@@ -202,9 +235,21 @@ mod tests {
         let mut a2 = hub.subscribe(1, Role::User);
         let mut b = hub.subscribe(2, Role::Owner);
 
-        assert_eq!(hub.publish_notification(Audience::User(1), 1, frame(1)).delivered, 2);
-        assert_eq!(hub.publish_notification(Audience::Role(Role::Owner), 2, frame(2)).delivered, 1);
-        assert_eq!(hub.publish_notification(Audience::All, 3, frame(3)).delivered, 3);
+        assert_eq!(
+            hub.publish_notification(Audience::User(1), 1, frame(1))
+                .delivered,
+            2
+        );
+        assert_eq!(
+            hub.publish_notification(Audience::Role(Role::Owner), 2, frame(2))
+                .delivered,
+            1
+        );
+        assert_eq!(
+            hub.publish_notification(Audience::All, 3, frame(3))
+                .delivered,
+            3
+        );
 
         let ids = |s: &mut Subscription| {
             let mut v = vec![];
@@ -228,7 +273,13 @@ mod tests {
             fast.rx.try_recv().unwrap();
         }
         let out = hub.publish_notification(Audience::All, 3, frame(3));
-        assert_eq!(out, FanOut { delivered: 1, slow: 1 });
+        assert_eq!(
+            out,
+            FanOut {
+                delivered: 1,
+                slow: 1
+            }
+        );
         assert!(slow.slow.is_cancelled());
         assert!(!fast.slow.is_cancelled());
         assert_eq!(hub.connection_count(), 1);
@@ -243,6 +294,10 @@ mod tests {
         assert_eq!(hub.connection_count(), 1);
         drop(s);
         assert_eq!(hub.connection_count(), 0);
-        assert_eq!(hub.publish_notification(Audience::User(1), 1, frame(1)).delivered, 0);
+        assert_eq!(
+            hub.publish_notification(Audience::User(1), 1, frame(1))
+                .delivered,
+            0
+        );
     }
 }

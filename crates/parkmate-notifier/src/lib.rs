@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use parkmate_broker::{Broker, BusEvent, Published};
 use parkmate_protocol::{Audience, Level, ServerFrame};
-use parkmate_store::{NewNotification, NotificationStore, StoreError, StoredNotification, UnreadState};
+use parkmate_store::{
+    NewNotification, NotificationStore, StoreError, StoredNotification, UnreadState,
+};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -82,20 +84,40 @@ impl Notifier {
     }
 
     /// Stores and publishes one notification to one user.
-    pub async fn send(&self, user_id: i64, level: Level, message: impl Into<String>) -> Result<StoredNotification, NotifyError> {
-        self.send_to(NewNotification::new(Audience::User(user_id), level, "custom", message)).await
+    pub async fn send(
+        &self,
+        user_id: i64,
+        level: Level,
+        message: impl Into<String>,
+    ) -> Result<StoredNotification, NotifyError> {
+        self.send_to(NewNotification::new(
+            Audience::User(user_id),
+            level,
+            "custom",
+            message,
+        ))
+        .await
     }
 
     /// Stores and publishes one notification to any audience (a user, a role, everyone).
-    pub async fn send_to(&self, notification: NewNotification) -> Result<StoredNotification, NotifyError> {
+    pub async fn send_to(
+        &self,
+        notification: NewNotification,
+    ) -> Result<StoredNotification, NotifyError> {
         let mut stored = self.submit(vec![notification]).await?;
         stored.pop().ok_or(NotifyError::ShuttingDown)
     }
 
     /// Stores a batch atomically (with whatever else is queued) and returns the rows in order.
-    pub async fn submit(&self, batch: Vec<NewNotification>) -> Result<Vec<StoredNotification>, NotifyError> {
+    pub async fn submit(
+        &self,
+        batch: Vec<NewNotification>,
+    ) -> Result<Vec<StoredNotification>, NotifyError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Request { batch, reply }).await.map_err(|_| NotifyError::ShuttingDown)?;
+        self.tx
+            .send(Request { batch, reply })
+            .await
+            .map_err(|_| NotifyError::ShuttingDown)?;
         answer.await.map_err(|_| NotifyError::ShuttingDown)?
     }
 
@@ -106,7 +128,11 @@ impl Notifier {
 
     /// Tells every socket of `user_id`, on every node, its new unread count.
     pub async fn publish_read_state(&self, user_id: i64, state: UnreadState) {
-        let event = BusEvent::ReadState { user_id, count: state.count, as_of: state.as_of };
+        let event = BusEvent::ReadState {
+            user_id,
+            count: state.count,
+            as_of: state.as_of,
+        };
         // Read state is not persisted as an event: a socket that misses it gets the count again
         // at its next connect. So a broker hiccup here is logged, not retried.
         if let Err(e) = self.broker.publish(event).await {
@@ -147,8 +173,15 @@ async fn writer(
     }
 }
 
-async fn commit_group(store: &dyn NotificationStore, requests: Vec<Request>, outbox: &OutboxSignal) {
-    let all: Vec<NewNotification> = requests.iter().flat_map(|r| r.batch.iter().cloned()).collect();
+async fn commit_group(
+    store: &dyn NotificationStore,
+    requests: Vec<Request>,
+    outbox: &OutboxSignal,
+) {
+    let all: Vec<NewNotification> = requests
+        .iter()
+        .flat_map(|r| r.batch.iter().cloned())
+        .collect();
     match store.insert_batch(&all).await {
         Ok(stored) => {
             metrics::counter!("parkmate_notifications_stored_total").increment(stored.len() as u64);
@@ -164,7 +197,11 @@ async fn commit_group(store: &dyn NotificationStore, requests: Vec<Request>, out
             tracing::error!(error = ?e, rows = all.len(), "group commit failed");
             let msg = e.to_string();
             for r in requests {
-                let _ = r.reply.send(Err(NotifyError::Store(StoreError::Corrupt(format!("commit failed: {msg}")))));
+                let _ = r
+                    .reply
+                    .send(Err(NotifyError::Store(StoreError::Corrupt(format!(
+                        "commit failed: {msg}"
+                    )))));
             }
         }
     }
@@ -270,7 +307,12 @@ mod tests {
         let store = parkmate_store::open(&url).await.unwrap().notifications();
         // A row committed before start but never published (a crash between commit and publish).
         let left = store
-            .insert_batch(&[NewNotification::new(Audience::User(1), Level::Info, "custom", "left over")])
+            .insert_batch(&[NewNotification::new(
+                Audience::User(1),
+                Level::Info,
+                "custom",
+                "left over",
+            )])
             .await
             .unwrap();
 
@@ -280,7 +322,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
 
-        let sent = notifier.send(1, Level::Success, "Booking renewed successfully!").await.unwrap();
+        let sent = notifier
+            .send(1, Level::Success, "Booking renewed successfully!")
+            .await
+            .unwrap();
         assert!(sent.id > left[0].id);
         while sink.0.lock().unwrap().len() < 2 {
             sink.1.notified().await;
@@ -291,6 +336,9 @@ mod tests {
         tracker.close();
         tracker.wait().await;
         assert_eq!(store.published_through().await.unwrap(), sent.id);
-        assert!(matches!(notifier.send(1, Level::Info, "late").await, Err(NotifyError::ShuttingDown)));
+        assert!(matches!(
+            notifier.send(1, Level::Info, "late").await,
+            Err(NotifyError::ShuttingDown)
+        ));
     }
 }

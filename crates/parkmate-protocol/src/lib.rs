@@ -176,10 +176,18 @@ pub enum ServerFrame {
     },
     Notification(NotificationFrame),
     /// Sent once the replay of a `since` request is complete; everything after is live.
-    Replayed { count: u64, last_id: Option<i64> },
-    UnreadCount { count: i64 },
+    Replayed {
+        count: u64,
+        last_id: Option<i64>,
+    },
+    UnreadCount {
+        count: i64,
+    },
     Pong,
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 impl ServerFrame {
@@ -320,18 +328,28 @@ mod tests {
 
     #[test]
     fn client_frames_parse_and_refuse() {
-        assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping {}));
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping {})
+        );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"mark_read","id":4}"#),
             Ok(ClientFrame::MarkRead { id: 4 })
         );
-        assert_eq!(ClientFrame::parse("nope").unwrap_err().code(), "invalid_json");
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"launch"}"#).unwrap_err().code(),
+            ClientFrame::parse("nope").unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"launch"}"#)
+                .unwrap_err()
+                .code(),
             "unknown_frame"
         );
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"ping","x":1}"#).unwrap_err().code(),
+            ClientFrame::parse(r#"{"type":"ping","x":1}"#)
+                .unwrap_err()
+                .code(),
             "unknown_frame"
         );
     }
@@ -357,7 +375,10 @@ mod tests {
 
     #[test]
     fn viewer_sees_its_streams_only() {
-        let v = Viewer { user_id: 7, role: Role::Owner };
+        let v = Viewer {
+            user_id: 7,
+            role: Role::Owner,
+        };
         assert!(v.sees(Audience::User(7)));
         assert!(!v.sees(Audience::User(8)));
         assert!(v.sees(Audience::Role(Role::Owner)));

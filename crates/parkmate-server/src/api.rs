@@ -50,9 +50,14 @@ fn require_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match given {
-        Some(key) if constant_time_eq(key.as_bytes(), state.settings.api_key().as_bytes()) => Ok(()),
+        Some(key) if constant_time_eq(key.as_bytes(), state.settings.api_key().as_bytes()) => {
+            Ok(())
+        }
         Some(_) => Err(ApiError::unauthorized("unauthorized", "wrong API key")),
-        None => Err(ApiError::unauthorized("unauthorized", "Authorization: Bearer <API key> is required")),
+        None => Err(ApiError::unauthorized(
+            "unauthorized",
+            "Authorization: Bearer <API key> is required",
+        )),
     }
 }
 
@@ -77,14 +82,27 @@ pub struct PublishResponse {
 
 fn audiences(req: &PublishRequest) -> Result<Vec<Audience>, ApiError> {
     let bad = |m: &str| ApiError::unprocessable("invalid_recipient", m.to_owned());
-    let given = [req.user_id.is_some(), req.user_ids.is_some(), req.role.is_some(), req.broadcast.is_some()]
-        .iter()
-        .filter(|g| **g)
-        .count();
+    let given = [
+        req.user_id.is_some(),
+        req.user_ids.is_some(),
+        req.role.is_some(),
+        req.broadcast.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
     if given != 1 {
-        return Err(bad("give exactly one of user_id, user_ids, role, broadcast"));
+        return Err(bad(
+            "give exactly one of user_id, user_ids, role, broadcast",
+        ));
     }
-    let user = |id: i64| if id < 0 { Err(bad("user ids are non-negative")) } else { Ok(Audience::User(id)) };
+    let user = |id: i64| {
+        if id < 0 {
+            Err(bad("user ids are non-negative"))
+        } else {
+            Ok(Audience::User(id))
+        }
+    };
     if let Some(id) = req.user_id {
         return Ok(vec![user(id)?]);
     }
@@ -93,10 +111,17 @@ fn audiences(req: &PublishRequest) -> Result<Vec<Audience>, ApiError> {
             return Err(bad(&format!("user_ids must hold 1 to {MAX_USER_IDS} ids")));
         }
         let mut seen = std::collections::HashSet::new();
-        return ids.iter().filter(|id| seen.insert(**id)).map(|id| user(*id)).collect();
+        return ids
+            .iter()
+            .filter(|id| seen.insert(**id))
+            .map(|id| user(*id))
+            .collect();
     }
     if let Some(role) = &req.role {
-        return role.parse::<Role>().map(|r| vec![Audience::Role(r)]).map_err(|e| bad(&e.to_string()));
+        return role
+            .parse::<Role>()
+            .map(|r| vec![Audience::Role(r)])
+            .map_err(|e| bad(&e.to_string()));
     }
     match req.broadcast {
         Some(true) => Ok(vec![Audience::All]),
@@ -105,39 +130,72 @@ fn audiences(req: &PublishRequest) -> Result<Vec<Audience>, ApiError> {
 }
 
 /// Validates a publish request into the notifications to store.
-pub fn validate(req: &PublishRequest, idempotency_key: Option<&str>) -> Result<Vec<NewNotification>, ApiError> {
+pub fn validate(
+    req: &PublishRequest,
+    idempotency_key: Option<&str>,
+) -> Result<Vec<NewNotification>, ApiError> {
     let level: Level = req
         .level
         .parse()
-        .map_err(|e: parkmate_protocol::ParseEnumError| ApiError::unprocessable("invalid_level", e.to_string()))?;
+        .map_err(|e: parkmate_protocol::ParseEnumError| {
+            ApiError::unprocessable("invalid_level", e.to_string())
+        })?;
     if req.message.trim().is_empty() {
-        return Err(ApiError::unprocessable("empty_message", "message must not be empty"));
+        return Err(ApiError::unprocessable(
+            "empty_message",
+            "message must not be empty",
+        ));
     }
     if req.message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::unprocessable("message_too_long", format!("message is longer than {MAX_MESSAGE_CHARS} characters")));
+        return Err(ApiError::unprocessable(
+            "message_too_long",
+            format!("message is longer than {MAX_MESSAGE_CHARS} characters"),
+        ));
     }
     let event = req.event.clone().unwrap_or_else(|| "custom".to_owned());
-    if event.is_empty() || event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        return Err(ApiError::unprocessable("invalid_event", "event must be 1-64 characters of a-z, 0-9 and _"));
+    if event.is_empty()
+        || event.len() > 64
+        || !event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_event",
+            "event must be 1-64 characters of a-z, 0-9 and _",
+        ));
     }
     let data = match &req.data {
         None => serde_json::Value::Object(Default::default()),
-        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= MAX_DATA_BYTES => v.clone(),
+        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= MAX_DATA_BYTES => {
+            v.clone()
+        }
         Some(serde_json::Value::Object(_)) => {
-            return Err(ApiError::unprocessable("invalid_data", format!("data is larger than {MAX_DATA_BYTES} bytes")));
+            return Err(ApiError::unprocessable(
+                "invalid_data",
+                format!("data is larger than {MAX_DATA_BYTES} bytes"),
+            ));
         }
-        Some(_) => return Err(ApiError::unprocessable("invalid_data", "data must be a JSON object")),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_data",
+                "data must be a JSON object",
+            ));
+        }
     };
-    if let Some(key) = idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-200 characters"));
-        }
+    if let Some(key) = idempotency_key
+        && (key.is_empty() || key.len() > 200)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-200 characters",
+        ));
     }
     Ok(audiences(req)?
         .into_iter()
         .enumerate()
         .map(|(i, audience)| {
-            let n = NewNotification::new(audience, level, &event, req.message.clone()).with_data(data.clone());
+            let n = NewNotification::new(audience, level, &event, req.message.clone())
+                .with_data(data.clone());
             match idempotency_key {
                 Some(key) => n.with_dedupe_key(format!("api:{key}:{i}")),
                 None => n,
@@ -148,7 +206,9 @@ pub fn validate(req: &PublishRequest, idempotency_key: Option<&str>) -> Result<V
 
 pub(crate) fn notify_error(e: NotifyError) -> ApiError {
     match e {
-        NotifyError::ShuttingDown => ApiError::unavailable("shutting_down", "the server is shutting down, retry"),
+        NotifyError::ShuttingDown => {
+            ApiError::unavailable("shutting_down", "the server is shutting down, retry")
+        }
         NotifyError::Store(e) => ApiError::internal(&e),
     }
 }
@@ -161,11 +221,15 @@ async fn publish(
     // The key is checked before the body, so an unauthenticated caller learns nothing about it.
     require_api_key(&state, &headers)?;
     let ApiJson(req) = body?;
-    let idempotency_key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or(""));
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or(""));
     let batch = validate(&req, idempotency_key)?;
     let stored = tokio::time::timeout(PUBLISH_TIMEOUT, state.notifier.submit(batch))
         .await
-        .map_err(|_| ApiError::unavailable("overloaded", "the notification queue is full, retry later"))?
+        .map_err(|_| {
+            ApiError::unavailable("overloaded", "the notification queue is full, retry later")
+        })?
         .map_err(notify_error)?;
     let ids = stored.iter().map(|n| n.id).collect();
     Ok((StatusCode::CREATED, Json(PublishResponse { ids })))
@@ -217,29 +281,52 @@ async fn inbox(
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 100",
+        ));
     }
-    let page = state.store.inbox(who.viewer(), q.before, limit).await.map_err(store_error)?;
-    let unread = state.store.unread(who.viewer()).await.map_err(store_error)?;
+    let page = state
+        .store
+        .inbox(who.viewer(), q.before, limit)
+        .await
+        .map_err(store_error)?;
+    let unread = state
+        .store
+        .unread(who.viewer())
+        .await
+        .map_err(store_error)?;
     Ok(Json(InboxResponse {
         items: page
             .items
             .into_iter()
-            .map(|i| InboxEntry { notification: i.notification.frame(), read: i.read })
+            .map(|i| InboxEntry {
+                notification: i.notification.frame(),
+                read: i.read,
+            })
             .collect(),
         next_before: page.next_before,
         unread_count: unread.count,
     }))
 }
 
-async fn unread_count(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<Json<CountResponse>, ApiError> {
-    let s = state.store.unread(who.viewer()).await.map_err(store_error)?;
+async fn unread_count(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<Json<CountResponse>, ApiError> {
+    let s = state
+        .store
+        .unread(who.viewer())
+        .await
+        .map_err(store_error)?;
     Ok(Json(CountResponse { count: s.count }))
 }
 
 async fn announce(state: &AppState, user_id: i64, s: UnreadState) -> Json<ReadResponse> {
     state.notifier.publish_read_state(user_id, s).await;
-    Json(ReadResponse { unread_count: s.count })
+    Json(ReadResponse {
+        unread_count: s.count,
+    })
 }
 
 async fn read_one(
@@ -247,25 +334,43 @@ async fn read_one(
     AuthUser(who): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<ReadResponse>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::bad_request("invalid_id", "notification id must be an integer"))?;
-    let s = state.store.mark_read(who.viewer(), id).await.map_err(store_error)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", "notification id must be an integer"))?;
+    let s = state
+        .store
+        .mark_read(who.viewer(), id)
+        .await
+        .map_err(store_error)?;
     Ok(announce(&state, who.user_id, s).await)
 }
 
-async fn read_all(State(state): State<AppState>, AuthUser(who): AuthUser) -> Result<Json<ReadResponse>, ApiError> {
-    let s = state.store.mark_all_read(who.viewer()).await.map_err(store_error)?;
+async fn read_all(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<Json<ReadResponse>, ApiError> {
+    let s = state
+        .store
+        .mark_all_read(who.viewer())
+        .await
+        .map_err(store_error)?;
     Ok(announce(&state, who.user_id, s).await)
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     // Healthy means the store answers: a node that cannot read cannot replay.
     state.store.max_id().await.map_err(store_error)?;
-    Ok(Json(serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() })))
+    Ok(Json(
+        serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() }),
+    ))
 }
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         crate::telemetry::prometheus().render(),
     )
 }
@@ -296,7 +401,8 @@ mod tests {
         assert_eq!(validate(&r, None).unwrap_err().code, "invalid_level");
         let r = req(serde_json::json!({"level":"info","message":"  ","user_id":1}));
         assert_eq!(validate(&r, None).unwrap_err().code, "empty_message");
-        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"event":"Bad Event"}));
+        let r =
+            req(serde_json::json!({"level":"info","message":"m","user_id":1,"event":"Bad Event"}));
         assert_eq!(validate(&r, None).unwrap_err().code, "invalid_event");
         let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"data":[1]}));
         assert_eq!(validate(&r, None).unwrap_err().code, "invalid_data");

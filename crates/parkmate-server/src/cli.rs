@@ -11,10 +11,19 @@ use crate::config::Settings;
 use crate::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "parkmate", version, about = "Parkmate Notify: real-time notifications for Parkmate, persisted and never lost")]
+#[command(
+    name = "parkmate",
+    version,
+    about = "Parkmate Notify: real-time notifications for Parkmate, persisted and never lost"
+)]
 struct Cli {
     /// Configuration file (optional); `PARKMATE_*` environment variables override it.
-    #[arg(long, global = true, default_value = "parkmate.toml", env = "PARKMATE_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "parkmate.toml",
+        env = "PARKMATE_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -99,13 +108,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let db = parkmate_store::open(&settings.database_url).await.context("migration failed")?;
+            let db = parkmate_store::open(&settings.database_url)
+                .await
+                .context("migration failed")?;
             db.close().await;
             println!("database at {} is up to date", settings.database_url);
             Ok(())
         }
         Command::Token(args) => {
-            let keys = parkmate_auth::TokenKeys::new(secrecy::ExposeSecret::expose_secret(&settings.jwt_secret).as_bytes());
+            let keys = parkmate_auth::TokenKeys::new(
+                secrecy::ExposeSecret::expose_secret(&settings.jwt_secret).as_bytes(),
+            );
             let ttl = args.ttl_secs.unwrap_or(settings.token_ttl.as_secs());
             println!("{}", keys.mint(args.user, args.role, ttl));
             Ok(())
@@ -170,7 +183,9 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data {
         body["data"] = serde_json::from_str(&d).context("--data is not JSON")?;
     }
-    let server = args.server.unwrap_or_else(|| format!("http://{}", settings.bind));
+    let server = args
+        .server
+        .unwrap_or_else(|| format!("http://{}", settings.bind));
     let url = format!("{}/api/notifications", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)

@@ -131,11 +131,17 @@ pub enum ConfigError {
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("cannot read or write development secrets at {path}: {source}")]
-    DevSecrets { path: PathBuf, source: std::io::Error },
+    DevSecrets {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl Settings {
@@ -164,27 +170,47 @@ fn random_hex(bytes: usize) -> String {
 
 impl RawSettings {
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let bind: SocketAddr = self
-            .bind
-            .parse()
-            .map_err(|e| invalid("bind", format!("`{}` is not an address:port ({e})", self.bind)))?;
+        let bind: SocketAddr = self.bind.parse().map_err(|e| {
+            invalid(
+                "bind",
+                format!("`{}` is not an address:port ({e})", self.bind),
+            )
+        })?;
         if !self.database_url.contains("://") && !self.database_url.starts_with("sqlite:") {
-            return Err(invalid("database_url", format!("`{}` is not a URL", self.database_url)));
+            return Err(invalid(
+                "database_url",
+                format!("`{}` is not a URL", self.database_url),
+            ));
         }
-        let positive = |key, v: u64| if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(v) };
+        let positive = |key, v: u64| {
+            if v == 0 {
+                Err(invalid(key, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
         positive("max_connections", self.max_connections as u64)?;
         positive("queue_capacity", self.queue_capacity as u64)?;
         positive("heartbeat_interval_ms", self.heartbeat_interval_ms)?;
         positive("write_timeout_ms", self.write_timeout_ms)?;
         positive("token_ttl_secs", self.token_ttl_secs)?;
         if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
-            return Err(invalid("heartbeat_timeout_ms", "must be longer than heartbeat_interval_ms"));
+            return Err(invalid(
+                "heartbeat_timeout_ms",
+                "must be longer than heartbeat_interval_ms",
+            ));
         }
         if !(256..=1 << 20).contains(&self.max_frame_bytes) {
-            return Err(invalid("max_frame_bytes", "must be between 256 and 1048576"));
+            return Err(invalid(
+                "max_frame_bytes",
+                "must be between 256 and 1048576",
+            ));
         }
         if !(1024..=1 << 20).contains(&self.read_buffer_bytes) {
-            return Err(invalid("read_buffer_bytes", "must be between 1024 and 1048576"));
+            return Err(invalid(
+                "read_buffer_bytes",
+                "must be between 1024 and 1048576",
+            ));
         }
         let allowed_origins: Vec<String> = self
             .allowed_origins
@@ -194,12 +220,18 @@ impl RawSettings {
             .collect();
         for o in &allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) {
-                return Err(invalid("allowed_origins", format!("`{o}` is not an http(s) origin")));
+                return Err(invalid(
+                    "allowed_origins",
+                    format!("`{o}` is not an http(s) origin"),
+                ));
             }
         }
         let production = self.env == Environment::Production;
         if production && self.clock == ClockKind::Manual {
-            return Err(invalid("clock", "a manual clock is for tests and refused in production"));
+            return Err(invalid(
+                "clock",
+                "a manual clock is for tests and refused in production",
+            ));
         }
 
         let mut generated_secrets = false;
@@ -208,7 +240,10 @@ impl RawSettings {
             (s, k) if production => {
                 let key = if s.is_none() { "jwt_secret" } else { "api_key" };
                 let _ = k;
-                return Err(invalid(key, "is required when env = production (PARKMATE_JWT_SECRET, PARKMATE_API_KEY)"));
+                return Err(invalid(
+                    key,
+                    "is required when env = production (PARKMATE_JWT_SECRET, PARKMATE_API_KEY)",
+                ));
             }
             (s, k) => {
                 let (dev, fresh) = dev_secrets(&self.data_dir)?;
@@ -218,10 +253,16 @@ impl RawSettings {
         };
         if production {
             if jwt_secret.len() < MIN_SECRET_LEN {
-                return Err(invalid("jwt_secret", format!("must be at least {MIN_SECRET_LEN} bytes in production")));
+                return Err(invalid(
+                    "jwt_secret",
+                    format!("must be at least {MIN_SECRET_LEN} bytes in production"),
+                ));
             }
             if api_key.len() < MIN_SECRET_LEN {
-                return Err(invalid("api_key", format!("must be at least {MIN_SECRET_LEN} bytes in production")));
+                return Err(invalid(
+                    "api_key",
+                    format!("must be at least {MIN_SECRET_LEN} bytes in production"),
+                ));
             }
         }
         if jwt_secret.is_empty() {
@@ -260,7 +301,10 @@ impl RawSettings {
 /// Reads `<data_dir>/dev-secrets.toml`, creating it with fresh random values the first time.
 fn dev_secrets(data_dir: &Path) -> Result<(DevSecrets, bool), ConfigError> {
     let path = data_dir.join("dev-secrets.toml");
-    let io = |source| ConfigError::DevSecrets { path: path.clone(), source };
+    let io = |source| ConfigError::DevSecrets {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let secrets: DevSecrets = Figment::new()
@@ -271,7 +315,10 @@ fn dev_secrets(data_dir: &Path) -> Result<(DevSecrets, bool), ConfigError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(io)?;
-            let secrets = DevSecrets { jwt_secret: random_hex(32), api_key: random_hex(24) };
+            let secrets = DevSecrets {
+                jwt_secret: random_hex(32),
+                api_key: random_hex(24),
+            };
             let text = format!(
                 "# Generated for development by `parkmate`; production sets PARKMATE_JWT_SECRET and PARKMATE_API_KEY.\n\
                  jwt_secret = \"{}\"\napi_key = \"{}\"\n",
@@ -307,7 +354,10 @@ mod tests {
     use super::*;
 
     fn raw(dir: &Path) -> RawSettings {
-        RawSettings { data_dir: dir.to_owned(), ..RawSettings::default() }
+        RawSettings {
+            data_dir: dir.to_owned(),
+            ..RawSettings::default()
+        }
     }
 
     #[test]
@@ -318,7 +368,10 @@ mod tests {
         let b = raw(dir.path()).validate().unwrap();
         assert!(!b.generated_secrets);
         assert_eq!(a.jwt_secret.expose_secret(), b.jwt_secret.expose_secret());
-        assert!(!format!("{a:?}").contains(a.jwt_secret.expose_secret()), "Debug must redact secrets");
+        assert!(
+            !format!("{a:?}").contains(a.jwt_secret.expose_secret()),
+            "Debug must redact secrets"
+        );
     }
 
     #[test]
@@ -344,24 +397,42 @@ mod tests {
         assert!(r.validate().unwrap_err().to_string().contains("`bind`"));
         let mut r = raw(dir.path());
         r.allowed_origins = "ftp://x".into();
-        assert!(r.validate().unwrap_err().to_string().contains("allowed_origins"));
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("allowed_origins")
+        );
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn file_and_environment_layer_over_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("parkmate.toml", "bind = \"127.0.0.1:9000\"\nqueue_capacity = 64\n")?;
+            jail.create_file(
+                "parkmate.toml",
+                "bind = \"127.0.0.1:9000\"\nqueue_capacity = 64\n",
+            )?;
             jail.set_env("PARKMATE_QUEUE_CAPACITY", "32");
-            jail.set_env("PARKMATE_DATA_DIR", jail.directory().join("d").display().to_string());
+            jail.set_env(
+                "PARKMATE_DATA_DIR",
+                jail.directory().join("d").display().to_string(),
+            );
             let s = Settings::load(Path::new("parkmate.toml")).unwrap();
             assert_eq!(s.bind.port(), 9000);
             assert_eq!(s.queue_capacity, 32);
             jail.set_env("PARKMATE_QUEUE_CAPACITY", "lots");
-            let err = Settings::load(Path::new("parkmate.toml")).unwrap_err().to_string().to_lowercase();
+            let err = Settings::load(Path::new("parkmate.toml"))
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(err.contains("queue_capacity"), "{err}");
             jail.set_env("PARKMATE_QUEUE_CAPACITY", "32");
             jail.set_env("PARKMATE_QUEUE_CAPACTY", "32");
-            let err = Settings::load(Path::new("parkmate.toml")).unwrap_err().to_string().to_lowercase();
+            let err = Settings::load(Path::new("parkmate.toml"))
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(err.contains("queue_capacty"), "{err}");
             Ok(())
         });

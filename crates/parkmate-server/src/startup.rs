@@ -37,9 +37,14 @@ impl BusSink for HubSink {
     fn deliver(&self, event: &BusEvent) {
         match event {
             BusEvent::Notification(p) => {
-                self.0.publish_notification(p.audience, p.id, p.frame.clone());
+                self.0
+                    .publish_notification(p.audience, p.id, p.frame.clone());
             }
-            BusEvent::ReadState { user_id, count, as_of } => {
+            BusEvent::ReadState {
+                user_id,
+                count,
+                as_of,
+            } => {
                 self.0.publish_read_state(*user_id, *count, *as_of);
             }
         }
@@ -59,7 +64,11 @@ pub struct Application {
 
 /// Binds with a deep backlog (see [`LISTEN_BACKLOG`]).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -67,11 +76,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let listener = bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let listener =
+            bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
         Application::build_with_listener(settings, listener).await
     }
 
-    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         crate::telemetry::prometheus();
         let database = parkmate_store::open(&settings.database_url)
             .await
@@ -84,7 +97,9 @@ impl Application {
         let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
         let settings = Arc::new(settings);
         let state = AppState {
-            keys: Arc::new(TokenKeys::new(settings.jwt_secret.expose_secret().as_bytes())),
+            keys: Arc::new(TokenKeys::new(
+                settings.jwt_secret.expose_secret().as_bytes(),
+            )),
             store,
             notifier,
             hub,
@@ -101,11 +116,18 @@ impl Application {
         // BOOKING DOMAIN HOOK
         router = router.merge(crate::web::router(&settings.web_dir));
         let router = router.with_state(state.clone());
-        Ok(Application { listener, router, state, database })
+        Ok(Application {
+            listener,
+            router,
+            state,
+            database,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -116,8 +138,16 @@ impl Application {
         &self.state
     }
 
-    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, state, database } = self;
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+            database,
+        } = self;
         let token = state.shutdown.clone();
         let serve_token = token.clone();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -132,7 +162,10 @@ impl Application {
         token.cancel();
         state.tracker.close();
         let grace = state.settings.shutdown_grace;
-        if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(?grace, "shutdown deadline passed with tasks still running");
         }
         database.close().await;

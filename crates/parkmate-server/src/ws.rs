@@ -23,7 +23,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use parkmate_auth::{ApiError, Identity, now_secs};
 use parkmate_hub::{Delivery, Subscription};
-use parkmate_protocol::{BEARER_PROTOCOL_PREFIX, ClientFrame, CloseCode, FrameError, SUBPROTOCOL, ServerFrame, Viewer};
+use parkmate_protocol::{
+    BEARER_PROTOCOL_PREFIX, ClientFrame, CloseCode, FrameError, SUBPROTOCOL, ServerFrame, Viewer,
+};
 use parkmate_store::{StoreError, rfc3339};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -40,14 +42,16 @@ const MAX_INVALID_FRAMES: u32 = 10;
 /// How long a goodbye (close frame) may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn refuse(state: &AppState, reason: &'static str, err: ApiError) -> Response {
+fn refuse(reason: &'static str, err: ApiError) -> Response {
     metrics::counter!("parkmate_handshake_refusals_total", "reason" => reason).increment(1);
-    let _ = state;
     err.into_response()
 }
 
-/// The token a client offered, in order of preference; also says whether it came as sub-protocol.
-fn offered_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+/// The token a client offered: sub-protocol `bearer.<jwt>`, then `Authorization`, then `?token=`.
+fn offered_token<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+) -> Option<&'a str> {
     let from_protocol = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -63,7 +67,10 @@ fn offered_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>)
             .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
     };
-    from_protocol.or_else(from_header).or_else(|| query.get("token").map(String::as_str)).filter(|t| !t.is_empty())
+    from_protocol
+        .or_else(from_header)
+        .or_else(|| query.get("token").map(String::as_str))
+        .filter(|t| !t.is_empty())
 }
 
 /// Same-origin, or listed in `allowed_origins`. Non-browser clients send no `Origin` and pass.
@@ -75,7 +82,10 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     if state.settings.allowed_origins.iter().any(|o| o == origin) {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
@@ -92,34 +102,64 @@ pub async fn handshake(
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => {
-            return refuse(&state, "not_websocket", ApiError::new(e.status(), "not_websocket", e.body_text()));
+            return refuse(
+                "not_websocket",
+                ApiError::new(e.status(), "not_websocket", e.body_text()),
+            );
         }
     };
     let Some(token) = offered_token(&headers, &query) else {
-        return refuse(&state, "missing_token", ApiError::unauthorized("missing_token", "a token is required"));
+        return refuse(
+            "missing_token",
+            ApiError::unauthorized("missing_token", "a token is required"),
+        );
     };
     let identity = match state.keys.verify(token) {
         Ok(id) => id,
-        Err(e) => return refuse(&state, "invalid_token", ApiError::unauthorized("invalid_token", e.to_string())),
+        Err(e) => {
+            return refuse(
+                "invalid_token",
+                ApiError::unauthorized("invalid_token", e.to_string()),
+            );
+        }
     };
     let Ok(path_user) = user_id.parse::<i64>() else {
-        return refuse(&state, "invalid_user_id", ApiError::bad_request("invalid_user_id", "user id must be an integer"));
+        return refuse(
+            "invalid_user_id",
+            ApiError::bad_request("invalid_user_id", "user id must be an integer"),
+        );
     };
     if path_user != identity.user_id {
-        return refuse(&state, "forbidden", ApiError::forbidden("this token may not listen to that user"));
+        return refuse(
+            "forbidden",
+            ApiError::forbidden("this token may not listen to that user"),
+        );
     }
     if !origin_allowed(&state, &headers) {
-        return refuse(&state, "origin", ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", "origin not allowed"));
+        return refuse(
+            "origin",
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "origin not allowed",
+            ),
+        );
     }
     let since = match query.get("since").map(|s| s.parse::<i64>()) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n),
         Some(_) => {
-            return refuse(&state, "invalid_since", ApiError::bad_request("invalid_since", "since must be a non-negative integer"));
+            return refuse(
+                "invalid_since",
+                ApiError::bad_request("invalid_since", "since must be a non-negative integer"),
+            );
         }
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        return refuse(&state, "full", ApiError::unavailable("too_many_connections", "this node is full, retry later"));
+        return refuse(
+            "full",
+            ApiError::unavailable("too_many_connections", "this node is full, retry later"),
+        );
     };
 
     let s = &state.settings;
@@ -133,7 +173,9 @@ pub async fn handshake(
     let tracker = state.tracker.clone();
     upgrade.on_upgrade(move |socket| {
         tracker.track_future(async move {
-            Connection::new(state, socket, identity, since, permit).run().await;
+            Connection::new(state, socket, identity, since, permit)
+                .run()
+                .await;
         })
     })
 }
@@ -162,7 +204,13 @@ enum End {
 }
 
 impl Connection {
-    fn new(state: AppState, socket: WebSocket, identity: Identity, since: Option<i64>, slot: OwnedSemaphorePermit) -> Self {
+    fn new(
+        state: AppState,
+        socket: WebSocket,
+        identity: Identity,
+        since: Option<i64>,
+        slot: OwnedSemaphorePermit,
+    ) -> Self {
         Connection {
             state,
             socket,
@@ -182,7 +230,10 @@ impl Connection {
     }
 
     async fn run(mut self) {
-        let mut sub = self.state.hub.subscribe(self.identity.user_id, self.identity.role);
+        let mut sub = self
+            .state
+            .hub
+            .subscribe(self.identity.user_id, self.identity.role);
         let end = match self.serve(&mut sub).await {
             Ok(end) => end,
             Err(e) => {
@@ -192,7 +243,10 @@ impl Connection {
         };
         drop(sub);
         if let End::Close(code) = end {
-            let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) };
+            let frame = CloseFrame {
+                code: code.code(),
+                reason: Utf8Bytes::from_static(code.reason()),
+            };
             let _ = timeout(CLOSE_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
         }
     }
@@ -212,17 +266,21 @@ impl Connection {
         if let Err(end) = self.write(&[Message::Text(hello.to_json().into())]).await {
             return Ok(end);
         }
-        if self.since.is_some() {
-            if let Err(end) = self.catch_up(true).await? {
-                return Ok(end);
-            }
+        if self.since.is_some()
+            && let Err(end) = self.catch_up(true).await?
+        {
+            return Ok(end);
         }
 
         let settings = self.state.settings.clone();
         let shutdown = self.state.shutdown.clone();
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + settings.heartbeat_interval, settings.heartbeat_interval);
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + settings.heartbeat_interval,
+            settings.heartbeat_interval,
+        );
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let expires = Instant::now() + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
+        let expires = Instant::now()
+            + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
 
         loop {
             tokio::select! {
@@ -276,14 +334,20 @@ impl Connection {
     async fn catch_up(&mut self, announce: bool) -> Result<Result<(), End>, StoreError> {
         let mut count = 0u64;
         loop {
-            let page = self.state.store.replay(self.viewer(), self.last_sent, REPLAY_PAGE).await?;
+            let page = self
+                .state
+                .store
+                .replay(self.viewer(), self.last_sent, REPLAY_PAGE)
+                .await?;
             if page.is_empty() {
                 break;
             }
             let full = page.len() == REPLAY_PAGE as usize;
             let mut frames = Vec::with_capacity(page.len() + 1);
             for n in &page {
-                frames.push(Message::Text(ServerFrame::Notification(n.frame()).to_json().into()));
+                frames.push(Message::Text(
+                    ServerFrame::Notification(n.frame()).to_json().into(),
+                ));
                 self.note_sent(n.id);
             }
             count += page.len() as u64;
@@ -299,7 +363,10 @@ impl Connection {
         }
         metrics::counter!("parkmate_replayed_total").increment(count);
         if announce {
-            let done = ServerFrame::Replayed { count, last_id: (count > 0).then_some(self.last_sent) };
+            let done = ServerFrame::Replayed {
+                count,
+                last_id: (count > 0).then_some(self.last_sent),
+            };
             let frames = [Message::Text(done.to_json().into()), self.unread_frame()];
             if let Err(end) = self.write(&frames).await {
                 return Ok(Err(end));
@@ -317,7 +384,11 @@ impl Connection {
     }
 
     fn unread_frame(&self) -> Message {
-        Message::Text(ServerFrame::UnreadCount { count: self.unread }.to_json().into())
+        Message::Text(
+            ServerFrame::UnreadCount { count: self.unread }
+                .to_json()
+                .into(),
+        )
     }
 
     async fn deliver(&mut self, batch: Vec<Delivery>) -> Result<Result<(), End>, StoreError> {
@@ -349,10 +420,10 @@ impl Connection {
                     count_changed = true;
                 }
                 Delivery::Resync => {
-                    if !frames.is_empty() {
-                        if let Err(end) = self.write(&std::mem::take(&mut frames)).await {
-                            return Ok(Err(end));
-                        }
+                    if !frames.is_empty()
+                        && let Err(end) = self.write(&std::mem::take(&mut frames)).await
+                    {
+                        return Ok(Err(end));
                     }
                     if let Err(end) = self.catch_up(false).await? {
                         return Ok(Err(end));
@@ -382,20 +453,28 @@ impl Connection {
                 self.invalid_in_a_row = 0;
                 match frame {
                     ClientFrame::Ping {} => Some(ServerFrame::Pong),
-                    ClientFrame::MarkRead { id } => match self.state.store.mark_read(self.viewer(), id).await {
-                        Ok(s) => {
-                            self.state.notifier.publish_read_state(self.identity.user_id, s).await;
-                            None
+                    ClientFrame::MarkRead { id } => {
+                        match self.state.store.mark_read(self.viewer(), id).await {
+                            Ok(s) => {
+                                self.state
+                                    .notifier
+                                    .publish_read_state(self.identity.user_id, s)
+                                    .await;
+                                None
+                            }
+                            Err(StoreError::NotFound) => Some(ServerFrame::Error {
+                                code: "not_found".into(),
+                                message: format!("no notification {id} for you"),
+                            }),
+                            Err(e) => return Err(e),
                         }
-                        Err(StoreError::NotFound) => Some(ServerFrame::Error {
-                            code: "not_found".into(),
-                            message: format!("no notification {id} for you"),
-                        }),
-                        Err(e) => return Err(e),
-                    },
+                    }
                     ClientFrame::MarkAllRead {} => {
                         let s = self.state.store.mark_all_read(self.viewer()).await?;
-                        self.state.notifier.publish_read_state(self.identity.user_id, s).await;
+                        self.state
+                            .notifier
+                            .publish_read_state(self.identity.user_id, s)
+                            .await;
                         None
                     }
                 }
@@ -405,7 +484,10 @@ impl Connection {
                 if self.invalid_in_a_row >= MAX_INVALID_FRAMES {
                     return Ok(Err(End::Close(CloseCode::ProtocolViolation)));
                 }
-                Some(ServerFrame::Error { code: e.code().into(), message: e.to_string() })
+                Some(ServerFrame::Error {
+                    code: e.code().into(),
+                    message: e.to_string(),
+                })
             }
         };
         match reply {

@@ -14,11 +14,28 @@ async fn publish_refuses_bad_requests_and_stores_nothing() {
 
     let r = app.http.post(&url).json(&ok).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "unauthorized");
-    let r = app.http.post(&url).bearer_auth("wrong").json(&ok).send().await.unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "unauthorized"
+    );
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // A user's JWT is not the API key.
-    let r = app.http.post(&url).bearer_auth(app.token(1, Role::Admin)).json(&ok).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(app.token(1, Role::Admin))
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let r = app
@@ -31,29 +48,70 @@ async fn publish_refuses_bad_requests_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "invalid_json");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "invalid_json"
+    );
 
     for (body, status, code) in [
-        (json!({"level":"loud","message":"m","user_id":1}), 422, "invalid_level"),
-        (json!({"level":"info","message":"","user_id":1}), 422, "empty_message"),
-        (json!({"level":"info","message":"m"}), 422, "invalid_recipient"),
-        (json!({"level":"info","message":"m","user_id":1,"role":"owner"}), 422, "invalid_recipient"),
-        (json!({"level":"info","message":"m","user_id":1,"data":"x"}), 422, "invalid_data"),
-        (json!({"level":"info","message":"m","user_id":1,"colour":"red"}), 422, "invalid_body"),
+        (
+            json!({"level":"loud","message":"m","user_id":1}),
+            422,
+            "invalid_level",
+        ),
+        (
+            json!({"level":"info","message":"","user_id":1}),
+            422,
+            "empty_message",
+        ),
+        (
+            json!({"level":"info","message":"m"}),
+            422,
+            "invalid_recipient",
+        ),
+        (
+            json!({"level":"info","message":"m","user_id":1,"role":"owner"}),
+            422,
+            "invalid_recipient",
+        ),
+        (
+            json!({"level":"info","message":"m","user_id":1,"data":"x"}),
+            422,
+            "invalid_data",
+        ),
+        (
+            json!({"level":"info","message":"m","user_id":1,"colour":"red"}),
+            422,
+            "invalid_body",
+        ),
         (json!({"message":"m","user_id":1}), 422, "invalid_body"),
-        (json!({"level":"info","message":"x".repeat(2001),"user_id":1}), 422, "message_too_long"),
+        (
+            json!({"level":"info","message":"x".repeat(2001),"user_id":1}),
+            422,
+            "message_too_long",
+        ),
     ] {
         let (s, b) = app.publish(body.clone()).await;
-        assert_eq!((s, b["code"].as_str().unwrap()), (status, code), "for {body}");
+        assert_eq!(
+            (s, b["code"].as_str().unwrap()),
+            (status, code),
+            "for {body}"
+        );
         assert!(b["message"].is_string());
     }
-    assert_eq!(app.state.store.max_id().await.unwrap(), 0, "nothing may be stored");
+    assert_eq!(
+        app.state.store.max_id().await.unwrap(),
+        0,
+        "nothing may be stored"
+    );
 }
 
 #[tokio::test]
 async fn publish_answers_ids_and_honours_idempotency_keys() {
     let app = spawn_app().await;
-    let (s, b) = app.publish(json!({"level":"confirm","message":"m","user_ids":[1,2,3]})).await;
+    let (s, b) = app
+        .publish(json!({"level":"confirm","message":"m","user_ids":[1,2,3]}))
+        .await;
     assert_eq!(s, 201);
     assert_eq!(b["ids"].as_array().unwrap().len(), 3);
 
@@ -81,7 +139,9 @@ async fn inbox_read_state_is_per_user_and_badges_agree_across_devices() {
     let mut laptop = app.connect(1, Role::User, None).await;
 
     let own = app.send(1, "for alice").await;
-    let (_, b) = app.publish(json!({"level":"info","message":"for all","broadcast":true})).await;
+    let (_, b) = app
+        .publish(json!({"level":"info","message":"for all","broadcast":true}))
+        .await;
     let all = b["ids"][0].as_i64().unwrap();
     for c in [&mut phone, &mut laptop] {
         assert_eq!(c.next_notification().await.id, own);
@@ -98,7 +158,9 @@ async fn inbox_read_state_is_per_user_and_badges_agree_across_devices() {
     assert_eq!(items[0]["level"], "info");
 
     // Reading on one device updates the badge on both.
-    let (s, r) = app.post_json(&format!("/api/inbox/{all}/read"), &alice).await;
+    let (s, r) = app
+        .post_json(&format!("/api/inbox/{all}/read"), &alice)
+        .await;
     assert_eq!((s, r["unread_count"].as_i64()), (200, Some(1)));
     assert_eq!(phone.next_unread_count().await, 1);
     assert_eq!(laptop.next_unread_count().await, 1);
@@ -114,7 +176,13 @@ async fn inbox_read_state_is_per_user_and_badges_agree_across_devices() {
     assert_eq!(phone.next_unread_count().await, 0);
     assert_eq!(laptop.next_unread_count().await, 0);
     let (_, inbox) = app.get_json("/api/inbox", &alice).await;
-    assert!(inbox["items"].as_array().unwrap().iter().all(|i| i["read"] == true));
+    assert!(
+        inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["read"] == true)
+    );
     let (_, c) = app.get_json("/api/inbox/unread-count", &bob).await;
     assert_eq!(c["count"], 1);
 }
@@ -124,19 +192,32 @@ async fn inbox_needs_a_valid_token_and_sane_paging() {
     let app = spawn_app().await;
     let r = app.http.get(app.url("/api/inbox")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let (s, b) = app.get_json("/api/inbox?limit=0", &app.token(1, Role::User)).await;
+    let (s, b) = app
+        .get_json("/api/inbox?limit=0", &app.token(1, Role::User))
+        .await;
     assert_eq!((s, b["code"].as_str()), (400, Some("invalid_query")));
-    let (s, b) = app.get_json("/api/inbox?before=abc", &app.token(1, Role::User)).await;
+    let (s, b) = app
+        .get_json("/api/inbox?before=abc", &app.token(1, Role::User))
+        .await;
     assert_eq!((s, b["code"].as_str()), (400, Some("invalid_query")));
-    let (s, b) = app.post_json("/api/inbox/abc/read", &app.token(1, Role::User)).await;
+    let (s, b) = app
+        .post_json("/api/inbox/abc/read", &app.token(1, Role::User))
+        .await;
     assert_eq!((s, b["code"].as_str()), (400, Some("invalid_id")));
     for i in 0..5 {
         app.send(1, &format!("m{i}")).await;
     }
-    let (_, p1) = app.get_json("/api/inbox?limit=3", &app.token(1, Role::User)).await;
+    let (_, p1) = app
+        .get_json("/api/inbox?limit=3", &app.token(1, Role::User))
+        .await;
     assert_eq!(p1["items"].as_array().unwrap().len(), 3);
     let before = p1["next_before"].as_i64().unwrap();
-    let (_, p2) = app.get_json(&format!("/api/inbox?limit=3&before={before}"), &app.token(1, Role::User)).await;
+    let (_, p2) = app
+        .get_json(
+            &format!("/api/inbox?limit=3&before={before}"),
+            &app.token(1, Role::User),
+        )
+        .await;
     assert_eq!(p2["items"].as_array().unwrap().len(), 2);
     assert!(p2["next_before"].is_null());
 }
@@ -148,11 +229,25 @@ async fn health_metrics_and_unknown_api_paths() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "ok");
     app.send(1, "count me").await;
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("parkmate_notifications_stored_total"), "{text}");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("parkmate_notifications_stored_total"),
+        "{text}"
+    );
     let r = app.http.get(app.url("/api/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "not_found");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "not_found"
+    );
 }
 
 #[tokio::test]
@@ -161,16 +256,35 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
     let mut c = app.connect(42, Role::User, None).await;
     let bin = env!("CARGO_BIN_EXE_parkmate");
     let out = tokio::process::Command::new(bin)
-        .args(["notify", "--user", "42", "--level", "success", "--server", &app.url(""), "Booking renewed successfully!"])
+        .args([
+            "notify",
+            "--user",
+            "42",
+            "--level",
+            "success",
+            "--server",
+            &app.url(""),
+            "Booking renewed successfully!",
+        ])
         .env("PARKMATE_API_KEY", API_KEY)
         .env("PARKMATE_JWT_SECRET", JWT_SECRET)
         .env("PARKMATE_DATA_DIR", app.dir.path())
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n = c.next_notification().await;
-    assert_eq!((n.level, n.message.as_str()), (parkmate_protocol::Level::Success, "Booking renewed successfully!"));
+    assert_eq!(
+        (n.level, n.message.as_str()),
+        (
+            parkmate_protocol::Level::Success,
+            "Booking renewed successfully!"
+        )
+    );
 
     let out = tokio::process::Command::new(bin)
         .args(["token", "--user", "42", "--role", "owner"])
@@ -184,7 +298,16 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
     assert_eq!((id.user_id, id.role), (42, Role::Owner));
 
     let out = tokio::process::Command::new(bin)
-        .args(["notify", "--user", "42", "--level", "loud", "--server", &app.url(""), "x"])
+        .args([
+            "notify",
+            "--user",
+            "42",
+            "--level",
+            "loud",
+            "--server",
+            &app.url(""),
+            "x",
+        ])
         .env("PARKMATE_API_KEY", API_KEY)
         .env("PARKMATE_JWT_SECRET", JWT_SECRET)
         .output()

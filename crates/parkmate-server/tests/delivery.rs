@@ -25,7 +25,15 @@ async fn every_device_of_a_user_gets_every_notification_and_others_get_none() {
 
     for c in [&mut phone, &mut laptop] {
         let n = c.next_notification().await;
-        assert_eq!((n.id, n.level, n.message.as_str(), n.event.as_str()), (id, Level::Success, "Booking renewed successfully!", "booking_renewed"));
+        assert_eq!(
+            (n.id, n.level, n.message.as_str(), n.event.as_str()),
+            (
+                id,
+                Level::Success,
+                "Booking renewed successfully!",
+                "booking_renewed"
+            )
+        );
         assert_eq!(n.data["booking_id"], 5);
         assert_eq!(c.next_unread_count().await, 1);
     }
@@ -39,11 +47,15 @@ async fn role_and_broadcast_reach_the_right_sockets() {
     let mut admin = app.connect(2, Role::Admin, None).await;
     let mut driver = app.connect(3, Role::User, None).await;
 
-    let (status, _) = app.publish(json!({"level":"info","message":"owners only","role":"owner"})).await;
+    let (status, _) = app
+        .publish(json!({"level":"info","message":"owners only","role":"owner"}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(owner.next_notification().await.message, "owners only");
 
-    let (status, _) = app.publish(json!({"level":"warning","message":"maintenance tonight","broadcast":true})).await;
+    let (status, _) = app
+        .publish(json!({"level":"warning","message":"maintenance tonight","broadcast":true}))
+        .await;
     assert_eq!(status, 201);
     for (c, unread) in [(&mut owner, 2), (&mut admin, 1), (&mut driver, 1)] {
         assert_eq!(c.next_notification().await.message, "maintenance tonight");
@@ -67,7 +79,11 @@ async fn client_frames_ping_errors_and_oversize() {
     c.send_text(r#"{"type":"ping"}"#).await;
     assert_eq!(c.next_frame().await, ServerFrame::Pong);
 
-    for (text, code) in [("not json", "invalid_json"), (r#"{"type":"launch"}"#, "unknown_frame"), (r#"{"type":"mark_read","id":"x"}"#, "unknown_frame")] {
+    for (text, code) in [
+        ("not json", "invalid_json"),
+        (r#"{"type":"launch"}"#, "unknown_frame"),
+        (r#"{"type":"mark_read","id":"x"}"#, "unknown_frame"),
+    ] {
         c.send_text(text).await;
         match c.next_frame().await {
             ServerFrame::Error { code: got, .. } => assert_eq!(got, code, "for {text}"),
@@ -75,8 +91,14 @@ async fn client_frames_ping_errors_and_oversize() {
         }
     }
     use futures_util::SinkExt;
-    c.ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert!(matches!(c.next_frame().await, ServerFrame::Error { code, .. } if code == "binary_not_supported"));
+    c.ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        vec![1, 2, 3].into(),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(c.next_frame().await, ServerFrame::Error { code, .. } if code == "binary_not_supported")
+    );
     c.send_text(r#"{"type":"mark_read","id":999}"#).await;
     assert!(matches!(c.next_frame().await, ServerFrame::Error { code, .. } if code == "not_found"));
 
@@ -112,8 +134,19 @@ async fn a_silent_peer_is_dropped_by_the_heartbeat() {
     app.wait_for_connections(0).await;
     // The client cannot read the 4002 close frame: reading makes it answer queued pings into a
     // socket the server already closed (broken pipe). The server's counter says why it closed.
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("parkmate_heartbeat_timeouts_total 1"), "{text}");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("parkmate_heartbeat_timeouts_total 1"),
+        "{text}"
+    );
     drop(c);
 
     // A client that reads (and so answers pings) stays.
@@ -135,7 +168,10 @@ async fn a_slow_consumer_is_closed_with_4008_and_recovers_everything_by_replay()
 
     let mut seen = Vec::new();
     let close = loop {
-        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws)).await.unwrap() {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws))
+            .await
+            .unwrap()
+        {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
                 if let ServerFrame::Notification(n) = serde_json::from_str(&t).unwrap() {
                     seen.push(n.id);
@@ -148,7 +184,15 @@ async fn a_slow_consumer_is_closed_with_4008_and_recovers_everything_by_replay()
     };
     assert_eq!(u16::from(close.expect("close frame").code), 4008);
     assert!(seen.len() < expected.len());
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("parkmate_slow_consumer_closes_total"));
 
     // Reconnect with the last id seen: the rest arrives, in order, exactly once.
@@ -170,7 +214,9 @@ async fn an_expiring_token_closes_the_socket_with_4001() {
     let token = app.keys.mint(7, Role::User, 1);
     let url = format!("ws://{}/ws/notifications/7/?token={token}", app.addr);
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut c = Client::open(url.into_client_request().unwrap()).await.unwrap();
+    let mut c = Client::open(url.into_client_request().unwrap())
+        .await
+        .unwrap();
     let close = c.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 4001);
 }
@@ -191,10 +237,20 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
     }
 
     // Published while the node was down (straight into the store, as another node would).
-    let store = parkmate_store::open(&format!("sqlite://{}", dir.path().join("parkmate.db").display())).await.unwrap();
+    let store = parkmate_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("parkmate.db").display()
+    ))
+    .await
+    .unwrap();
     let missed = store
         .notifications()
-        .insert_batch(&[NewNotification::new(Audience::User(7), Level::Warning, "custom", "while you were away")])
+        .insert_batch(&[NewNotification::new(
+            Audience::User(7),
+            Level::Warning,
+            "custom",
+            "while you were away",
+        )])
         .await
         .unwrap();
     store.close().await;
@@ -204,6 +260,12 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
     let app = start(raw, dir).await;
     let mut a = app.connect(7, Role::User, Some(last)).await;
     let n = a.next_notification().await;
-    assert_eq!((n.id, n.message.as_str()), (missed[0].id, "while you were away"));
-    assert!(matches!(a.next_frame().await, ServerFrame::Replayed { count: 1, .. }));
+    assert_eq!(
+        (n.id, n.message.as_str()),
+        (missed[0].id, "while you were away")
+    );
+    assert!(matches!(
+        a.next_frame().await,
+        ServerFrame::Replayed { count: 1, .. }
+    ));
 }

@@ -10,10 +10,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Tries a handshake and returns the HTTP status and JSON body of a refusal.
-async fn refused(req: tokio_tungstenite::tungstenite::handshake::client::Request) -> (u16, serde_json::Value) {
+async fn refused(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> (u16, serde_json::Value) {
     match Client::open(req).await {
         Err(WsError::Http(resp)) => {
-            let body = resp.body().as_deref().map(|b| serde_json::from_slice(b).unwrap()).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap())
+                .unwrap_or_default();
             (resp.status().as_u16(), body)
         }
         Err(e) => panic!("expected an HTTP refusal, got {e:?}"),
@@ -21,9 +27,14 @@ async fn refused(req: tokio_tungstenite::tungstenite::handshake::client::Request
     }
 }
 
-fn with_header(url: &str, name: &'static str, value: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+fn with_header(
+    url: &str,
+    name: &'static str,
+    value: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(name, HeaderValue::from_str(value).unwrap());
+    req.headers_mut()
+        .insert(name, HeaderValue::from_str(value).unwrap());
     req
 }
 
@@ -33,12 +44,24 @@ async fn missing_forged_none_wrong_key_and_expired_tokens_get_401() {
     let url = app.ws_url(7, None);
 
     let (status, body) = refused(url.clone().into_client_request().unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("missing_token")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
 
-    let wrong_key = parkmate_auth::TokenKeys::new(b"some-other-secret-some-other-secret").mint(7, Role::Admin, 60);
+    let wrong_key = parkmate_auth::TokenKeys::new(b"some-other-secret-some-other-secret").mint(
+        7,
+        Role::Admin,
+        60,
+    );
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &Claims { sub: "7".into(), role: Role::User, exp: parkmate_auth::now_secs() - 5, iat: 0 },
+        &Claims {
+            sub: "7".into(),
+            role: Role::User,
+            exp: parkmate_auth::now_secs() - 5,
+            iat: 0,
+        },
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
@@ -48,9 +71,20 @@ async fn missing_forged_none_wrong_key_and_expired_tokens_get_401() {
     forged.pop();
     forged.push('x');
 
-    for bad in [wrong_key.as_str(), expired.as_str(), alg_none, forged.as_str(), "not-a-jwt"] {
-        let (status, body) = refused(with_header(&url, "authorization", &format!("Bearer {bad}"))).await;
-        assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "token {bad}");
+    for bad in [
+        wrong_key.as_str(),
+        expired.as_str(),
+        alg_none,
+        forged.as_str(),
+        "not-a-jwt",
+    ] {
+        let (status, body) =
+            refused(with_header(&url, "authorization", &format!("Bearer {bad}"))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token")),
+            "token {bad}"
+        );
     }
 }
 
@@ -59,12 +93,22 @@ async fn a_token_for_user_7_cannot_listen_to_user_8() {
     let app = spawn_app().await;
     let token = app.token(7, Role::User);
     for url in [app.ws_url(8, None), app.ws_url(8, Some(0))] {
-        let (status, body) = refused(with_header(&url, "authorization", &format!("Bearer {token}"))).await;
+        let (status, body) = refused(with_header(
+            &url,
+            "authorization",
+            &format!("Bearer {token}"),
+        ))
+        .await;
         assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
     }
     // Even an admin token only opens its own stream.
     let admin = app.token(1, Role::Admin);
-    let (status, _) = refused(with_header(&app.ws_url(8, None), "authorization", &format!("Bearer {admin}"))).await;
+    let (status, _) = refused(with_header(
+        &app.ws_url(8, None),
+        "authorization",
+        &format!("Bearer {admin}"),
+    ))
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -72,10 +116,22 @@ async fn a_token_for_user_7_cannot_listen_to_user_8() {
 async fn browsers_authenticate_by_subprotocol_and_get_parkmate_v1_back() {
     let app = spawn_app().await;
     let token = app.token(7, Role::User);
-    let req = with_header(&app.ws_url(7, None), "sec-websocket-protocol", &format!("parkmate.v1, bearer.{token}"));
+    let req = with_header(
+        &app.ws_url(7, None),
+        "sec-websocket-protocol",
+        &format!("parkmate.v1, bearer.{token}"),
+    );
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let answered = resp.headers().get("sec-websocket-protocol").unwrap().to_str().unwrap();
-    assert_eq!(answered, "parkmate.v1", "the server must never echo the token");
+    let answered = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        answered, "parkmate.v1",
+        "the server must never echo the token"
+    );
     use futures_util::StreamExt;
     let first = ws.next().await.unwrap().unwrap();
     assert!(first.to_text().unwrap().contains("\"type\":\"hello\""));
@@ -84,9 +140,22 @@ async fn browsers_authenticate_by_subprotocol_and_get_parkmate_v1_back() {
 #[tokio::test]
 async fn query_token_and_path_without_trailing_slash_work() {
     let app = spawn_app().await;
-    let url = format!("ws://{}/ws/notifications/7?token={}", app.addr, app.token(7, Role::User));
-    let mut c = Client::open(url.into_client_request().unwrap()).await.unwrap();
-    assert!(matches!(c.next_frame().await, ServerFrame::Hello { user_id: 7, role: Role::User, .. }));
+    let url = format!(
+        "ws://{}/ws/notifications/7?token={}",
+        app.addr,
+        app.token(7, Role::User)
+    );
+    let mut c = Client::open(url.into_client_request().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.next_frame().await,
+        ServerFrame::Hello {
+            user_id: 7,
+            role: Role::User,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -96,18 +165,26 @@ async fn cross_site_origins_are_refused_same_origin_and_listed_ones_pass() {
     let url = app.ws_url(7, None);
 
     let mut evil = with_header(&url, "authorization", &token);
-    evil.headers_mut().insert("origin", HeaderValue::from_static("https://evil.example"));
+    evil.headers_mut()
+        .insert("origin", HeaderValue::from_static("https://evil.example"));
     let (status, body) = refused(evil).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("origin_not_allowed")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
 
     let mut same = with_header(&url, "authorization", &token);
     let own = format!("http://{}", app.addr);
-    same.headers_mut().insert("origin", HeaderValue::from_str(&own).unwrap());
+    same.headers_mut()
+        .insert("origin", HeaderValue::from_str(&own).unwrap());
     Client::open(same).await.expect("same origin is allowed");
 
     let mut dev = with_header(&url, "authorization", &token);
-    dev.headers_mut().insert("origin", HeaderValue::from_static("http://localhost:5173"));
-    Client::open(dev).await.expect("the dev web origin is allowed by default");
+    dev.headers_mut()
+        .insert("origin", HeaderValue::from_static("http://localhost:5173"));
+    Client::open(dev)
+        .await
+        .expect("the dev web origin is allowed by default");
 }
 
 #[tokio::test]
@@ -116,7 +193,10 @@ async fn bad_since_and_user_id_are_400() {
     let token = format!("Bearer {}", app.token(7, Role::User));
     let url = format!("ws://{}/ws/notifications/7/?since=-1", app.addr);
     let (status, body) = refused(with_header(&url, "authorization", &token)).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_since")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_since"))
+    );
     let url = format!("ws://{}/ws/notifications/abc/", app.addr);
     let (status, _) = refused(with_header(&url, "authorization", &token)).await;
     assert!(status == 400 || status == 403, "{status}");
@@ -128,7 +208,10 @@ async fn the_connection_cap_answers_503() {
     let _first = app.connect(7, Role::User, None).await;
     let token = format!("Bearer {}", app.token(8, Role::User));
     let (status, body) = refused(with_header(&app.ws_url(8, None), "authorization", &token)).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("too_many_connections")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("too_many_connections"))
+    );
     drop(_first);
     app.wait_for_connections(0).await;
     app.connect(8, Role::User, None).await;
@@ -138,6 +221,17 @@ async fn the_connection_cap_answers_503() {
 async fn refusals_are_counted_in_metrics() {
     let app = spawn_app().await;
     let _ = refused(app.ws_url(7, None).into_client_request().unwrap()).await;
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("parkmate_handshake_refusals_total{reason=\"missing_token\"}"), "{text}");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("parkmate_handshake_refusals_total{reason=\"missing_token\"}"),
+        "{text}"
+    );
 }

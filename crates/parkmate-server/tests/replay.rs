@@ -27,7 +27,13 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_under_concurrent_publishin
                     2 => json!({"level":"info","message":format!("m{i}"),"role":"owner"}),
                     _ => json!({"level":"info","message":format!("m{i}"),"broadcast":true}),
                 };
-                let r = http.post(&url).bearer_auth(API_KEY).json(&body).send().await.unwrap();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(API_KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status().as_u16(), 201);
             }
         })
@@ -35,7 +41,11 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_under_concurrent_publishin
 
     // Three clients: user 1 (driver) twice, user 2 (owner). Each reconnects every few frames.
     let mut clients = Vec::new();
-    for (user, role, every) in [(1, Role::User, 7usize), (1, Role::User, 13), (2, Role::Owner, 5)] {
+    for (user, role, every) in [
+        (1, Role::User, 7usize),
+        (1, Role::User, 13),
+        (2, Role::Owner, 5),
+    ] {
         let app_addr = app.addr;
         let token = app.token(user, role);
         clients.push(tokio::spawn(async move {
@@ -44,12 +54,16 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_under_concurrent_publishin
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let since = seen.last().copied().unwrap_or(0);
-                let url = format!("ws://{app_addr}/ws/notifications/{user}/?since={since}&token={token}");
+                let url =
+                    format!("ws://{app_addr}/ws/notifications/{user}/?since={since}&token={token}");
                 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-                let mut c = Client::open(url.into_client_request().unwrap()).await.unwrap();
+                let mut c = Client::open(url.into_client_request().unwrap())
+                    .await
+                    .unwrap();
                 let mut got_here = 0;
                 let done = loop {
-                    let frame = tokio::time::timeout(Duration::from_millis(1500), c.next_frame()).await;
+                    let frame =
+                        tokio::time::timeout(Duration::from_millis(1500), c.next_frame()).await;
                     match frame {
                         // Quiet for 1.5 s: the publisher is done and we are caught up.
                         Err(_) => break true,
@@ -78,15 +92,28 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_under_concurrent_publishin
         let expected: Vec<i64> = app
             .state
             .store
-            .replay(Viewer { user_id: user, role }, 0, 1000)
+            .replay(
+                Viewer {
+                    user_id: user,
+                    role,
+                },
+                0,
+                1000,
+            )
             .await
             .unwrap()
             .iter()
             .map(|n| n.id)
             .collect();
-        assert!(reconnects > 10, "the test must actually reconnect ({reconnects})");
+        assert!(
+            reconnects > 10,
+            "the test must actually reconnect ({reconnects})"
+        );
         assert_eq!(expected.len(), if user == 1 { 200 } else { 300 });
-        assert_eq!(seen, expected, "user {user} saw a gap, a duplicate or a reordering");
+        assert_eq!(
+            seen, expected,
+            "user {user} saw a gap, a duplicate or a reordering"
+        );
     }
 }
 
@@ -97,9 +124,32 @@ async fn since_replays_in_order_then_marks_the_end() {
     let b = app.send(5, "two").await;
     let c = app.send(5, "three").await;
     let mut client = app.connect(5, Role::User, Some(a)).await;
-    assert_eq!(client.next_frame().await, ServerFrame::Notification(app.state.store.replay(Viewer { user_id: 5, role: Role::User }, a, 1).await.unwrap()[0].frame()));
+    assert_eq!(
+        client.next_frame().await,
+        ServerFrame::Notification(
+            app.state
+                .store
+                .replay(
+                    Viewer {
+                        user_id: 5,
+                        role: Role::User
+                    },
+                    a,
+                    1
+                )
+                .await
+                .unwrap()[0]
+                .frame()
+        )
+    );
     assert_eq!(client.next_notification().await.id, c);
-    assert_eq!(client.next_frame().await, ServerFrame::Replayed { count: 2, last_id: Some(c) });
+    assert_eq!(
+        client.next_frame().await,
+        ServerFrame::Replayed {
+            count: 2,
+            last_id: Some(c)
+        }
+    );
     assert_eq!(client.next_unread_count().await, 3);
     let _ = b;
     // Then live.

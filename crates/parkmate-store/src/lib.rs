@@ -134,17 +134,30 @@ pub enum StoreError {
 #[async_trait]
 pub trait NotificationStore: Send + Sync + 'static {
     /// Stores a batch in one transaction (group commit); returns the rows in input order.
-    async fn insert_batch(&self, batch: &[NewNotification]) -> Result<Vec<StoredNotification>, StoreError>;
+    async fn insert_batch(
+        &self,
+        batch: &[NewNotification],
+    ) -> Result<Vec<StoredNotification>, StoreError>;
 
     /// Every notification with an id above `after`, oldest first, whatever its audience (the
     /// outbox dispatcher's view).
     async fn after(&self, after: i64, limit: u32) -> Result<Vec<StoredNotification>, StoreError>;
 
     /// What `viewer` can see with an id above `after`, oldest first (replay on reconnect).
-    async fn replay(&self, viewer: Viewer, after: i64, limit: u32) -> Result<Vec<StoredNotification>, StoreError>;
+    async fn replay(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredNotification>, StoreError>;
 
     /// The viewer's inbox, newest first, optionally only ids below `before`.
-    async fn inbox(&self, viewer: Viewer, before: Option<i64>, limit: u32) -> Result<InboxPage, StoreError>;
+    async fn inbox(
+        &self,
+        viewer: Viewer,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<InboxPage, StoreError>;
 
     async fn unread(&self, viewer: Viewer) -> Result<UnreadState, StoreError>;
 

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parkmate_protocol::{Level, Viewer};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::{
-    InboxItem, InboxPage, MAX_PAGE, NewNotification, NotificationStore, StoreError, StoredNotification,
-    UnreadState, audience_columns, audience_from_columns, from_millis,
+    InboxItem, InboxPage, MAX_PAGE, NewNotification, NotificationStore, StoreError,
+    StoredNotification, UnreadState, audience_columns, audience_from_columns, from_millis,
 };
 
 /// Readers in the pool: enough for replay and inbox queries of a busy node on a 2-core machine.
@@ -23,7 +25,8 @@ const READ_CONNECTIONS: u32 = 4;
 /// How long a writer waits in line for the single write connection before failing.
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
-const COLUMNS: &str = "id, audience_kind, user_id, role, level, event, message, data, created_at_ms";
+const COLUMNS: &str =
+    "id, audience_kind, user_id, role, level, event, message, data, created_at_ms";
 
 /// The rows a viewer can see: its own, its role's and everyone's. Three index-backed branches
 /// rather than one `OR`, so each uses its partial index. `$1` user id, `$2` role.
@@ -52,10 +55,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        if let Some(parent) = options.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
         }
         let in_memory = url.contains(":memory:");
         let write = SqlitePoolOptions::new()
@@ -104,7 +107,9 @@ fn row_to_notification(row: &SqliteRow) -> Result<StoredNotification, StoreError
     Ok(StoredNotification {
         id: row.try_get("id")?,
         audience: audience_from_columns(&kind, user_id, role.as_deref())?,
-        level: level.parse::<Level>().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        level: level
+            .parse::<Level>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         event: row.try_get("event")?,
         message: row.try_get("message")?,
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -151,10 +156,12 @@ pub async fn insert_notifications(
             },
             // A retry of an already stored notification: answer the original row.
             None => {
-                let row = sqlx::query(&format!("SELECT {COLUMNS} FROM notifications WHERE dedupe_key = $1"))
-                    .bind(&n.dedupe_key)
-                    .fetch_one(&mut *conn)
-                    .await?;
+                let row = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM notifications WHERE dedupe_key = $1"
+                ))
+                .bind(&n.dedupe_key)
+                .fetch_one(&mut *conn)
+                .await?;
                 row_to_notification(&row)?
             }
         };
@@ -170,7 +177,9 @@ async fn unread_on(conn: &mut SqliteConnection, viewer: Viewer) -> Result<Unread
                 (SELECT COUNT(*) FROM ({}) AS v \
                   WHERE NOT EXISTS (SELECT 1 FROM notification_reads r \
                                      WHERE r.user_id = $1 AND r.notification_id = v.id)) AS unread",
-        visible("AND id > COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0)")
+        visible(
+            "AND id > COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0)"
+        )
     );
     let row = sqlx::query(&sql)
         .bind(viewer.user_id)
@@ -185,7 +194,10 @@ async fn unread_on(conn: &mut SqliteConnection, viewer: Viewer) -> Result<Unread
 
 #[async_trait]
 impl NotificationStore for SqliteStore {
-    async fn insert_batch(&self, batch: &[NewNotification]) -> Result<Vec<StoredNotification>, StoreError> {
+    async fn insert_batch(
+        &self,
+        batch: &[NewNotification],
+    ) -> Result<Vec<StoredNotification>, StoreError> {
         let mut tx = self.write.begin().await?;
         let stored = insert_notifications(&mut tx, batch).await?;
         tx.commit().await?;
@@ -203,8 +215,16 @@ impl NotificationStore for SqliteStore {
         rows.iter().map(row_to_notification).collect()
     }
 
-    async fn replay(&self, viewer: Viewer, after: i64, limit: u32) -> Result<Vec<StoredNotification>, StoreError> {
-        let sql = format!("SELECT * FROM ({}) AS v ORDER BY id LIMIT $4", visible("AND id > $3"));
+    async fn replay(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredNotification>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM ({}) AS v ORDER BY id LIMIT $4",
+            visible("AND id > $3")
+        );
         let rows = sqlx::query(&sql)
             .bind(viewer.user_id)
             .bind(viewer.role.as_str())
@@ -215,7 +235,12 @@ impl NotificationStore for SqliteStore {
         rows.iter().map(row_to_notification).collect()
     }
 
-    async fn inbox(&self, viewer: Viewer, before: Option<i64>, limit: u32) -> Result<InboxPage, StoreError> {
+    async fn inbox(
+        &self,
+        viewer: Viewer,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<InboxPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let sql = format!(
             "SELECT v.*, (v.id <= COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0) \
@@ -243,7 +268,11 @@ impl NotificationStore for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let next_before = if more { items.last().map(|i| i.notification.id) } else { None };
+        let next_before = if more {
+            items.last().map(|i| i.notification.id)
+        } else {
+            None
+        };
         Ok(InboxPage { items, next_before })
     }
 
@@ -254,11 +283,12 @@ impl NotificationStore for SqliteStore {
 
     async fn mark_read(&self, viewer: Viewer, id: i64) -> Result<UnreadState, StoreError> {
         let mut tx = self.write.begin().await?;
-        let row = sqlx::query("SELECT audience_kind, user_id, role FROM notifications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query("SELECT audience_kind, user_id, role FROM notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let kind: String = row.try_get("audience_kind")?;
         let user_id: Option<i64> = row.try_get("user_id")?;
         let role: Option<String> = row.try_get("role")?;
@@ -305,22 +335,28 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn published_through(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT published_through FROM outbox_cursor WHERE id = 1")
-            .fetch_one(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT published_through FROM outbox_cursor WHERE id = 1")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn set_published_through(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox_cursor SET published_through = MAX(published_through, $1) WHERE id = 1")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox_cursor SET published_through = MAX(published_through, $1) WHERE id = 1",
+        )
+        .bind(id)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
     async fn max_id(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM notifications")
-            .fetch_one(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM notifications")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 }

@@ -11,8 +11,14 @@ async fn sqlite() -> (tempfile::TempDir, std::sync::Arc<dyn NotificationStore>) 
     (dir, db.notifications())
 }
 
-const ALICE: Viewer = Viewer { user_id: 1, role: Role::User };
-const BOB: Viewer = Viewer { user_id: 2, role: Role::Owner };
+const ALICE: Viewer = Viewer {
+    user_id: 1,
+    role: Role::User,
+};
+const BOB: Viewer = Viewer {
+    user_id: 2,
+    role: Role::Owner,
+};
 
 fn note(audience: Audience, msg: &str) -> NewNotification {
     NewNotification::new(audience, Level::Info, "custom", msg)
@@ -34,9 +40,21 @@ async fn ids_are_monotonic_and_replay_merges_streams_in_order() {
     let ids: Vec<i64> = stored.iter().map(|n| n.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
-    let alice: Vec<String> = store.replay(ALICE, 0, 100).await.unwrap().into_iter().map(|n| n.message).collect();
+    let alice: Vec<String> = store
+        .replay(ALICE, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.message)
+        .collect();
     assert_eq!(alice, ["a1", "everyone", "a2"]);
-    let bob: Vec<String> = store.replay(BOB, 0, 100).await.unwrap().into_iter().map(|n| n.message).collect();
+    let bob: Vec<String> = store
+        .replay(BOB, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.message)
+        .collect();
     assert_eq!(bob, ["b1", "owners", "everyone"]);
     let after = store.replay(ALICE, ids[3], 100).await.unwrap();
     assert_eq!(after.len(), 1);
@@ -59,7 +77,11 @@ async fn dedupe_key_makes_retries_idempotent() {
 async fn read_state_is_per_user_also_for_group_notifications() {
     let (_dir, store) = sqlite().await;
     let stored = store
-        .insert_batch(&[note(Audience::All, "x"), note(Audience::User(1), "y"), note(Audience::User(2), "z")])
+        .insert_batch(&[
+            note(Audience::All, "x"),
+            note(Audience::User(1), "y"),
+            note(Audience::User(2), "z"),
+        ])
         .await
         .unwrap();
     assert_eq!(store.unread(ALICE).await.unwrap().count, 2);
@@ -73,17 +95,38 @@ async fn read_state_is_per_user_also_for_group_notifications() {
     // Marking twice is harmless.
     assert_eq!(store.mark_read(ALICE, stored[0].id).await.unwrap().count, 1);
     // Bob's own notification is not Alice's to read.
-    assert!(matches!(store.mark_read(ALICE, stored[2].id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.mark_read(ALICE, 999).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.mark_read(ALICE, stored[2].id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.mark_read(ALICE, 999).await,
+        Err(StoreError::NotFound)
+    ));
 
     let page = store.inbox(ALICE, None, 10).await.unwrap();
-    let flags: Vec<(String, bool)> = page.items.iter().map(|i| (i.notification.message.clone(), i.read)).collect();
+    let flags: Vec<(String, bool)> = page
+        .items
+        .iter()
+        .map(|i| (i.notification.message.clone(), i.read))
+        .collect();
     assert_eq!(flags, [("y".to_string(), false), ("x".to_string(), true)]);
 
     assert_eq!(store.mark_all_read(ALICE).await.unwrap().count, 0);
-    assert!(store.inbox(ALICE, None, 10).await.unwrap().items.iter().all(|i| i.read));
+    assert!(
+        store
+            .inbox(ALICE, None, 10)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|i| i.read)
+    );
     // New notifications after "read all" are unread again.
-    store.insert_batch(&[note(Audience::Role(Role::User), "drivers")]).await.unwrap();
+    store
+        .insert_batch(&[note(Audience::Role(Role::User), "drivers")])
+        .await
+        .unwrap();
     assert_eq!(store.unread(ALICE).await.unwrap().count, 1);
     assert_eq!(store.unread(BOB).await.unwrap().count, 2);
 }
@@ -91,12 +134,26 @@ async fn read_state_is_per_user_also_for_group_notifications() {
 #[tokio::test]
 async fn inbox_pages_newest_first() {
     let (_dir, store) = sqlite().await;
-    let batch: Vec<_> = (0..5).map(|i| note(Audience::User(1), &format!("m{i}"))).collect();
+    let batch: Vec<_> = (0..5)
+        .map(|i| note(Audience::User(1), &format!("m{i}")))
+        .collect();
     store.insert_batch(&batch).await.unwrap();
     let p1 = store.inbox(ALICE, None, 2).await.unwrap();
-    assert_eq!(p1.items.iter().map(|i| i.notification.message.as_str()).collect::<Vec<_>>(), ["m4", "m3"]);
+    assert_eq!(
+        p1.items
+            .iter()
+            .map(|i| i.notification.message.as_str())
+            .collect::<Vec<_>>(),
+        ["m4", "m3"]
+    );
     let p2 = store.inbox(ALICE, p1.next_before, 2).await.unwrap();
-    assert_eq!(p2.items.iter().map(|i| i.notification.message.as_str()).collect::<Vec<_>>(), ["m2", "m1"]);
+    assert_eq!(
+        p2.items
+            .iter()
+            .map(|i| i.notification.message.as_str())
+            .collect::<Vec<_>>(),
+        ["m2", "m1"]
+    );
     let p3 = store.inbox(ALICE, p2.next_before, 2).await.unwrap();
     assert_eq!(p3.items.len(), 1);
     assert_eq!(p3.next_before, None);
@@ -113,5 +170,8 @@ async fn outbox_cursor_only_moves_forward() {
 
 #[tokio::test]
 async fn unknown_url_scheme_is_an_error() {
-    assert!(matches!(open("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
+    assert!(matches!(
+        open("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
 }

@@ -99,7 +99,8 @@ impl TestApp {
     pub async fn connect(&self, user_id: i64, role: Role, since: Option<i64>) -> Client {
         let mut req = self.ws_url(user_id, since).into_client_request().unwrap();
         let auth = format!("Bearer {}", self.token(user_id, role));
-        req.headers_mut().insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        req.headers_mut()
+            .insert("authorization", HeaderValue::from_str(&auth).unwrap());
         let mut c = Client::open(req).await.expect("handshake succeeds");
         match c.next_frame().await {
             ServerFrame::Hello { user_id: u, .. } => assert_eq!(u, user_id),
@@ -124,18 +125,32 @@ impl TestApp {
 
     /// Publishes one notification to one user and returns its id.
     pub async fn send(&self, user_id: i64, message: &str) -> i64 {
-        let (status, body) = self.publish(serde_json::json!({"level":"info","message":message,"user_id":user_id})).await;
+        let (status, body) = self
+            .publish(serde_json::json!({"level":"info","message":message,"user_id":user_id}))
+            .await;
         assert_eq!(status, 201, "{body}");
         body["ids"][0].as_i64().unwrap()
     }
 
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post_json(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).bearer_auth(token).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
@@ -147,7 +162,12 @@ impl TestApp {
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("expected {n} connections, have {}", self.state.hub.connection_count()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "expected {n} connections, have {}",
+                self.state.hub.connection_count()
+            )
+        });
     }
 
     /// Graceful stop; returns the data directory so a test can start again on the same database.
@@ -167,7 +187,9 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn open(req: tokio_tungstenite::tungstenite::handshake::client::Request) -> Result<Client, WsError> {
+    pub async fn open(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Client, WsError> {
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Client { ws })
     }
@@ -175,9 +197,13 @@ impl Client {
     /// The next server frame (text), skipping control frames; panics on close or after [`WAIT`].
     pub async fn next_frame(&mut self) -> ServerFrame {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait");
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait");
             match msg {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("server frames parse"),
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(&t).expect("server frames parse");
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a frame, got {other:?}"),
             }
@@ -209,7 +235,9 @@ impl Client {
     /// Reads until the server closes; returns the close code (None for a close without a frame).
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a close within the wait");
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close within the wait");
             match msg {
                 Some(Ok(Message::Close(frame))) => return frame,
                 Some(Ok(_)) => continue,
