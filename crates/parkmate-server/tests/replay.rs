@@ -156,3 +156,15 @@ async fn since_replays_in_order_then_marks_the_end() {
     let d = app.send(5, "four").await;
     assert_eq!(client.next_notification().await.id, d);
 }
+
+#[tokio::test]
+async fn a_since_from_the_future_does_not_silence_new_notifications() {
+    let app = spawn_app().await;
+    let old = app.send(5, "old").await;
+    // The client remembers id 10,000 from some other database.
+    let mut client = app.connect(5, Role::User, Some(10_000)).await;
+    assert_eq!(client.next_frame().await, ServerFrame::Replayed { count: 0, last_id: None });
+    let new = app.send(5, "new").await;
+    assert!(new > old);
+    assert_eq!(client.next_notification().await.id, new);
+}
