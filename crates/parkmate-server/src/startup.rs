@@ -107,6 +107,7 @@ impl Application {
             shutdown,
             tracker,
             settings: settings.clone(),
+            now: Arc::new(chrono::Utc::now),
         };
 
         let mut router = Router::new()

@@ -26,6 +26,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them to say goodbye.
     pub tracker: TaskTracker,
+    /// "Now" as the application sees it (`hello.server_time`): the system clock, or the booking
+    /// domain's manual clock under `clock = manual`, so clients correct countdowns by the same time
+    /// the scheduler uses.
+    pub now: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
 
 impl FromRef<AppState> for Arc<TokenKeys> {

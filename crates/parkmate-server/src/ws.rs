@@ -264,7 +264,7 @@ impl Connection {
             resume_from: self.since,
             unread_count: self.unread,
             heartbeat_ms: self.state.settings.heartbeat_interval.as_millis() as u64,
-            server_time: rfc3339(chrono::Utc::now()),
+            server_time: rfc3339((self.state.now)()),
         };
         if let Err(end) = self.write(&[Message::Text(hello.to_json().into())]).await {
             return Ok(end);
