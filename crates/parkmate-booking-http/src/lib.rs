@@ -1,1 +1,584 @@
-//! placeholder
+//! The HTTP API of the parking domain (`docs/booking-api.md`), as one axum [`Router`] the server
+//! merges, plus its OpenAPI document generated from these handlers (served at
+//! `/api/openapi.json`).
+//!
+//! Handlers are thin: authenticate ([`AuthUser`]), parse the wire DTO into domain values (422 with
+//! a stable code), call the domain (which decides authorisation and state), map its error to JSON.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parkmate_auth::{ApiError, ApiJson, AuthUser, TokenKeys};
+use parkmate_domain::{
+    Actor, BookingMinutes, DemoAccount, Domain, DomainError, Email, Name, NewBooking, Password,
+    PaymentChoice,
+};
+use parkmate_protocol::Role;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+pub mod dto;
+
+use dto::*;
+
+/// Everything the booking routes need; the server constructs it and merges [`router`].
+#[derive(Clone)]
+pub struct BookingApi {
+    pub domain: Domain,
+    pub keys: Arc<TokenKeys>,
+    /// Lifetime of the tokens `register`/`login` mint, in seconds.
+    pub token_ttl_secs: u64,
+    /// The demo logins when demo data is on (`GET /api/auth/demo-accounts`); `None` answers 404.
+    pub demo_accounts: Option<Arc<Vec<DemoAccount>>>,
+    /// The backend API key; required by `POST /api/test/clock`.
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for BookingApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookingApi")
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<BookingApi> for Arc<TokenKeys> {
+    fn from_ref(api: &BookingApi) -> Arc<TokenKeys> {
+        api.keys.clone()
+    }
+}
+
+/// The booking routes, with their state applied, ready to merge into any router. The test clock
+/// route exists only when the domain's clock is manual.
+pub fn router<S>(api: BookingApi) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut r = Router::new()
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/demo-accounts", get(demo_accounts))
+        .route("/api/me", get(me))
+        .route("/api/users", get(users))
+        .route("/api/lots", get(lots))
+        .route("/api/lots/{id}", get(lot))
+        .route("/api/lots/{id}/employees", post(assign_employee))
+        .route("/api/bookings", get(bookings).post(create_booking))
+        .route("/api/bookings/{id}", get(booking))
+        .route("/api/bookings/{id}/approve", post(approve))
+        .route("/api/bookings/{id}/decline", post(decline))
+        .route("/api/bookings/{id}/verify-cash", post(verify_cash))
+        .route("/api/bookings/{id}/car-wash-done", post(car_wash_done))
+        .route("/api/bookings/{id}/renew", post(renew));
+    if api.domain.clock().as_manual().is_some() {
+        r = r.route("/api/test/clock", post(advance_clock));
+    }
+    r.with_state(api)
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Parkmate booking API", description = "The parking domain; see docs/booking-api.md."),
+    paths(
+        register, login, demo_accounts, me, users, lots, lot, assign_employee, bookings, create_booking, booking,
+        approve, decline, verify_cash, car_wash_done, renew, advance_clock
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    Json(openapi())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and extractors
+
+/// A domain error as the HTTP edge answers it.
+fn api_error(e: DomainError) -> ApiError {
+    let status = match &e {
+        DomainError::Invalid(_)
+        | DomainError::CarWashUnavailable
+        | DomainError::NotAnEmployee(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::NotFound(_) | DomainError::ClockNotManual => StatusCode::NOT_FOUND,
+        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+        DomainError::EmailTaken
+        | DomainError::SlotTaken
+        | DomainError::InvalidTransition { .. }
+        | DomainError::NotRenewable(_)
+        | DomainError::NotCash
+        | DomainError::NoCarWash => StatusCode::CONFLICT,
+        DomainError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
+        DomainError::PaymentUnavailable(_) => StatusCode::BAD_GATEWAY,
+        DomainError::Database(_)
+        | DomainError::Store(_)
+        | DomainError::Migrate(_)
+        | DomainError::Corrupt(_)
+        | DomainError::Hashing(_) => return ApiError::internal(&e),
+    };
+    // The reason alone for payments (the client shows it as is), the error text otherwise.
+    let message = match &e {
+        DomainError::PaymentDeclined(reason) | DomainError::PaymentUnavailable(reason) => {
+            reason.clone()
+        }
+        other => other.to_string(),
+    };
+    ApiError::new(status, e.code(), message)
+}
+
+fn invalid(e: parkmate_domain::InvalidInput) -> ApiError {
+    ApiError::unprocessable(e.code(), e.to_string())
+}
+
+fn actor(user: &AuthUser) -> Actor {
+    Actor {
+        user_id: user.0.user_id,
+        role: user.0.role,
+    }
+}
+
+/// A numeric path id; anything else is 400 JSON instead of axum's plain-text rejection.
+struct Id(i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<i64>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if id > 0 => Ok(Id(id)),
+            Ok(_) => Err(ApiError::bad_request(
+                "invalid_id",
+                "ids are positive integers",
+            )),
+            Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::bad_request("invalid_id", e.body_text()))
+            }
+            Err(e) => Err(ApiError::bad_request("invalid_id", e.body_text())),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is 422 JSON.
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e: QueryRejection| ApiError::unprocessable("invalid_query", e.body_text()))
+    }
+}
+
+/// An optional JSON body: empty is `T::default()`, anything else must be valid JSON of `T`.
+fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::unprocessable("invalid_body", e.to_string())
+        } else {
+            ApiError::bad_request("invalid_json", e.to_string())
+        }
+    })
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+fn issue(api: &BookingApi, user: parkmate_domain::User) -> AuthResponse {
+    let token = api.keys.mint(user.id, user.role, api.token_ttl_secs);
+    AuthResponse {
+        token,
+        user: user.into(),
+    }
+}
+
+/// Register a driver account.
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", security(()), request_body = RegisterRequest,
+    responses((status = 201, body = AuthResponse), (status = 409, description = "`email_taken`", body = ErrorBody),
+              (status = 422, description = "`invalid_name`, `invalid_email`, `invalid_password`", body = ErrorBody)))]
+async fn register(
+    State(api): State<BookingApi>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let name = Name::parse(&req.name).map_err(invalid)?;
+    let email = Email::parse(&req.email).map_err(invalid)?;
+    let password = Password::parse(&req.password).map_err(invalid)?;
+    let user = api
+        .domain
+        .register(name, email, password)
+        .await
+        .map_err(api_error)?;
+    Ok((StatusCode::CREATED, Json(issue(&api, user))))
+}
+
+/// Log in; the token also opens the notification socket.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
+    responses((status = 200, body = AuthResponse), (status = 401, description = "`invalid_credentials`", body = ErrorBody)))]
+async fn login(
+    State(api): State<BookingApi>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<AuthResponse>> {
+    let user = api
+        .domain
+        .login(&req.email, &req.password)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(issue(&api, user)))
+}
+
+/// The demo logins (development only).
+#[utoipa::path(get, path = "/api/auth/demo-accounts", tag = "accounts", security(()),
+    responses((status = 200, body = DemoAccountsResponse), (status = 404, description = "demo data is off", body = ErrorBody)))]
+async fn demo_accounts(State(api): State<BookingApi>) -> ApiResult<Json<DemoAccountsResponse>> {
+    let accounts = api
+        .demo_accounts
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("demo data is off"))?;
+    Ok(Json(DemoAccountsResponse {
+        accounts: accounts.iter().map(DemoAccountDto::from).collect(),
+    }))
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/me", tag = "accounts",
+    responses((status = 200, body = UserDto), (status = 401, body = ErrorBody)))]
+async fn me(State(api): State<BookingApi>, user: AuthUser) -> ApiResult<Json<UserDto>> {
+    match api.domain.user(user.0.user_id).await {
+        Ok(u) => Ok(Json(u.into())),
+        // A valid token for an account that no longer exists (e.g. a fresh database).
+        Err(DomainError::NotFound(_)) => Err(ApiError::unauthorized(
+            "invalid_token",
+            "the token's user does not exist",
+        )),
+        Err(e) => Err(api_error(e)),
+    }
+}
+
+/// Users, optionally of one role (admins only).
+#[utoipa::path(get, path = "/api/users", tag = "accounts", params(UsersQuery),
+    responses((status = 200, body = UsersResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn users(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<UsersQuery>,
+) -> ApiResult<Json<UsersResponse>> {
+    let role = match q.role.as_deref() {
+        None | Some("") => None,
+        Some(r) => Some(
+            r.parse::<Role>()
+                .map_err(|e| ApiError::unprocessable("invalid_value", e.to_string()))?,
+        ),
+    };
+    let items = api
+        .domain
+        .users(actor(&user), role)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(UsersResponse {
+        items: items.into_iter().map(UserDto::from).collect(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lots
+
+/// All lots, or (`mine=true`) the caller's own.
+#[utoipa::path(get, path = "/api/lots", tag = "lots", params(LotsQuery),
+    responses((status = 200, body = LotsResponse), (status = 401, body = ErrorBody)))]
+async fn lots(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<LotsQuery>,
+) -> ApiResult<Json<LotsResponse>> {
+    let items = api
+        .domain
+        .lots(actor(&user), q.mine.unwrap_or(false))
+        .await
+        .map_err(api_error)?;
+    Ok(Json(LotsResponse {
+        items: items.into_iter().map(LotDto::from).collect(),
+    }))
+}
+
+/// One lot with its slots (and whether each is occupied now) and employees.
+#[utoipa::path(get, path = "/api/lots/{id}", tag = "lots", params(("id" = i64, Path)),
+    responses((status = 200, body = LotDto), (status = 404, body = ErrorBody)))]
+async fn lot(
+    State(api): State<BookingApi>,
+    _user: AuthUser,
+    Id(id): Id,
+) -> ApiResult<Json<LotDto>> {
+    Ok(Json(api.domain.lot(id).await.map_err(api_error)?.into()))
+}
+
+/// Assign an employee to a lot (admins). Event 10 to the lot's owner.
+#[utoipa::path(post, path = "/api/lots/{id}/employees", tag = "lots", params(("id" = i64, Path)),
+    request_body = AssignEmployeeRequest,
+    responses((status = 200, body = LotDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "`not_an_employee`", body = ErrorBody)))]
+async fn assign_employee(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+    ApiJson(req): ApiJson<AssignEmployeeRequest>,
+) -> ApiResult<Json<LotDto>> {
+    let lot = api
+        .domain
+        .assign_employee(actor(&user), id, req.employee_id)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(lot.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bookings
+
+/// The bookings the caller may see.
+#[utoipa::path(get, path = "/api/bookings", tag = "bookings",
+    responses((status = 200, body = BookingsResponse), (status = 401, body = ErrorBody)))]
+async fn bookings(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+) -> ApiResult<Json<BookingsResponse>> {
+    let items = api.domain.bookings(actor(&user)).await.map_err(api_error)?;
+    Ok(Json(BookingsResponse {
+        items: items.into_iter().map(BookingDto::from).collect(),
+    }))
+}
+
+/// Book a slot from now (drivers). Event 8 to the lot's owner.
+#[utoipa::path(post, path = "/api/bookings", tag = "bookings", request_body = CreateBookingRequest,
+    responses((status = 201, body = BookingDto),
+              (status = 402, description = "`payment_declined`", body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`slot_taken`", body = ErrorBody),
+              (status = 422, description = "`invalid_duration`, `card_required`, `invalid_card_number`, `car_wash_unavailable`", body = ErrorBody),
+              (status = 502, description = "`payment_unavailable`", body = ErrorBody)))]
+async fn create_booking(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<CreateBookingRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let new = NewBooking {
+        slot_id: req.slot_id,
+        minutes: BookingMinutes::parse(req.duration_minutes).map_err(invalid)?,
+        car_wash: req.car_wash,
+        payment: PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())
+            .map_err(invalid)?,
+    };
+    let b = api
+        .domain
+        .create_booking(actor(&user), new)
+        .await
+        .map_err(api_error)?;
+    Ok((StatusCode::CREATED, Json(BookingDto::from(b))))
+}
+
+/// One booking, if the caller may see it.
+#[utoipa::path(get, path = "/api/bookings/{id}", tag = "bookings", params(("id" = i64, Path)),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn booking(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+) -> ApiResult<Json<BookingDto>> {
+    Ok(Json(
+        api.domain
+            .booking(actor(&user), id)
+            .await
+            .map_err(api_error)?
+            .into(),
+    ))
+}
+
+/// Confirm a request (admins).
+#[utoipa::path(post, path = "/api/bookings/{id}/approve", tag = "bookings", params(("id" = i64, Path)),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`invalid_transition`", body = ErrorBody)))]
+async fn approve(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+) -> ApiResult<Json<BookingDto>> {
+    Ok(Json(
+        api.domain
+            .approve(actor(&user), id)
+            .await
+            .map_err(api_error)?
+            .into(),
+    ))
+}
+
+/// Decline a request (admins). Event 6 to the driver.
+#[utoipa::path(post, path = "/api/bookings/{id}/decline", tag = "bookings", params(("id" = i64, Path)),
+    request_body(content = DeclineRequest, description = "optional"),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`invalid_transition`", body = ErrorBody)))]
+async fn decline(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+    body: Bytes,
+) -> ApiResult<Json<BookingDto>> {
+    let req: DeclineRequest = optional_json(&body)?;
+    let b = api
+        .domain
+        .decline(actor(&user), id, req.reason.as_deref())
+        .await
+        .map_err(api_error)?;
+    Ok(Json(b.into()))
+}
+
+/// Confirm the cash was received (the lot's owner, admins). Event 7 to the driver.
+#[utoipa::path(post, path = "/api/bookings/{id}/verify-cash", tag = "bookings", params(("id" = i64, Path)),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`not_cash_payment`, `invalid_transition`", body = ErrorBody)))]
+async fn verify_cash(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+) -> ApiResult<Json<BookingDto>> {
+    Ok(Json(
+        api.domain
+            .verify_cash(actor(&user), id)
+            .await
+            .map_err(api_error)?
+            .into(),
+    ))
+}
+
+/// Mark the car wash done (the lot's employees and owner). Event 9 to the driver.
+#[utoipa::path(post, path = "/api/bookings/{id}/car-wash-done", tag = "bookings", params(("id" = i64, Path)),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`no_car_wash`, `invalid_transition`", body = ErrorBody)))]
+async fn car_wash_done(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+) -> ApiResult<Json<BookingDto>> {
+    Ok(Json(
+        api.domain
+            .car_wash_done(actor(&user), id)
+            .await
+            .map_err(api_error)?
+            .into(),
+    ))
+}
+
+/// Renew an expired booking from now, paying again (its driver). Event 3 on success; a refusal
+/// also sends event 4 with the reason.
+#[utoipa::path(post, path = "/api/bookings/{id}/renew", tag = "bookings", params(("id" = i64, Path)),
+    request_body = RenewRequest,
+    responses((status = 200, body = BookingDto),
+              (status = 402, description = "`payment_declined` (event 4)", body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "`not_renewable`, `slot_taken` (event 4)", body = ErrorBody),
+              (status = 422, body = ErrorBody),
+              (status = 502, description = "`payment_unavailable` (event 4)", body = ErrorBody)))]
+async fn renew(
+    State(api): State<BookingApi>,
+    user: AuthUser,
+    Id(id): Id,
+    ApiJson(req): ApiJson<RenewRequest>,
+) -> ApiResult<Json<BookingDto>> {
+    let minutes = BookingMinutes::parse(req.duration_minutes).map_err(invalid)?;
+    let payment =
+        PaymentChoice::parse(&req.payment_method, req.card_number.as_deref()).map_err(invalid)?;
+    let b = api
+        .domain
+        .renew(actor(&user), id, minutes, payment)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(b.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test clock
+
+/// Longest single advance: far beyond any booking (24 h), short of overflow games.
+const MAX_ADVANCE_SECONDS: i64 = 30 * 24 * 3600;
+
+/// Move the manual clock forward (only with `PARKMATE_CLOCK=manual`; API key). Deadlines that
+/// became due have fired, and their notifications are stored, when this answers.
+#[utoipa::path(post, path = "/api/test/clock", tag = "testing", request_body = ClockRequest,
+    responses((status = 200, body = ClockResponse), (status = 401, description = "`unauthorized`", body = ErrorBody),
+              (status = 422, description = "`invalid_advance`", body = ErrorBody)))]
+async fn advance_clock(
+    State(api): State<BookingApi>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ClockRequest>,
+) -> ApiResult<Json<ClockResponse>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    if !presented.is_some_and(|k| constant_time_eq(k.as_bytes(), api.api_key.as_bytes()))
+        || api.api_key.is_empty()
+    {
+        return Err(ApiError::unauthorized(
+            "unauthorized",
+            "the API key is required",
+        ));
+    }
+    if !(0..=MAX_ADVANCE_SECONDS).contains(&req.advance_seconds) {
+        return Err(ApiError::unprocessable(
+            "invalid_advance",
+            format!("advance_seconds must be between 0 and {MAX_ADVANCE_SECONDS}"),
+        ));
+    }
+    let now = api
+        .domain
+        .advance_clock(chrono::Duration::seconds(req.advance_seconds))
+        .await
+        .map_err(api_error)?;
+    Ok(Json(ClockResponse {
+        now: parkmate_store::rfc3339(now),
+    }))
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
