@@ -1,0 +1,338 @@
+//! `parkmate-bench`: parses the command line and runs a scenario; see `BENCHMARKS.md`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use parkmate_bench::fleet::{Fleet, MAX_SOCKETS_PER_WORKER};
+use parkmate_bench::scenario::{Bench, RunResult, Setup, in_run, medians, table};
+use parkmate_bench::server::SpawnedServer;
+
+#[derive(Parser)]
+#[command(
+    name = "parkmate-bench",
+    about = "Load generator for Parkmate Notify (loopback only)"
+)]
+struct Cli {
+    /// Server to drive (repeat for a cluster). Loopback addresses only.
+    #[arg(long = "target", global = true, default_value = "127.0.0.1:8000")]
+    targets: Vec<SocketAddr>,
+    /// Start `<path> serve` on a free port and a temporary SQLite database for each run (fresh
+    /// state per run); its pid is used for RSS. Overrides --target.
+    #[arg(long, global = true)]
+    spawn_server: Option<PathBuf>,
+    /// Extra setting for the spawned server, e.g. PARKMATE_QUEUE_CAPACITY=64 (repeatable).
+    #[arg(long = "server-env", global = true, value_parser = parse_kv)]
+    server_env: Vec<(String, String)>,
+    /// Pid of a running server whose RSS to read (repeatable).
+    #[arg(long = "server-pid", global = true)]
+    server_pids: Vec<u32>,
+    /// HS256 secret the server verifies tokens with (random when --spawn-server and not given).
+    #[arg(
+        long,
+        global = true,
+        env = "PARKMATE_JWT_SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// API key for POST /api/notifications (random when --spawn-server and not given).
+    #[arg(long, global = true, env = "PARKMATE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Sockets to open (one user each).
+    #[arg(long, global = true, default_value_t = 1000)]
+    sockets: usize,
+    /// First user id; sockets use first_user .. first_user + sockets.
+    #[arg(long, global = true, default_value_t = 1_000_000)]
+    first_user: i64,
+    /// Worker processes (default: one per 9,000 sockets; each holds at most 18,000).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Source address to bind (repeatable; default: 127.0.0.2, .3, … one per --per-source sockets).
+    #[arg(long = "source", global = true)]
+    sources: Vec<IpAddr>,
+    /// Sockets per default source address (one address has ~28k ephemeral ports).
+    #[arg(long, global = true, default_value_t = 8000)]
+    per_source: usize,
+    /// Handshakes in flight per worker.
+    #[arg(long, global = true, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Client read buffer per socket, bytes.
+    #[arg(long, global = true, default_value_t = 4096)]
+    read_buffer: usize,
+    /// Concurrent HTTP publishers.
+    #[arg(long, global = true, default_value_t = 32)]
+    publishers: usize,
+    /// After publishing, wait this long for deliveries before counting the rest lost.
+    #[arg(long, global = true, default_value_t = 10)]
+    drain_secs: u64,
+    /// Hard deadline for each run, seconds.
+    #[arg(long, global = true, default_value_t = 60)]
+    timeout_secs: u64,
+    /// Repetitions; the table shows each and the median.
+    #[arg(long, global = true, default_value_t = 1)]
+    runs: usize,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+enum Scenario {
+    /// Open the sockets and report the server's RSS growth per socket.
+    Idle {
+        /// Wait this long after the last handshake before reading RSS.
+        #[arg(long, default_value_t = 2)]
+        settle_secs: u64,
+    },
+    /// Notifications at a fixed rate to random connected users: latency and loss.
+    Unicast {
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+    },
+    /// One broadcast: time until the last socket has it.
+    Broadcast,
+    /// Drop every socket at once, publish `missed` while they are away, reconnect with `since`.
+    Reconnect {
+        #[arg(long, default_value_t = 1000)]
+        missed: usize,
+    },
+    /// Closed-loop publishers: stored notifications per second.
+    Throughput {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+    },
+    /// Broadcast then unicast with sockets spread over several --target nodes.
+    Cluster {
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+    },
+    /// Internal: a worker process speaking JSON lines on stdin/stdout.
+    #[command(hide = true)]
+    Worker,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+fn random_secret() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+fn name(s: &Scenario) -> &'static str {
+    match s {
+        Scenario::Idle { .. } => "idle",
+        Scenario::Unicast { .. } => "unicast",
+        Scenario::Broadcast => "broadcast",
+        Scenario::Reconnect { .. } => "reconnect",
+        Scenario::Throughput { .. } => "throughput",
+        Scenario::Cluster { .. } => "cluster",
+        Scenario::Worker => "worker",
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.scenario, Scenario::Worker) {
+        return match parkmate_bench::worker::run_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.runs == 0 || cli.runs > 20 {
+        bail!("--runs must be 1..=20");
+    }
+    parkmate_bench::check_loopback_all(&cli.targets, &cli.sources)?;
+    let spawn = cli.spawn_server.is_some();
+    let jwt_secret = match (&cli.jwt_secret, spawn) {
+        (Some(s), _) => s.clone(),
+        (None, true) => random_secret(),
+        (None, false) => {
+            bail!("--jwt-secret (or PARKMATE_JWT_SECRET) is required to drive a running server")
+        }
+    };
+    let api_key = match (&cli.api_key, spawn) {
+        (Some(k), _) => k.clone(),
+        (None, true) => random_secret(),
+        (None, false) => {
+            bail!("--api-key (or PARKMATE_API_KEY) is required to drive a running server")
+        }
+    };
+    let workers = cli.workers.unwrap_or(cli.sockets.div_ceil(9000)).max(1);
+    if cli.sockets > workers * MAX_SOCKETS_PER_WORKER {
+        bail!(
+            "{} sockets need --workers {} or more",
+            cli.sockets,
+            cli.sockets.div_ceil(MAX_SOCKETS_PER_WORKER)
+        );
+    }
+    let sources = if !cli.sources.is_empty() {
+        cli.sources.clone()
+    } else if cli.targets.iter().all(|t| t.is_ipv4()) {
+        Setup::default_sources(cli.sockets, cli.per_source)
+    } else {
+        Vec::new() // ::1 has a single address: let the kernel choose
+    };
+    let exe = std::env::current_exe().context("cannot find my own executable to start workers")?;
+    let scenario = name(&cli.scenario);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let hard_stop = Duration::from_secs(cli.timeout_secs + 15);
+
+    let mut runs: Vec<RunResult> = Vec::new();
+    for i in 0..cli.runs {
+        let server = match &cli.spawn_server {
+            Some(path) => {
+                Some(SpawnedServer::start(path, &jwt_secret, &api_key, &cli.server_env).await?)
+            }
+            None => None,
+        };
+        let mut server_pids = cli.server_pids.clone();
+        let mut targets = cli.targets.clone();
+        if let Some(s) = &server {
+            server_pids = vec![s.pid];
+            targets = vec![s.addr];
+        }
+        let setup = Setup {
+            targets,
+            sources: sources.clone(),
+            jwt_secret: jwt_secret.clone(),
+            api_key: api_key.clone(),
+            server_pids,
+            sockets: if matches!(cli.scenario, Scenario::Throughput { .. }) && !cli.sockets_given()
+            {
+                0
+            } else {
+                cli.sockets
+            },
+            first_user: cli.first_user,
+            connect_concurrency: cli.connect_concurrency,
+            read_buffer_bytes: cli.read_buffer,
+            publishers: cli.publishers,
+            drain: Duration::from_secs(cli.drain_secs),
+            until: tokio::time::Instant::now() + Duration::from_secs(cli.timeout_secs),
+        };
+        let fleet = Fleet::processes(workers, &exe)?;
+        let work = one_run(setup, fleet, cli.scenario.clone());
+        let result = match tokio::time::timeout(hard_stop, work).await {
+            Ok(r) => in_run(r, i)?,
+            Err(_) => bail!("run {} passed the hard deadline of {hard_stop:?}", i + 1),
+        };
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        eprintln!("run {} done", i + 1);
+        runs.push(result);
+        if i + 1 < cli.runs {
+            // Let the kernel retire the last run's sockets before the next storm.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    println!(
+        "parkmate-bench {scenario}: {} sockets, {workers} worker(s), {} source address(es), {cores} cores",
+        cli.sockets,
+        sources.len().max(1)
+    );
+    print!("{}", table(&runs));
+    let as_map = |r: &RunResult| {
+        serde_json::Value::Object(
+            r.metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect(),
+        )
+    };
+    let summary = serde_json::json!({
+        "scenario": scenario,
+        "sockets": cli.sockets,
+        "workers": workers,
+        "cores": cores,
+        "runs": runs.iter().map(as_map).collect::<Vec<_>>(),
+        "median": as_map(&medians(&runs)),
+        "notes": runs.iter().flat_map(|r| r.notes.clone()).collect::<Vec<_>>(),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+impl Cli {
+    /// Whether --sockets was given explicitly (throughput defaults to no sockets at all).
+    fn sockets_given(&self) -> bool {
+        std::env::args().any(|a| a == "--sockets" || a.starts_with("--sockets="))
+    }
+}
+
+async fn one_run(setup: Setup, fleet: Fleet, scenario: Scenario) -> anyhow::Result<RunResult> {
+    let mut bench = Bench::start(setup, fleet).await?;
+    let result = match scenario {
+        Scenario::Idle { settle_secs } => bench.idle(Duration::from_secs(settle_secs)).await,
+        Scenario::Unicast { messages, rate } => bench.unicast(messages, rate).await,
+        Scenario::Broadcast => bench.broadcast().await,
+        Scenario::Reconnect { missed } => bench.reconnect(missed).await,
+        Scenario::Throughput {
+            messages,
+            duration_secs,
+        } => {
+            bench
+                .throughput(messages, Duration::from_secs(duration_secs))
+                .await
+        }
+        Scenario::Cluster { messages, rate } => cluster(&mut bench, messages, rate).await,
+        Scenario::Worker => unreachable!("handled in main"),
+    };
+    bench.finish().await;
+    result
+}
+
+async fn cluster(bench: &mut Bench, messages: usize, rate: f64) -> anyhow::Result<RunResult> {
+    if bench.setup.targets.len() < 2 {
+        bail!("cluster needs two or more --target nodes");
+    }
+    let b = bench.broadcast().await?;
+    let u = bench.unicast(messages, rate).await?;
+    let mut r = RunResult::default();
+    for (prefix, part) in [("bcast_", b), ("uni_", u)] {
+        r.metrics.extend(
+            part.metrics
+                .into_iter()
+                .map(|(k, v)| (format!("{prefix}{k}"), v)),
+        );
+        r.notes.extend(part.notes);
+    }
+    Ok(r)
+}

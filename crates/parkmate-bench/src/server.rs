@@ -1,0 +1,142 @@
+//! The server under test: its memory (`/proc/<pid>/status`), its health endpoint, and — for the
+//! handiest runs — a `parkmate serve` we start ourselves on a temporary SQLite database.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::Child;
+
+/// Resident set size of a process in kB (`VmRSS`), if it can be read.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+/// Peak resident set size (`VmHWM`) in kB.
+pub fn hwm_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The server's own count of registered sockets, from `GET /healthz`.
+pub async fn connections(http: &reqwest::Client, target: SocketAddr) -> anyhow::Result<usize> {
+    let v: serde_json::Value = http
+        .get(format!("http://{target}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .context("healthz")?
+        .json()
+        .await
+        .context("healthz body")?;
+    Ok(v["connections"].as_u64().unwrap_or(0) as usize)
+}
+
+/// Polls `/healthz` until the servers together hold `want` sockets, or `within` passes.
+pub async fn wait_for_connections(
+    http: &reqwest::Client,
+    targets: &[SocketAddr],
+    want: usize,
+    within: Duration,
+) -> anyhow::Result<usize> {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let mut total = 0;
+        for t in targets {
+            total += connections(http, *t).await?;
+        }
+        if total == want || tokio::time::Instant::now() >= until {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `parkmate serve` child on a free loopback port and a temporary database; killed on drop.
+pub struct SpawnedServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl SpawnedServer {
+    /// Starts `exe serve` with the given secrets and extra `PARKMATE_*` settings, and waits until
+    /// `/healthz` answers.
+    pub async fn start(
+        exe: &Path,
+        jwt_secret: &str,
+        api_key: &str,
+        extra_env: &[(String, String)],
+    ) -> anyhow::Result<SpawnedServer> {
+        let dir = tempfile::tempdir()?;
+        // Ask the kernel for a free port, then hand it to the server (it binds with a deep backlog).
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("serve");
+        // Only our settings: nothing inherited from the operator's shell or a parkmate.toml.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PARKMATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("PARKMATE_CONFIG", dir.path().join("none.toml"))
+            .env("PARKMATE_BIND", addr.to_string())
+            .env(
+                "PARKMATE_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+            )
+            .env("PARKMATE_JWT_SECRET", jwt_secret)
+            .env("PARKMATE_API_KEY", api_key)
+            .env("PARKMATE_DATA_DIR", dir.path())
+            .env("PARKMATE_WEB_DIR", dir.path().join("no-web"))
+            .env("PARKMATE_DEMO_DATA", "false")
+            .env("PARKMATE_LOG", "warn");
+        for (k, v) in extra_env {
+            if !k.starts_with("PARKMATE_") {
+                bail!("--server-env {k}: only PARKMATE_* settings may be passed to the server");
+            }
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let pid = child.id().context("server pid")?;
+        let mut server = SpawnedServer {
+            addr,
+            child,
+            pid,
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if connections(&http, addr).await.is_ok() {
+                return Ok(server);
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the server exited during start-up: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the server did not answer /healthz within 10 s")
+    }
+
+    /// Asks the server to stop (SIGTERM-like via kill) and reaps it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}

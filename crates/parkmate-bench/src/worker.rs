@@ -1,0 +1,480 @@
+//! A worker holds up to ~18k sockets (one process may hold 20,000 file descriptors here) and
+//! answers the coordinator's [`Command`]s. It runs either as a child process (`parkmate-bench
+//! worker`, JSON lines on stdin/stdout) or, in tests, as a task in the caller's runtime.
+//!
+//! Every socket is one task that only reads: it counts notifications, records publish→receive
+//! latency from the `data.t` stamp (µs since the Unix epoch, put there by the publisher on this same
+//! machine) and remembers the last id, so a reconnect can ask for `since`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use parkmate_auth::TokenKeys;
+use parkmate_protocol::Role;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::{
+    Command, ConnectReport, ConnectSpec, Reply, WorkerStats, histogram_pairs, new_histogram,
+};
+
+/// Lifetime of the tokens the worker mints: longer than any run (the global deadline is shorter).
+const TOKEN_TTL_SECS: u64 = 6 * 3600;
+/// Handshake attempts per socket before it counts as failed (refusals, resets, 503 when full).
+const MAX_ATTEMPTS: u32 = 20;
+/// Distinct error messages kept for the report.
+const MAX_ERRORS: usize = 5;
+
+/// Microseconds since the Unix epoch: the clock publishers stamp and workers compare against.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Counters shared by all socket tasks of a worker.
+struct Counters {
+    open: AtomicUsize,
+    received: AtomicU64,
+    duplicates: AtomicU64,
+    dropped: AtomicU64,
+    closes: Mutex<BTreeMap<u16, u64>>,
+    /// Uncontended in practice: a worker process runs on one thread.
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        Counters {
+            open: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            closes: Mutex::new(BTreeMap::new()),
+            latency: Mutex::new(new_histogram()),
+        }
+    }
+}
+
+/// One user's socket slot: survives reconnects.
+struct Slot {
+    index: usize,
+    user_id: i64,
+    last_id: Arc<AtomicI64>,
+}
+
+/// The part of the server's frames the generator looks at; everything else is skipped unparsed.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    id: Option<i64>,
+    data: Option<Stamp>,
+}
+
+#[derive(Deserialize)]
+struct Stamp {
+    t: Option<u64>,
+}
+
+pub struct WorkerCore {
+    spec: Option<ConnectSpec>,
+    keys: Option<TokenKeys>,
+    slots: Vec<Slot>,
+    counters: Arc<Counters>,
+    /// Cancelling it ends every socket task of the current generation.
+    kill: CancellationToken,
+    tasks: JoinSet<()>,
+    /// Whether this worker is its own process (then its RSS is reported).
+    own_process: bool,
+}
+
+impl WorkerCore {
+    pub fn new(own_process: bool) -> WorkerCore {
+        WorkerCore {
+            spec: None,
+            keys: None,
+            slots: Vec::new(),
+            counters: Arc::new(Counters::new()),
+            kill: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            own_process,
+        }
+    }
+
+    pub async fn handle(&mut self, cmd: Command) -> Reply {
+        match cmd {
+            Command::Connect(spec) => {
+                if let Err(e) = crate::check_loopback_all(&spec.targets, &spec.sources) {
+                    return Reply::Error {
+                        message: e.to_string(),
+                    };
+                }
+                self.keys = Some(TokenKeys::new(spec.jwt_secret.as_bytes()));
+                self.slots = (0..spec.count)
+                    .map(|i| Slot {
+                        index: spec.first_index + i,
+                        user_id: spec.first_user + i as i64,
+                        last_id: Arc::new(AtomicI64::new(0)),
+                    })
+                    .collect();
+                let deadline = Duration::from_millis(spec.deadline_ms);
+                self.spec = Some(spec);
+                Reply::Connected(self.open_all(false, deadline).await)
+            }
+            Command::DropAll => {
+                self.drop_all().await;
+                Reply::Ok
+            }
+            Command::Reconnect { deadline_ms } => {
+                if self.spec.is_none() {
+                    return Reply::Error {
+                        message: "reconnect before connect".into(),
+                    };
+                }
+                self.drop_all().await;
+                Reply::Connected(
+                    self.open_all(true, Duration::from_millis(deadline_ms))
+                        .await,
+                )
+            }
+            Command::Stats => Reply::Stats(self.stats()),
+            Command::ResetStats => {
+                let c = &self.counters;
+                c.received.store(0, Ordering::Relaxed);
+                c.duplicates.store(0, Ordering::Relaxed);
+                c.dropped.store(0, Ordering::Relaxed);
+                c.closes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                c.latency.lock().unwrap_or_else(|p| p.into_inner()).reset();
+                Reply::Ok
+            }
+            Command::Quit => {
+                self.drop_all().await;
+                Reply::Ok
+            }
+        }
+    }
+
+    fn stats(&self) -> WorkerStats {
+        let c = &self.counters;
+        WorkerStats {
+            open: c.open.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            server_closes: c
+                .closes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            latency_us: histogram_pairs(&c.latency.lock().unwrap_or_else(|p| p.into_inner())),
+            rss_kb: if self.own_process {
+                crate::server::rss_kb(std::process::id())
+            } else {
+                None
+            },
+        }
+    }
+
+    async fn drop_all(&mut self) {
+        self.kill.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.kill = CancellationToken::new();
+    }
+
+    /// Opens a socket per slot (with `since` = its last id when `resume`), and waits until each is
+    /// ready or `deadline` passes.
+    async fn open_all(&mut self, resume: bool, deadline: Duration) -> ConnectReport {
+        let Some(spec) = self.spec.clone() else {
+            return ConnectReport::default();
+        };
+        let Some(keys) = self.keys.as_ref() else {
+            return ConnectReport::default();
+        };
+        let spec = Arc::new(spec);
+        let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
+        let started = Instant::now();
+        let give_up = tokio::time::Instant::now() + deadline;
+        let mut waits = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let since = resume.then(|| slot.last_id.load(Ordering::Relaxed));
+            let conn = Conn {
+                spec: spec.clone(),
+                index: slot.index,
+                user_id: slot.user_id,
+                token: keys.mint(slot.user_id, Role::User, TOKEN_TTL_SECS),
+                since,
+                last_id: slot.last_id.clone(),
+                counters: self.counters.clone(),
+                kill: self.kill.clone(),
+                gate: gate.clone(),
+                give_up,
+            };
+            self.tasks.spawn(conn.run(ready_tx));
+            waits.push(ready_rx);
+        }
+        let mut report = ConnectReport::default();
+        let mut errors = BTreeSet::new();
+        for w in waits {
+            match tokio::time::timeout_at(give_up, w).await {
+                Ok(Ok(Ok(retries))) => {
+                    report.ok += 1;
+                    report.retries += retries as usize;
+                }
+                Ok(Ok(Err(e))) => {
+                    report.failed += 1;
+                    if errors.len() < MAX_ERRORS {
+                        errors.insert(e);
+                    }
+                }
+                Ok(Err(_)) => report.failed += 1,
+                Err(_) => {
+                    report.failed += 1;
+                    if errors.len() < MAX_ERRORS {
+                        errors.insert("not ready before the deadline".to_owned());
+                    }
+                }
+            }
+        }
+        report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        report.errors = errors.into_iter().collect();
+        report
+    }
+}
+
+/// Everything one socket task needs.
+struct Conn {
+    spec: Arc<ConnectSpec>,
+    index: usize,
+    user_id: i64,
+    token: String,
+    since: Option<i64>,
+    last_id: Arc<AtomicI64>,
+    counters: Arc<Counters>,
+    kill: CancellationToken,
+    gate: Arc<Semaphore>,
+    give_up: tokio::time::Instant,
+}
+
+/// `Ok(retries)` once ready, or why it never was.
+type Ready = oneshot::Sender<Result<u32, String>>;
+
+impl Conn {
+    fn target(&self) -> SocketAddr {
+        self.spec.targets[self.index % self.spec.targets.len()]
+    }
+
+    fn source(&self) -> Option<IpAddr> {
+        (!self.spec.sources.is_empty())
+            .then(|| self.spec.sources[self.index % self.spec.sources.len()])
+    }
+
+    async fn open(&self) -> Result<WebSocketStream<TcpStream>, String> {
+        let target = self.target();
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| e.to_string())?;
+        // Lets a reconnect reuse ports still in TIME_WAIT from the sockets it just dropped.
+        socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+        if let Some(src) = self.source() {
+            socket
+                .bind(SocketAddr::new(src, 0))
+                .map_err(|e| format!("bind {src}: {e}"))?;
+        }
+        let stream = socket
+            .connect(target)
+            .await
+            .map_err(|e| format!("connect {target}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let url = match self.since {
+            Some(s) => format!("ws://{target}/ws/notifications/{}/?since={s}", self.user_id),
+            None => format!("ws://{target}/ws/notifications/{}/", self.user_id),
+        };
+        let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+        let auth =
+            HeaderValue::from_str(&format!("Bearer {}", self.token)).map_err(|e| e.to_string())?;
+        req.headers_mut().insert("authorization", auth);
+        // The generator only reads small frames: a 4 KiB buffer instead of 128 KiB keeps 18k
+        // sockets per worker lean.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(self.spec.read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_message_size(Some(1 << 20))
+            .max_frame_size(Some(1 << 20));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
+            .await
+            .map_err(|e| match e {
+                WsError::Http(r) => format!("handshake refused: HTTP {}", r.status()),
+                e => format!("handshake: {e}"),
+            })?;
+        Ok(ws)
+    }
+
+    async fn run(self, ready: Ready) {
+        let mut ready = Some(ready);
+        let mut attempt = 0u32;
+        let ws = loop {
+            attempt += 1;
+            let opened = {
+                let Ok(_permit) = self.gate.acquire().await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = self.kill.cancelled() => return,
+                    r = tokio::time::timeout_at(self.give_up, self.open()) => r.unwrap_or_else(|_| Err("handshake timed out".into())),
+                }
+            };
+            match opened {
+                Ok(ws) => break ws,
+                Err(e)
+                    if attempt >= MAX_ATTEMPTS || tokio::time::Instant::now() >= self.give_up =>
+                {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    // Back off with jitter, as a real client would, so a refused crowd spreads out.
+                    let ms = 20 * u64::from(attempt.min(10)) + rand::random_range(0..50u64);
+                    tokio::select! {
+                        _ = self.kill.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    }
+                }
+            }
+        };
+        let retries = attempt - 1;
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
+        self.read_loop(ws, &mut ready, retries).await;
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(r) = ready.take() {
+            let _ = r.send(Err("closed before it was ready".into()));
+        }
+    }
+
+    async fn read_loop(
+        &self,
+        mut ws: WebSocketStream<TcpStream>,
+        ready: &mut Option<Ready>,
+        retries: u32,
+    ) {
+        let c = &self.counters;
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = self.kill.cancelled() => return, // dropping `ws` closes the TCP socket
+                m = ws.next() => m,
+            };
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
+                        continue;
+                    };
+                    match frame.kind {
+                        "notification" => {
+                            let id = frame.id.unwrap_or(0);
+                            if id > self.last_id.load(Ordering::Relaxed) {
+                                self.last_id.store(id, Ordering::Relaxed);
+                                c.received.fetch_add(1, Ordering::Relaxed);
+                                if let Some(t) = frame.data.and_then(|d| d.t) {
+                                    let lat = now_us().saturating_sub(t).max(1);
+                                    c.latency
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .saturating_record(lat);
+                                }
+                            } else {
+                                c.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        "hello" if self.since.is_none() => {
+                            if let Some(r) = ready.take() {
+                                let _ = r.send(Ok(retries));
+                            }
+                        }
+                        "replayed" => {
+                            if let Some(r) = ready.take() {
+                                let _ = r.send(Ok(retries));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                    *c.closes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(code)
+                        .or_default() += 1;
+                    return;
+                }
+                // Pings are answered by tungstenite on the next read.
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The `worker` subcommand: JSON lines in, JSON lines out, until `quit` or end of input.
+pub fn run_stdio() -> anyhow::Result<()> {
+    // One thread per worker: the machine has 2 cores, shared with the server under test.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut core = WorkerCore::new(true);
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut out = tokio::io::stdout();
+        while let Some(line) = lines.next_line().await? {
+            let reply = match serde_json::from_str::<Command>(&line) {
+                Ok(Command::Quit) => {
+                    core.handle(Command::Quit).await;
+                    write_reply(&mut out, &Reply::Ok).await?;
+                    break;
+                }
+                Ok(cmd) => core.handle(cmd).await,
+                Err(e) => Reply::Error {
+                    message: format!("bad command: {e}"),
+                },
+            };
+            write_reply(&mut out, &reply).await?;
+        }
+        core.drop_all().await;
+        Ok(())
+    })
+}
+
+async fn write_reply(out: &mut tokio::io::Stdout, reply: &Reply) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(reply)?;
+    line.push(b'\n');
+    out.write_all(&line).await?;
+    out.flush().await?;
+    Ok(())
+}
