@@ -86,6 +86,8 @@ pub enum DomainError {
     PaymentUnavailable(String),
     #[error("the clock is not manual")]
     ClockNotManual,
+    #[error("the booking domain supports only SQLite databases for now")]
+    UnsupportedEngine,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("store error")]
@@ -121,7 +123,8 @@ impl DomainError {
             | DomainError::Store(_)
             | DomainError::Migrate(_)
             | DomainError::Corrupt(_)
-            | DomainError::Hashing(_) => "internal",
+            | DomainError::Hashing(_)
+            | DomainError::UnsupportedEngine => "internal",
         }
     }
 
@@ -199,7 +202,13 @@ impl Domain {
         gateway: Arc<dyn PaymentGateway>,
         outbox: OutboxSignal,
     ) -> Result<Domain, DomainError> {
-        let Database::Sqlite(store) = db;
+        // One engine so far; the Postgres twin of `sqlite.rs` is another issue. Refusing other
+        // engines loudly beats a silent fallback.
+        #[allow(unreachable_patterns)]
+        let store = match db {
+            Database::Sqlite(store) => store,
+            _ => return Err(DomainError::UnsupportedEngine),
+        };
         let mut migrator = sqlx::migrate!("./migrations/sqlite");
         // The store's migrations live in the same database and are not in this directory.
         migrator.set_ignore_missing(true);

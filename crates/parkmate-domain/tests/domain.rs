@@ -101,7 +101,10 @@ async fn the_database_refuses_overlaps_whatever_the_writer() {
         .create_booking(actor(&w.driver), cash(w.slot(1), 60, false))
         .await
         .unwrap();
-    let Database::Sqlite(store) = &w.db;
+    #[allow(irrefutable_let_patterns)]
+    let Database::Sqlite(store) = &w.db else {
+        unreachable!("the tests use SQLite")
+    };
     // A raw insert that skips every application check still cannot overlap.
     let err = sqlx::query(
         "INSERT INTO bookings (user_id, slot_id, start_at_ms, end_at_ms, duration_minutes, status, payment_method, \

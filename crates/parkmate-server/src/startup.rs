@@ -14,7 +14,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use parkmate_auth::TokenKeys;
+use parkmate_booking_http::BookingApi;
 use parkmate_broker::{BusEvent, BusSink, MemoryBroker};
+use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
 use parkmate_hub::Hub;
 use parkmate_notifier::Notifier;
 use secrecy::ExposeSecret;
@@ -23,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{ClockKind, Settings};
 use crate::state::AppState;
 
 /// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
@@ -96,6 +98,33 @@ impl Application {
         let tracker = TaskTracker::new();
         let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
         let settings = Arc::new(settings);
+
+        // The booking domain shares the database (its state changes and their notifications
+        // commit together) and the notifier's outbox (woken after each such commit).
+        let clock: Arc<dyn Clock> = match settings.clock {
+            ClockKind::System => Arc::new(SystemClock),
+            ClockKind::Manual => Arc::new(ManualClock::starting_at(chrono::Utc::now())),
+        };
+        let domain = Domain::new(
+            &database,
+            clock.clone(),
+            Arc::new(TestGateway::new()),
+            notifier.outbox(),
+        )
+        .await
+        .context("cannot start the booking domain")?;
+        let demo_accounts = if settings.demo_data {
+            domain
+                .seed_demo()
+                .await
+                .context("cannot seed the demo data")?
+                .map(Arc::new)
+        } else {
+            None
+        };
+        for a in demo_accounts.iter().flat_map(|a| a.iter()) {
+            tracing::info!(role = %a.role, email = %a.email, password = %a.password, "demo account");
+        }
         let state = AppState {
             keys: Arc::new(TokenKeys::new(
                 settings.jwt_secret.expose_secret().as_bytes(),
@@ -107,7 +136,10 @@ impl Application {
             shutdown,
             tracker,
             settings: settings.clone(),
-            now: Arc::new(chrono::Utc::now),
+            now: {
+                let clock = clock.clone();
+                Arc::new(move || clock.now())
+            },
         };
 
         let mut router = Router::new()
@@ -115,6 +147,15 @@ impl Application {
             .route("/ws/notifications/{user_id}/", get(crate::ws::handshake))
             .merge(crate::api::router());
         // BOOKING DOMAIN HOOK
+        // One scheduler task for every booking's timers; it stops with the other tasks.
+        domain.spawn_scheduler(&state.tracker, state.shutdown.clone());
+        router = router.merge(parkmate_booking_http::router(BookingApi {
+            domain,
+            keys: state.keys.clone(),
+            token_ttl_secs: settings.token_ttl.as_secs(),
+            demo_accounts,
+            api_key: settings.api_key().to_owned(),
+        }));
         router = router.merge(crate::web::router(&settings.web_dir));
         let router = router.with_state(state.clone());
         Ok(Application {
