@@ -62,6 +62,21 @@ afterEach(() => {
 });
 
 describe('app smoke', () => {
+  // First: api.ts keeps its token provider in module state, which a previous test would leave wired.
+  it('keeps the session across a reload: the first requests already carry the token', async () => {
+    localStorage.setItem('parkmate.token', 'jwt.for.dana');
+    localStorage.setItem('parkmate.user', JSON.stringify(driver));
+    window.history.replaceState(null, '', '/lots');
+    render(<App />);
+    await screen.findByTestId('lot-3');
+    await waitFor(() => expect(calls.some((c) => c.url === '/api/me')).toBe(true));
+    const authed = calls.filter((c) => c.url !== '/api/auth/demo-accounts');
+    expect(authed.length).toBeGreaterThan(0);
+    for (const c of authed) expect(c.auth, `${c.method} ${c.url}`).toBe('Bearer jwt.for.dana');
+    expect(window.location.pathname).toBe('/lots');
+    expect(localStorage.getItem('parkmate.token')).toBe('jwt.for.dana');
+  });
+
   it('logs in with a demo account, connects, shows the badge, the toast and the inbox', async () => {
     render(<App />);
     const demo = await screen.findByTestId('demo-account-driver@parkmate.test');

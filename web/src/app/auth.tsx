@@ -55,14 +55,15 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     return user;
   }, []);
 
-  useEffect(() => {
-    configureApi(
-      () => tokenRef.current,
-      () => {
-        if (tokenRef.current) logout('Your session has expired. Please sign in again.');
-      },
-    );
-  }, [logout]);
+  // Wired during render, not in an effect: React runs the children's effects before this provider's,
+  // so after a reload the pages' first requests would otherwise go out without the token, get 401 and
+  // sign the user out. Idempotent (tokenRef and logout are stable).
+  configureApi(
+    () => tokenRef.current,
+    () => {
+      if (tokenRef.current) logout('Your session has expired. Please sign in again.');
+    },
+  );
 
   // Refresh the stored user (name or role may have changed); a 401 here signs out via configureApi.
   useEffect(() => {
