@@ -5,8 +5,9 @@
 //! store is what makes delivery lossless: every notification is committed here before it is
 //! published, and a reconnecting client is replayed from here.
 //!
-//! Ids are assigned inside the writing transaction and SQLite serialises writers, so id order is
-//! commit order: a reader that has seen id N has seen every committed id below N.
+//! Id order is commit order on both engines: a reader that has seen id N has seen every committed
+//! id below N. SQLite serialises writers; PostgreSQL serialises notification-writing transactions
+//! with an advisory lock (see [`postgres`]).
 
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use parkmate_protocol::{Audience, Level, NotificationFrame, Role, Viewer};
 
+pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 /// The largest page any listing returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
@@ -117,7 +121,7 @@ pub struct UnreadState {
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    #[error("unsupported database URL `{0}`: expected sqlite://…")]
+    #[error("unsupported database URL `{0}`: expected sqlite://… or postgres://…")]
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -180,26 +184,32 @@ pub trait NotificationStore: Send + Sync + 'static {
 #[derive(Clone)]
 pub enum Database {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Database {
     pub fn notifications(&self) -> Arc<dyn NotificationStore> {
         match self {
             Database::Sqlite(s) => Arc::new(s.clone()),
+            Database::Postgres(s) => Arc::new(s.clone()),
         }
     }
 
     pub async fn close(&self) {
         match self {
             Database::Sqlite(s) => s.close().await,
+            Database::Postgres(s) => s.close().await,
         }
     }
 }
 
-/// Opens (and migrates) the database a URL names: `sqlite://path` or `sqlite::memory:`.
+/// Opens (and migrates) the database a URL names: `sqlite://path`, `sqlite::memory:`, or
+/// `postgres://…` / `postgresql://…`. An unreachable server is an error, never a fallback.
 pub async fn open(url: &str) -> Result<Database, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Database::Sqlite(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Database::Postgres(postgres::PgStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -1,10 +1,17 @@
-//! The store conformance story: what every engine must do. Runs on SQLite here; the PostgreSQL
-//! engine runs the same functions.
+//! The store conformance story: what every engine must do. Every case is an engine-generic
+//! function run on SQLite (a temporary file) and on PostgreSQL (a fresh database per case, see
+//! `parkmate_store::test_support`) by the `conformance!` macro at the bottom.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use parkmate_protocol::{Audience, Level, Role, Viewer};
+use parkmate_store::test_support::fresh_postgres;
 use parkmate_store::{NewNotification, NotificationStore, StoreError, open};
 
-async fn sqlite() -> (tempfile::TempDir, std::sync::Arc<dyn NotificationStore>) {
+type Store = Arc<dyn NotificationStore>;
+
+async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let db = open(&url).await.unwrap();
@@ -24,9 +31,7 @@ fn note(audience: Audience, msg: &str) -> NewNotification {
     NewNotification::new(audience, Level::Info, "custom", msg)
 }
 
-#[tokio::test]
-async fn ids_are_monotonic_and_replay_merges_streams_in_order() {
-    let (_dir, store) = sqlite().await;
+async fn ids_are_monotonic_and_replay_merges_streams_in_order(store: Store) {
     let stored = store
         .insert_batch(&[
             note(Audience::User(1), "a1"),
@@ -63,9 +68,7 @@ async fn ids_are_monotonic_and_replay_merges_streams_in_order() {
     assert_eq!(store.max_id().await.unwrap(), ids[4]);
 }
 
-#[tokio::test]
-async fn dedupe_key_makes_retries_idempotent() {
-    let (_dir, store) = sqlite().await;
+async fn dedupe_key_makes_retries_idempotent(store: Store) {
     let n = note(Audience::User(1), "once").with_dedupe_key("k1");
     let first = store.insert_batch(std::slice::from_ref(&n)).await.unwrap();
     let second = store.insert_batch(&[n]).await.unwrap();
@@ -73,9 +76,7 @@ async fn dedupe_key_makes_retries_idempotent() {
     assert_eq!(store.replay(ALICE, 0, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn read_state_is_per_user_also_for_group_notifications() {
-    let (_dir, store) = sqlite().await;
+async fn read_state_is_per_user_also_for_group_notifications(store: Store) {
     let stored = store
         .insert_batch(&[
             note(Audience::All, "x"),
@@ -131,9 +132,7 @@ async fn read_state_is_per_user_also_for_group_notifications() {
     assert_eq!(store.unread(BOB).await.unwrap().count, 2);
 }
 
-#[tokio::test]
-async fn inbox_pages_newest_first() {
-    let (_dir, store) = sqlite().await;
+async fn inbox_pages_newest_first(store: Store) {
     let batch: Vec<_> = (0..5)
         .map(|i| note(Audience::User(1), &format!("m{i}")))
         .collect();
@@ -159,9 +158,7 @@ async fn inbox_pages_newest_first() {
     assert_eq!(p3.next_before, None);
 }
 
-#[tokio::test]
-async fn outbox_cursor_only_moves_forward() {
-    let (_dir, store) = sqlite().await;
+async fn outbox_cursor_only_moves_forward(store: Store) {
     assert_eq!(store.published_through().await.unwrap(), 0);
     store.set_published_through(5).await.unwrap();
     store.set_published_through(3).await.unwrap();
@@ -175,3 +172,112 @@ async fn unknown_url_scheme_is_an_error() {
         Err(StoreError::UnsupportedUrl(_))
     ));
 }
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_error_not_a_fallback() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    assert!(matches!(
+        open("postgres://postgres@127.0.0.1:1/nowhere").await,
+        Err(StoreError::Database(_))
+    ));
+}
+
+/// Many transactions write notifications at once while a reader follows `after(cursor)` like the
+/// outbox dispatcher does. If an id could commit below one the reader has already seen (sequence
+/// order ≠ commit order), the reader would skip it for good: every stored id must be seen, once,
+/// in increasing order.
+async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
+    const WRITERS: usize = 8;
+    const BATCHES: usize = 40;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = store.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            let mut seen = Vec::new();
+            loop {
+                // Read `done` before the pass: the pass after the last writer finished sees all.
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                let rows = store.after(cursor, 1000).await.unwrap();
+                for n in rows {
+                    assert!(n.id > cursor, "ids go backwards: {} after {cursor}", n.id);
+                    cursor = n.id;
+                    seen.push(n.id);
+                }
+                if last {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for b in 0..BATCHES {
+                    let batch: Vec<_> = (0..3)
+                        .map(|i| note(Audience::User(w as i64), &format!("w{w} b{b} n{i}")))
+                        .collect();
+                    store.insert_batch(&batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let stored: BTreeSet<i64> = store
+        .after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(stored.len(), WRITERS * BATCHES * 3);
+    let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), seen_set.len(), "a row was read twice");
+    let missed: Vec<_> = stored.difference(&seen_set).collect();
+    assert!(
+        missed.is_empty(),
+        "the reader skipped rows that committed behind its cursor: {missed:?}"
+    );
+}
+
+/// Runs each engine-generic case on SQLite and on a fresh PostgreSQL database.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dir, store) = super::sqlite().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(pg) = super::fresh_postgres().await else { return };
+                    let db = super::open(&pg.url).await.unwrap();
+                    super::$case(db.notifications()).await;
+                    db.close().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ids_are_monotonic_and_replay_merges_streams_in_order,
+    dedupe_key_makes_retries_idempotent,
+    read_state_is_per_user_also_for_group_notifications,
+    inbox_pages_newest_first,
+    outbox_cursor_only_moves_forward,
+    concurrent_writers_never_commit_behind_a_reader,
+);
