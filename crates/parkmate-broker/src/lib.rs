@@ -4,12 +4,15 @@
 //!
 //! The in-process [`MemoryBroker`] is the embedded default: one node, no network, delivery is a
 //! function call.
+//! [`redis::RedisBroker`] fans events out between the nodes of a cluster over Redis pub/sub.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use parkmate_protocol::Audience;
+
+pub mod redis;
 
 /// A stored notification ready to go on the wire: serialised once, shared by every recipient.
 #[derive(Debug, Clone, PartialEq)]
