@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ClockKind, Settings};
+use crate::config::{ClockKind, Environment, Settings};
 use crate::state::AppState;
 
 /// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
@@ -125,6 +125,9 @@ impl Application {
         for a in demo_accounts.iter().flat_map(|a| a.iter()) {
             tracing::info!(role = %a.role, email = %a.email, password = %a.password, "demo account");
         }
+        // `GET /api/auth/demo-accounts` is for development: production never hands out passwords.
+        let served_demo_accounts =
+            demo_accounts.filter(|_| settings.env != Environment::Production);
         let state = AppState {
             keys: Arc::new(TokenKeys::new(
                 settings.jwt_secret.expose_secret().as_bytes(),
@@ -153,7 +156,7 @@ impl Application {
             domain,
             keys: state.keys.clone(),
             token_ttl_secs: settings.token_ttl.as_secs(),
-            demo_accounts,
+            demo_accounts: served_demo_accounts,
             api_key: settings.api_key().to_owned(),
         }));
         router = router.merge(crate::web::router(&settings.web_dir));
