@@ -39,8 +39,8 @@ pub use model::{Actor, Booking, DemoAccount, Employee, Lot, Slot, User};
 pub use payment::{Charge, PaymentError, PaymentGateway, Receipt, TestGateway};
 pub use scheduler::Fired;
 pub use types::{
-    BookingMinutes, BookingStatus, BookingWindow, CarWashStatus, CardNumber, Email, InvalidInput,
-    Name, Password, PaymentMethod, PaymentStatus,
+    BookingAction, BookingMinutes, BookingStatus, BookingWindow, CarWashStatus, CardNumber, Email,
+    InvalidInput, Name, Password, PaymentMethod, PaymentStatus, Step,
 };
 
 use sqlite::BookingScope;
@@ -578,24 +578,18 @@ impl Domain {
         let b = sqlite::booking(&mut tx, id)
             .await?
             .ok_or(DomainError::NotFound("booking"))?;
-        match b.status {
-            BookingStatus::Confirmed => return Ok(b),
-            BookingStatus::Requested => {}
-            from => {
+        let to = match b.status.step(BookingAction::Approve) {
+            Step::To(to) => to,
+            Step::Unchanged => return Ok(b),
+            Step::Refused => {
                 return Err(DomainError::InvalidTransition {
-                    from,
+                    from: b.status,
                     action: "approve",
                 });
             }
-        }
-        sqlite::transition(
-            &mut tx,
-            id,
-            BookingStatus::Requested,
-            BookingStatus::Confirmed,
-            None,
-        )
-        .await?;
+        };
+        // Conditional on the state read in this same transaction (writers are serialised).
+        sqlite::transition(&mut tx, id, b.status, to, None).await?;
         let b = sqlite::booking(&mut tx, id)
             .await?
             .ok_or_else(|| corrupt("booking vanished"))?;
@@ -622,24 +616,17 @@ impl Domain {
         let b = sqlite::booking(&mut tx, id)
             .await?
             .ok_or(DomainError::NotFound("booking"))?;
-        match b.status {
-            BookingStatus::Declined => return Ok(b),
-            BookingStatus::Requested => {}
-            from => {
+        let to = match b.status.step(BookingAction::Decline) {
+            Step::To(to) => to,
+            Step::Unchanged => return Ok(b),
+            Step::Refused => {
                 return Err(DomainError::InvalidTransition {
-                    from,
+                    from: b.status,
                     action: "decline",
                 });
             }
-        }
-        sqlite::transition(
-            &mut tx,
-            id,
-            BookingStatus::Requested,
-            BookingStatus::Declined,
-            reason.as_deref(),
-        )
-        .await?;
+        };
+        sqlite::transition(&mut tx, id, b.status, to, reason.as_deref()).await?;
         let b = sqlite::booking(&mut tx, id)
             .await?
             .ok_or_else(|| corrupt("booking vanished"))?;
@@ -728,7 +715,7 @@ impl Domain {
         payment: PaymentChoice,
     ) -> Result<Booking, DomainError> {
         let now = self.now();
-        let b = sqlite::booking(&mut *self.read().await?, id)
+        let mut b = sqlite::booking(&mut *self.read().await?, id)
             .await?
             .ok_or(DomainError::NotFound("booking"))?;
         if actor.role != Role::User || b.user_id != actor.user_id {
@@ -739,10 +726,21 @@ impl Domain {
         if is_retried_renewal(&b, minutes, now) {
             return Ok(b);
         }
-        let refusal = match b.status {
-            BookingStatus::Expired => None,
-            BookingStatus::Declined => Some("Booking was declined"),
-            BookingStatus::Requested | BookingStatus::Confirmed => Some("Booking is still active"),
+        if b.status.holds_slot() && b.window.end() <= now {
+            // Its time ran out but the scheduler has not got to it yet (a matter of
+            // milliseconds): expire it now, with its event 5, rather than refuse a renewal the
+            // driver's countdown already offers.
+            self.fire_due().await?;
+            b = sqlite::booking(&mut *self.read().await?, id)
+                .await?
+                .ok_or(DomainError::NotFound("booking"))?;
+        }
+        let refusal = match b.status.step(BookingAction::Renew) {
+            Step::To(_) => None,
+            Step::Unchanged | Step::Refused if b.status == BookingStatus::Declined => {
+                Some("Booking was declined")
+            }
+            Step::Unchanged | Step::Refused => Some("Booking is still active"),
         };
         if let Some(reason) = refusal {
             return Err(self

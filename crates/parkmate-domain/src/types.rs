@@ -248,6 +248,47 @@ impl BookingStatus {
     pub fn holds_slot(self) -> bool {
         matches!(self, BookingStatus::Requested | BookingStatus::Confirmed)
     }
+
+    /// The state machine of `docs/booking-api.md`: what `action` does to a booking in this state.
+    /// Repeating an action that already took effect is [`Step::Unchanged`] (answered, not
+    /// reported again), so retries are harmless.
+    pub fn step(self, action: BookingAction) -> Step {
+        use BookingAction as A;
+        use BookingStatus as S;
+        match (self, action) {
+            (S::Requested, A::Approve) => Step::To(S::Confirmed),
+            (S::Confirmed, A::Approve) => Step::Unchanged,
+            (S::Requested, A::Decline) => Step::To(S::Declined),
+            (S::Declined, A::Decline) => Step::Unchanged,
+            (S::Requested | S::Confirmed, A::Expire) => Step::To(S::Expired),
+            (S::Expired, A::Expire) => Step::Unchanged,
+            (S::Expired, A::Renew) => Step::To(S::Confirmed),
+            _ => Step::Refused,
+        }
+    }
+}
+
+/// Something that moves a booking between states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingAction {
+    /// An admin confirms a request.
+    Approve,
+    /// An admin refuses a request.
+    Decline,
+    /// The scheduler ends a booking whose window ran out.
+    Expire,
+    /// The driver pays for a new window.
+    Renew,
+}
+
+/// The outcome of [`BookingStatus::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    To(BookingStatus),
+    /// Already done: answer the booking as it is.
+    Unchanged,
+    /// Not allowed from this state.
+    Refused,
 }
 
 string_enum!(PaymentMethod, "payment_method", { Cash => "cash", Online => "online" });
@@ -312,6 +353,35 @@ mod tests {
         assert!(a.overlaps(&BookingWindow::new(t(59), t(70)).unwrap()));
         // Half-open: back to back is not an overlap.
         assert!(!a.overlaps(&BookingWindow::new(t(60), t(70)).unwrap()));
+    }
+
+    #[test]
+    fn the_state_machine() {
+        use BookingAction::*;
+        use BookingStatus::*;
+        let table = [
+            (Requested, Approve, Step::To(Confirmed)),
+            (Confirmed, Approve, Step::Unchanged),
+            (Declined, Approve, Step::Refused),
+            (Expired, Approve, Step::Refused),
+            (Requested, Decline, Step::To(Declined)),
+            (Declined, Decline, Step::Unchanged),
+            (Confirmed, Decline, Step::Refused),
+            (Expired, Decline, Step::Refused),
+            (Requested, Expire, Step::To(Expired)),
+            (Confirmed, Expire, Step::To(Expired)),
+            (Expired, Expire, Step::Unchanged),
+            (Declined, Expire, Step::Refused),
+            (Expired, Renew, Step::To(Confirmed)),
+            (Requested, Renew, Step::Refused),
+            (Confirmed, Renew, Step::Refused),
+            (Declined, Renew, Step::Refused),
+        ];
+        for (from, action, step) in table {
+            assert_eq!(from.step(action), step, "{from} {action:?}");
+        }
+        // Whatever a step leads to, only requested/confirmed hold the slot.
+        assert!(Confirmed.holds_slot() && !Declined.holds_slot());
     }
 
     #[test]

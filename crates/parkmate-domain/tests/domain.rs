@@ -906,3 +906,25 @@ async fn login_register_and_seed() {
     assert!(lots.iter().all(|l| l.slots.iter().any(|s| s.car_wash)));
     assert_eq!(lots[0].employees.len(), 1);
 }
+
+#[tokio::test]
+async fn renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it() {
+    let w = World::new().await;
+    let d = actor(&w.driver);
+    let b = w
+        .domain
+        .create_booking(d, cash(w.slot(1), 10, false))
+        .await
+        .unwrap();
+    // No fire_due: the scheduler has not run yet when the driver presses "Renew".
+    w.clock.advance(Duration::minutes(10));
+    let renewed = w
+        .domain
+        .renew(d, b.id, minutes(20), approved_card())
+        .await
+        .unwrap();
+    assert_eq!(renewed.status, BookingStatus::Confirmed);
+    assert_eq!(w.notes_of("booking_expired").await.len(), 1);
+    assert_eq!(w.notes_of("booking_renewed").await.len(), 1);
+    assert!(w.notes_of("renewal_failed").await.is_empty());
+}
