@@ -123,6 +123,11 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     await expectToast(driver, 'Admin declined your booking request', 'warning');
     await driver.tid('booking-status').and(driver.page.locator('[data-status="declined"]')).waitFor();
     await driver.tid('decline-reason').filter({ hasText: 'Lot closed for cleaning' }).waitFor();
+    // Owners get no event for a decline, so reload; a declined cash booking offers no "Verify cash"
+    // (the server would answer 409 invalid_transition).
+    await owner.page.reload();
+    await owner.page.locator(`[data-testid="booking-row-${declinedId}"][data-status="declined"]`).waitFor();
+    assert.equal(await owner.tid(`verify-cash-${declinedId}`).count(), 0, 'no Verify cash on a declined booking');
   });
 
   test('approve: the admin confirms the first request', async () => {

@@ -29,7 +29,8 @@ export function BookingRow(props: {
     }
   };
 
-  const showVerify = canVerifyCash && b.payment_method === 'cash' && b.payment_status === 'pending';
+  // The server refuses to verify cash for a declined booking (409 invalid_transition).
+  const showVerify = canVerifyCash && b.payment_method === 'cash' && b.payment_status === 'pending' && b.status !== 'declined';
   const showWash = canWash && b.car_wash && b.car_wash_status === 'pending';
 
   return (
