@@ -60,6 +60,13 @@ pub struct RawSettings {
     pub demo_data: bool,
     pub clock: ClockKind,
     pub log: String,
+    /// `redis://…` (or `rediss://…`): fan out between the nodes of a cluster through Redis
+    /// pub/sub. Unset: the in-process broker of a single node.
+    pub redis_url: Option<String>,
+    /// Every Redis key and channel of this cluster starts with this.
+    pub redis_prefix: String,
+    /// Serve the booking API; `false` runs the notification core alone.
+    pub booking_api: bool,
 }
 
 impl Default for RawSettings {
@@ -88,6 +95,9 @@ impl Default for RawSettings {
             demo_data: true,
             clock: ClockKind::System,
             log: "info,sqlx=warn".into(),
+            redis_url: None,
+            redis_prefix: "parkmate".into(),
+            booking_api: true,
         }
     }
 }
@@ -120,6 +130,10 @@ pub struct Settings {
     pub demo_data: bool,
     pub clock: ClockKind,
     pub log: String,
+    /// The cluster's Redis; may hold a password, hence secret. `None`: in-process broker.
+    pub redis_url: Option<SecretString>,
+    pub redis_prefix: String,
+    pub booking_api: bool,
     /// Set when a development secret was generated on this start, to tell the person.
     pub generated_secrets: bool,
 }
@@ -226,6 +240,29 @@ impl RawSettings {
                 ));
             }
         }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+        {
+            // Not echoed: the URL may carry a password.
+            return Err(invalid(
+                "redis_url",
+                "must be a redis://, rediss:// or unix:// URL",
+            ));
+        }
+        if self.redis_prefix.is_empty()
+            || !self
+                .redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-:.".contains(&b))
+        {
+            return Err(invalid(
+                "redis_prefix",
+                "must be non-empty letters, digits, `_`, `-`, `:` or `.`",
+            ));
+        }
         let production = self.env == Environment::Production;
         if production && self.clock == ClockKind::Manual {
             return Err(invalid(
@@ -293,6 +330,9 @@ impl RawSettings {
             demo_data: self.demo_data,
             clock: self.clock,
             log: self.log,
+            redis_url: self.redis_url.map(SecretString::from),
+            redis_prefix: self.redis_prefix,
+            booking_api: self.booking_api,
             generated_secrets,
         })
     }
@@ -395,6 +435,21 @@ mod tests {
         let mut r = raw(dir.path());
         r.bind = "nowhere".into();
         assert!(r.validate().unwrap_err().to_string().contains("`bind`"));
+        let mut r = raw(dir.path());
+        r.redis_url = Some("http://secret@x".into());
+        let err = r.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("redis_url") && !err.contains("secret"),
+            "{err}"
+        );
+        let mut r = raw(dir.path());
+        r.redis_prefix = "has space".into();
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("redis_prefix")
+        );
         let mut r = raw(dir.path());
         r.allowed_origins = "ftp://x".into();
         assert!(

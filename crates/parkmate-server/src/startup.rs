@@ -15,7 +15,8 @@ use axum::Router;
 use axum::routing::get;
 use parkmate_auth::TokenKeys;
 use parkmate_booking_http::BookingApi;
-use parkmate_broker::{BusEvent, BusSink, MemoryBroker};
+use parkmate_broker::redis::RedisBroker;
+use parkmate_broker::{Broker, BusEvent, BusSink, MemoryBroker};
 use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
 use parkmate_hub::Hub;
 use parkmate_notifier::Notifier;
@@ -93,9 +94,24 @@ impl Application {
             .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
         let store = database.notifications();
         let hub = Hub::new(settings.queue_capacity);
-        let broker = Arc::new(MemoryBroker::new(Arc::new(HubSink(hub.clone()))));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let sink = Arc::new(HubSink(hub.clone()));
+        // In-process unless a Redis URL is set; an unreachable Redis stops the start.
+        let broker: Arc<dyn Broker> = match &settings.redis_url {
+            None => Arc::new(MemoryBroker::new(sink)),
+            Some(url) => Arc::new(
+                RedisBroker::connect(
+                    url.expose_secret(),
+                    &settings.redis_prefix,
+                    sink,
+                    &tracker,
+                    shutdown.clone(),
+                )
+                .await
+                .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?,
+            ),
+        };
         let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
         let settings = Arc::new(settings);
 
@@ -105,15 +121,27 @@ impl Application {
             ClockKind::System => Arc::new(SystemClock),
             ClockKind::Manual => Arc::new(ManualClock::starting_at(chrono::Utc::now())),
         };
-        let domain = Domain::new(
-            &database,
-            clock.clone(),
-            Arc::new(TestGateway::new()),
-            notifier.outbox(),
-        )
-        .await
-        .context("cannot start the booking domain")?;
-        let demo_accounts = if settings.demo_data {
+        // `booking_api = false` runs the notification core alone (the domain is SQLite-only so far).
+        let domain = if settings.booking_api {
+            Some(
+                Domain::new(
+                    &database,
+                    clock.clone(),
+                    Arc::new(TestGateway::new()),
+                    notifier.outbox(),
+                )
+                .await
+                .context(
+                    "cannot start the booking domain (on PostgreSQL, set PARKMATE_BOOKING_API=false \
+                     until the domain supports it)",
+                )?,
+            )
+        } else {
+            None
+        };
+        let demo_accounts = if settings.demo_data
+            && let Some(domain) = &domain
+        {
             domain
                 .seed_demo()
                 .await
@@ -151,14 +179,16 @@ impl Application {
             .merge(crate::api::router());
         // BOOKING DOMAIN HOOK
         // One scheduler task for every booking's timers; it stops with the other tasks.
-        domain.spawn_scheduler(&state.tracker, state.shutdown.clone());
-        router = router.merge(parkmate_booking_http::router(BookingApi {
-            domain,
-            keys: state.keys.clone(),
-            token_ttl_secs: settings.token_ttl.as_secs(),
-            demo_accounts: served_demo_accounts,
-            api_key: settings.api_key().to_owned(),
-        }));
+        if let Some(domain) = domain {
+            domain.spawn_scheduler(&state.tracker, state.shutdown.clone());
+            router = router.merge(parkmate_booking_http::router(BookingApi {
+                domain,
+                keys: state.keys.clone(),
+                token_ttl_secs: settings.token_ttl.as_secs(),
+                demo_accounts: served_demo_accounts,
+                api_key: settings.api_key().to_owned(),
+            }));
+        }
         router = router.merge(crate::web::router(&settings.web_dir));
         let router = router.with_state(state.clone());
         Ok(Application {
