@@ -266,3 +266,113 @@ impl Client {
         self.ws.send(Message::Text(text.into())).await.unwrap();
     }
 }
+
+/// The Redis tests talk to; `PARKMATE_TEST_REDIS_URL` overrides it.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The Redis URL when Redis answers `PING`; otherwise `None` after the shared missing-service rule
+/// (a failure under `CI=true`, a loud skip elsewhere).
+pub async fn redis_or_skip() -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = std::env::var("PARKMATE_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into());
+    let addr = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let ping = async {
+        let mut s = TcpStream::connect(&addr).await?;
+        s.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await?;
+        if &buf == b"+PONG\r\n" {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("unexpected answer to PING"))
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(3), ping).await {
+        Ok(Ok(())) => Some(url),
+        Ok(Err(e)) => {
+            parkmate_store::test_support::service_missing("Redis", &url, &e);
+            None
+        }
+        Err(_) => {
+            parkmate_store::test_support::service_missing("Redis", &url, &"PING timed out");
+            None
+        }
+    }
+}
+
+/// What the nodes of one test cluster share: a fresh PostgreSQL database and a Redis channel
+/// prefix of their own, so parallel tests never hear each other.
+pub struct Cluster {
+    pub pg: parkmate_store::test_support::TestPostgres,
+    pub redis_url: String,
+    pub prefix: String,
+}
+
+impl Cluster {
+    /// `None` (after a loud skip, or a failure under `CI=true`) when PostgreSQL or Redis is missing.
+    pub async fn new() -> Option<Cluster> {
+        let redis_url = redis_or_skip().await?;
+        let pg = parkmate_store::test_support::fresh_postgres().await?;
+        let prefix = format!("parkmate-test-{:016x}", rand::random::<u64>());
+        Some(Cluster {
+            pg,
+            redis_url,
+            prefix,
+        })
+    }
+
+    /// Starts one more node of this cluster on `127.0.0.1:0`.
+    pub async fn spawn_node(&self) -> TestApp {
+        let url = self.pg.url.clone();
+        let redis = self.redis_url.clone();
+        let prefix = self.prefix.clone();
+        spawn_app_with(move |raw| {
+            raw.database_url = url;
+            raw.redis_url = Some(redis);
+            raw.redis_prefix = prefix;
+            // The booking domain runs on SQLite only for now.
+            raw.booking_api = false;
+        })
+        .await
+    }
+}
+
+impl Client {
+    /// Reads notifications until one with id `last` arrives; returns every id read, asserting the
+    /// ids strictly increase (no duplicate, no reordering).
+    pub async fn ids_through(&mut self, last: i64) -> Vec<i64> {
+        let mut ids: Vec<i64> = Vec::new();
+        while ids.last().is_none_or(|&id| id < last) {
+            let n = self.next_notification().await;
+            if let Some(&prev) = ids.last() {
+                assert!(n.id > prev, "id {} arrived after {prev}", n.id);
+            }
+            ids.push(n.id);
+        }
+        ids
+    }
+}
+
+impl Client {
+    /// Asserts no notification arrives for `quiet` (unread counts may: they trail every batch).
+    pub async fn assert_no_notification(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let frame: ServerFrame = serde_json::from_str(&t).expect("server frames parse");
+                    assert!(
+                        !matches!(frame, ServerFrame::Notification(_)),
+                        "expected no notification, got {frame:?}"
+                    );
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("expected an open socket, got {other:?}"),
+            }
+        }
+    }
+}
