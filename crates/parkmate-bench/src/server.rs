@@ -82,15 +82,18 @@ impl SpawnedServer {
         // Ask the kernel for a free port, then hand it to the server (it binds with a deep backlog).
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("serve");
+        // `--config`, not PARKMATE_CONFIG: the server's settings loader rejects that variable as an
+        // unknown `PARKMATE_*` key.
+        cmd.arg("--config")
+            .arg(dir.path().join("none.toml"))
+            .arg("serve");
         // Only our settings: nothing inherited from the operator's shell or a parkmate.toml.
         for (k, _) in std::env::vars() {
             if k.starts_with("PARKMATE_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("PARKMATE_CONFIG", dir.path().join("none.toml"))
-            .env("PARKMATE_BIND", addr.to_string())
+        cmd.env("PARKMATE_BIND", addr.to_string())
             .env(
                 "PARKMATE_DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("bench.db").display()),
