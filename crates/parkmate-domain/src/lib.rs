@@ -202,17 +202,8 @@ impl Domain {
         gateway: Arc<dyn PaymentGateway>,
         outbox: OutboxSignal,
     ) -> Result<Domain, DomainError> {
-        // One engine so far; the Postgres twin of `sqlite.rs` is another issue. Refusing other
-        // engines loudly beats a silent fallback.
-        #[allow(unreachable_patterns)]
-        let store = match db {
-            Database::Sqlite(store) => store,
-            _ => return Err(DomainError::UnsupportedEngine),
-        };
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
-        // The store's migrations live in the same database and are not in this directory.
-        migrator.set_ignore_missing(true);
-        migrator.run(store.writer()).await?;
+        let store = sqlite_store(db)?;
+        migrate(db).await?;
         Ok(Domain {
             inner: Arc::new(Inner {
                 writer: store.writer().clone(),
@@ -891,6 +882,27 @@ impl Domain {
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.inner.writer
     }
+}
+
+/// The SQLite handle of a database. One engine so far; the Postgres twin of `sqlite.rs` is another
+/// issue. Refusing other engines loudly beats a silent fallback.
+fn sqlite_store(db: &Database) -> Result<&parkmate_store::sqlite::SqliteStore, DomainError> {
+    #[allow(unreachable_patterns)]
+    match db {
+        Database::Sqlite(store) => Ok(store),
+        _ => Err(DomainError::UnsupportedEngine),
+    }
+}
+
+/// Applies the domain's migrations (1001 and up) to `db`; [`Domain::new`] does it too, this is for
+/// `parkmate migrate`.
+pub async fn migrate(db: &Database) -> Result<(), DomainError> {
+    let store = sqlite_store(db)?;
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    // The store's migrations live in the same database and are not in this directory.
+    migrator.set_ignore_missing(true);
+    migrator.run(store.writer()).await?;
+    Ok(())
 }
 
 /// The reason event 4 gives when the slot was taken while the booking was expired.

@@ -111,6 +111,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = parkmate_store::open(&settings.database_url)
                 .await
                 .context("migration failed")?;
+            // The booking tables too, unless this node runs without the booking API.
+            if settings.booking_api {
+                parkmate_domain::migrate(&db)
+                    .await
+                    .context("booking migrations failed")?;
+            }
             db.close().await;
             println!("database at {} is up to date", settings.database_url);
             Ok(())
