@@ -29,9 +29,9 @@ export function BookingRow(props: {
     }
   };
 
-  // The server refuses to verify cash for a declined booking (409 invalid_transition).
+  // The server refuses both for a declined booking (409 invalid_transition).
   const showVerify = canVerifyCash && b.payment_method === 'cash' && b.payment_status === 'pending' && b.status !== 'declined';
-  const showWash = canWash && b.car_wash && b.car_wash_status === 'pending';
+  const showWash = canWash && b.car_wash && b.car_wash_status === 'pending' && b.status !== 'declined';
 
   return (
     <li className="card row" data-testid={`booking-row-${b.id}`} data-status={b.status}>

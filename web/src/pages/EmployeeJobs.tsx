@@ -5,7 +5,8 @@ import { BookingRow } from './BookingActions';
 
 export function EmployeeJobsPage() {
   const { data, error, loading, setData } = useLiveData(() => api.bookings().then((r) => r.items));
-  const jobs = (data ?? []).filter((b) => b.car_wash);
+  // A declined booking's wash is no job (the server refuses to complete it).
+  const jobs = (data ?? []).filter((b) => b.car_wash && b.status !== 'declined');
   const pending = jobs.filter((b) => b.car_wash_status === 'pending');
   const done = jobs.filter((b) => b.car_wash_status !== 'pending');
   const replace = (u: Booking) => setData((old) => (old ?? []).map((x) => (x.id === u.id ? u : x)));
