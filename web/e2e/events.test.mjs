@@ -12,7 +12,9 @@ import { Clocks, RolePage, Server, WAIT_MS, buildAll, launchBrowser, until } fro
 const DRIVER = 'dana@parkmate.test';
 const OWNER = 'otto@parkmate.test'; // owns Harbour Park
 const ADMIN = 'admin@parkmate.test';
+const EMPLOYEE = 'emil@parkmate.test';
 const EMPLOYEE_NAME = 'Emil Employee';
+const OTHER_DRIVER = 'dev@parkmate.test';
 
 const ICON = { success: 'CheckCircle', confirm: 'CheckCircle', error: 'XCircle', warning: 'AlertTriangle', info: 'Info' };
 
@@ -37,6 +39,7 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
   let driver;
   let owner;
   let admin;
+  let employee;
   let clocks;
   let lot; // Harbour Park
   let emil;
@@ -54,7 +57,8 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     driver = await RolePage.open(browser, server, 'driver');
     owner = await RolePage.open(browser, server, 'owner');
     admin = await RolePage.open(browser, server, 'admin');
-    clocks = new Clocks(server, [driver, owner, admin]);
+    employee = await RolePage.open(browser, server, 'employee');
+    clocks = new Clocks(server, [driver, owner, admin, employee]);
   }, { timeout: 20 * 60_000 }); // a cold cargo build
 
   after(async () => {
@@ -284,6 +288,46 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     await driver.waitConnected();
     await driver.tid('unread-badge').filter({ hasText: '1' }).waitFor();
     assert.equal(await driver.toastCount(text), 0, 'no toast after a reload');
+  });
+  test('event 9 again, from the employee\'s job list', async () => {
+    await employee.loginAsDemo(EMPLOYEE);
+    await employee.page.waitForURL('**/jobs');
+    // Harbour Park's only wash slot is taken, so a wash at Central Garage, where Emil was seeded.
+    const lots = await server.call('GET', '/api/lots', { auth: driver.token });
+    const central = lots.items.find((l) => l.employees.some((e) => e.id === emil.id) && l.id !== lot.id);
+    const slot = central.slots.find((s) => s.car_wash && !s.occupied);
+    const b = await server.call(
+      'POST',
+      '/api/bookings',
+      { auth: driver.token, body: { slot_id: slot.id, duration_minutes: 30, car_wash: true, payment_method: 'online', card_number: '4242424242424242' } },
+      201,
+    );
+    // Employees get no event for new jobs: the list is as of load.
+    await employee.page.reload();
+    await employee.waitConnected();
+    await employee.tid(`car-wash-done-${b.id}`).click();
+    await expectToast(employee, `Car wash marked done for booking #${b.id}`, 'success');
+    await employee.tid('jobs-done').locator(`[data-testid="booking-row-${b.id}"]`).waitFor();
+    shots.employee = await employee.screenshot('employee.png', `Car wash marked done for booking #${b.id}`);
+    // The driver's page was reloaded by the restart test, so this document has seen just this one.
+    await until('the driver\'s car-wash toast', async () => (await driver.toastCount('Your car wash service completed')) === 1);
+    assert.equal((await driver.toasts()).filter((t) => t.text === 'Your car wash service completed')[0].level, 'success');
+  });
+
+  test('phone-sized viewport: toasts stay clear of the top bar', async () => {
+    const phone = await RolePage.open(browser, server, 'phone', { width: 390, height: 844 });
+    try {
+      const u = await phone.loginAsDemo(OTHER_DRIVER);
+      await server.publish({ user_id: u.id, level: 'warning', message: 'Your booking will expire in 5 minutes!' });
+      await expectToast(phone, 'Your booking will expire in 5 minutes!', 'warning');
+      shots.phone = await phone.screenshot('driver-phone.png', 'Your booking will expire in 5 minutes!');
+      const bar = await phone.page.locator('.topbar').boundingBox();
+      const toast = await phone.page.locator('.pm-toast').first().boundingBox();
+      assert.ok(toast.y >= bar.y + bar.height, `toast top ${toast.y} below the top bar's bottom ${bar.y + bar.height}`);
+      assert.ok(toast.x >= 0 && toast.x + toast.width <= 390, 'toast within the screen');
+    } finally {
+      await phone.close();
+    }
   });
 });
 
