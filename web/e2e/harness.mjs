@@ -33,6 +33,7 @@ export const CHROMIUM_ARGS = [
 export const WAIT_MS = 10_000;
 
 const live = new Set(); // child processes to kill on exit
+const tempDirs = new Set(); // data dirs to remove on exit
 
 function killAll() {
   for (const child of live) {
@@ -43,6 +44,8 @@ function killAll() {
     }
   }
   live.clear();
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
@@ -130,6 +133,7 @@ export class Server {
 
   static async create(bin = buildAll()) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parkmate-e2e-'));
+    tempDirs.add(dir);
     return new Server({ bin, port: await freePort(), dir });
   }
 
@@ -214,6 +218,7 @@ export class Server {
       /* no log */
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
+    tempDirs.delete(this.dir);
   }
 
   /** JSON request; returns { status, body }. `auth` is a JWT or the API key. */
