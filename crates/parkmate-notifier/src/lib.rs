@@ -8,6 +8,10 @@
 //!
 //! Persist, then publish: a crash between the two loses nothing, because the dispatcher starts from
 //! its persisted cursor and publishes what was left (clients dedupe by id, so a repeat is harmless).
+//!
+//! In a cluster only the leader's dispatcher publishes ([`Notifier::start_led`]): every node would
+//! otherwise publish every row once. A node that becomes leader resumes from the persisted cursor,
+//! so a leader that dies mid-way costs at most a few repeats, never a loss.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use parkmate_protocol::{Audience, Level, ServerFrame};
 use parkmate_store::{
     NewNotification, NotificationStore, StoreError, StoredNotification, UnreadState,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,10 +80,28 @@ impl Notifier {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Notifier {
+        Notifier::start_led(store, broker, tracker, shutdown, watch::channel(true).1)
+    }
+
+    /// Like [`Notifier::start`], but the dispatcher publishes only while `leader` is true (this node
+    /// holds the cluster's leader lease); the writer always runs.
+    pub fn start_led(
+        store: Arc<dyn NotificationStore>,
+        broker: Arc<dyn Broker>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        leader: watch::Receiver<bool>,
+    ) -> Notifier {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let outbox = OutboxSignal::default();
         tracker.spawn(writer(store.clone(), rx, outbox.clone(), shutdown.clone()));
-        tracker.spawn(dispatcher(store, broker.clone(), outbox.clone(), shutdown));
+        tracker.spawn(dispatcher(
+            store,
+            broker.clone(),
+            outbox.clone(),
+            shutdown,
+            leader,
+        ));
         Notifier { tx, outbox, broker }
     }
 
@@ -216,44 +238,80 @@ pub fn published(n: &StoredNotification) -> Arc<Published> {
     })
 }
 
+/// Waits until this node leads; `false` when shutting down first.
+async fn until_leader(leader: &mut watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
+    while !*leader.borrow_and_update() {
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    // Nobody will ever make us leader (the lease stopped): wait for shutdown.
+                    shutdown.cancelled().await;
+                    return false;
+                }
+            }
+            _ = shutdown.cancelled() => return false,
+        }
+    }
+    true
+}
+
+async fn read_cursor(store: &dyn NotificationStore, shutdown: &CancellationToken) -> Option<i64> {
+    loop {
+        match store.published_through().await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot read the outbox cursor");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_DELAY) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
 async fn dispatcher(
     store: Arc<dyn NotificationStore>,
     broker: Arc<dyn Broker>,
     outbox: OutboxSignal,
     shutdown: CancellationToken,
+    mut leader: watch::Receiver<bool>,
 ) {
-    let mut cursor = loop {
-        match store.published_through().await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::error!(error = ?e, "cannot read the outbox cursor");
+    'lead: loop {
+        if !until_leader(&mut leader, &shutdown).await {
+            return;
+        }
+        // The previous leader may have moved the cursor: start from the persisted one.
+        let Some(mut cursor) = read_cursor(&*store, &shutdown).await else {
+            return;
+        };
+        loop {
+            if !*leader.borrow() {
+                tracing::info!(cursor, "no longer the leader; dispatcher pauses");
+                continue 'lead;
+            }
+            // Publish everything past the cursor, page by page.
+            if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
+                tracing::warn!(error = %e, cursor, "dispatch failed, retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(RETRY_DELAY) => {}
+                    _ = tokio::time::sleep(RETRY_DELAY) => continue,
+                    // The broker may stay down: shutdown must not wait for it.
                     _ = shutdown.cancelled() => return,
                 }
             }
-        }
-    };
-    loop {
-        // Publish everything past the cursor, page by page.
-        match publish_pending(&*store, &*broker, &mut cursor).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, cursor, "dispatch failed, retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = outbox.0.notified() => {}
-            _ = tokio::time::sleep(DISPATCH_POLL) => {}
-            _ = shutdown.cancelled() => {
-                // One last pass so notifications committed during shutdown still go out.
-                if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
-                    tracing::warn!(error = %e, "final dispatch failed; the next start publishes the rest");
+            tokio::select! {
+                biased;
+                _ = outbox.0.notified() => {}
+                // A dropped sender (a lease that ended) disables this branch; it never spins.
+                Ok(()) = leader.changed() => {}
+                _ = tokio::time::sleep(DISPATCH_POLL) => {}
+                _ = shutdown.cancelled() => {
+                    // One last pass so notifications committed during shutdown still go out.
+                    if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
+                        tracing::warn!(error = %e, "final dispatch failed; the next leader publishes the rest");
+                    }
+                    return;
                 }
-                return;
             }
         }
     }

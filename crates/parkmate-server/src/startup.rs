@@ -112,7 +112,16 @@ impl Application {
                 .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?,
             ),
         };
-        let notifier = Notifier::start(store.clone(), broker, &tracker, shutdown.clone());
+        // Once-per-cluster jobs run on the leader only: always this node on SQLite, the holder of
+        // the lease on PostgreSQL.
+        let leader = database.leadership(shutdown.clone().cancelled_owned());
+        let notifier = Notifier::start_led(
+            store.clone(),
+            broker,
+            &tracker,
+            shutdown.clone(),
+            leader.clone(),
+        );
         let settings = Arc::new(settings);
 
         // The booking domain shares the database (its state changes and their notifications
@@ -171,6 +180,7 @@ impl Application {
                 let clock = clock.clone();
                 Arc::new(move || clock.now())
             },
+            leader,
         };
 
         let mut router = Router::new()

@@ -30,6 +30,9 @@ pub struct AppState {
     /// domain's manual clock under `clock = manual`, so clients correct countdowns by the same time
     /// the scheduler uses.
     pub now: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
+    /// Whether this node holds the cluster's leader lease (runs the once-per-cluster jobs); always
+    /// true on SQLite.
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 impl FromRef<AppState> for Arc<TokenKeys> {

@@ -279,3 +279,101 @@ fn expected_total(user: i64, per_node: i64) -> i64 {
     }
     total
 }
+
+/// Counts, per notification id, how often it crossed the cluster's Redis channel.
+async fn spy_on_the_bus(
+    cluster: &Cluster,
+) -> Arc<std::sync::Mutex<std::collections::BTreeMap<i64, usize>>> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(cluster.redis_url.as_str()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(parkmate_broker::redis::channel_name(&cluster.prefix))
+        .await
+        .unwrap();
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let c = counts.clone();
+    tokio::spawn(async move {
+        let mut stream = pubsub.into_on_message();
+        while let Some(msg) = stream.next().await {
+            if let Some(parkmate_broker::BusEvent::Notification(p)) =
+                parkmate_broker::redis::decode(msg.get_payload_bytes())
+            {
+                *c.lock().unwrap().entry(p.id).or_insert(0) += 1;
+            }
+        }
+    });
+    counts
+}
+
+/// The index of the one node that leads, once exactly one does.
+async fn the_leader(nodes: &[Option<TestApp>]) -> usize {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let leaders: Vec<usize> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.as_ref().is_some_and(|n| *n.state.leader.borrow()))
+                .map(|(i, _)| i)
+                .collect();
+            if let [one] = leaders[..] {
+                return one;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("exactly one leader")
+}
+
+#[tokio::test]
+async fn three_nodes_publish_each_notification_once_and_the_lead_moves_when_the_leader_stops() {
+    let _shared = REDIS.read().await;
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let bus = spy_on_the_bus(&cluster).await;
+    let mut nodes = vec![
+        Some(cluster.spawn_node().await),
+        Some(cluster.spawn_node().await),
+        Some(cluster.spawn_node().await),
+    ];
+    let mut last = 0;
+    for round in 0..2 {
+        let leader = the_leader(&nodes).await;
+        // A client on a node that does not lead, publishing through every node still up.
+        let follower = (0..3).find(|&i| i != leader && nodes[i].is_some()).unwrap();
+        let mut client = nodes[follower]
+            .as_ref()
+            .unwrap()
+            .connect(7, Role::User, Some(last))
+            .await;
+        for i in 0..30 {
+            let node = nodes.iter().flatten().nth(i % 2).unwrap();
+            last = node.send(7, &format!("round {round} #{i}")).await;
+        }
+        let got = client.ids_through(last).await;
+        assert_eq!(got.len(), 30, "round {round}: {got:?}");
+        drop(client);
+        // Stop the leader: another node must take over and carry on.
+        let stopped = nodes[leader].take().unwrap();
+        stopped.stop().await;
+    }
+    // The last node standing leads and publishes what is sent now.
+    let survivor = the_leader(&nodes).await;
+    let node = nodes[survivor].as_ref().unwrap();
+    let mut client = node.connect(7, Role::User, Some(last)).await;
+    let id = node.send(7, "after two leaders died").await;
+    assert_eq!(client.ids_through(id).await, [id]);
+
+    // Nothing crossed the bus twice: only one dispatcher published at any time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = bus.lock().unwrap().clone();
+    assert_eq!(counts.len(), 61, "every notification was published");
+    let repeats: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(repeats.is_empty(), "published more than once: {repeats:?}");
+    drop(client);
+    for node in nodes.into_iter().flatten() {
+        node.stop().await;
+    }
+}

@@ -195,6 +195,24 @@ impl Database {
         }
     }
 
+    /// Whether this node leads the cluster (runs the once-per-cluster jobs) — kept up to date until
+    /// `stop` resolves. On SQLite there is one node, always the leader; on PostgreSQL nodes
+    /// compete for a lease (see [`postgres::PgStore::lead`]).
+    pub fn leadership(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::sync::watch::Receiver<bool> {
+        match self {
+            Database::Sqlite(_) => tokio::sync::watch::channel(true).1,
+            Database::Postgres(s) => {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let store = s.clone();
+                tokio::spawn(async move { store.lead(tx, stop).await });
+                rx
+            }
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Database::Sqlite(s) => s.close().await,

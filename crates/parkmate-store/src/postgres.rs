@@ -52,9 +52,19 @@ fn visible(extra: &str) -> String {
     )
 }
 
+/// The session advisory lock whose holder is the cluster's leader: the one node that runs the
+/// jobs that must run once per cluster (the outbox dispatcher; the domain's scheduler later).
+pub const LEADER_LOCK: i64 = NOTIFICATION_WRITE_LOCK + 1;
+/// How often a follower tries to take the lead, and how often the leader checks that its lock
+/// connection is alive: a dead leader is replaced within about this long.
+const LEADER_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// For the leader lease's dedicated connection (a pooled one could be recycled under it).
+    /// Boxed: the options are large and `Database` is passed by value.
+    options: Box<PgConnectOptions>,
 }
 
 impl PgStore {
@@ -64,7 +74,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let mut migrator = sqlx::migrate!("./migrations/postgres");
         // The booking domain keeps its own migrations (1001+) in the same database.
@@ -72,7 +82,72 @@ impl PgStore {
         // sqlx takes a database-wide advisory lock while migrating, so nodes starting together
         // migrate once.
         migrator.run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            options: Box::new(options),
+        })
+    }
+
+    /// Competes for the cluster's lead until `stop` resolves; `leader` says whether this node
+    /// holds it right now.
+    ///
+    /// The lease is a session advisory lock ([`LEADER_LOCK`]) on a dedicated connection: it is
+    /// held exactly as long as that connection lives, so when the leader's process dies (or its
+    /// connection does) PostgreSQL releases it and another node takes over within [`LEADER_POLL`].
+    /// A leader whose lock connection fails its health check steps down at once. For a moment two
+    /// nodes may both believe they lead (a partition seen from one side first): the jobs behind
+    /// the lease are idempotent (clients dedupe by id), so that costs duplicates, never losses.
+    pub async fn lead(
+        &self,
+        leader: tokio::sync::watch::Sender<bool>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::select! {
+            _ = self.campaign(&leader) => {}
+            _ = stop => {}
+        }
+        // Dropping the connection (when `campaign` is dropped) releases the lock for the next node.
+    }
+
+    async fn campaign(&self, leader: &tokio::sync::watch::Sender<bool>) {
+        use sqlx::ConnectOptions;
+        loop {
+            let mut conn = match self.options.connect().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader lease: cannot connect");
+                    tokio::time::sleep(LEADER_POLL).await;
+                    continue;
+                }
+            };
+            loop {
+                let held = if *leader.borrow() {
+                    sqlx::query("SELECT 1")
+                        .execute(&mut conn)
+                        .await
+                        .map(|_| true)
+                } else {
+                    sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                        .bind(LEADER_LOCK)
+                        .fetch_one(&mut conn)
+                        .await
+                };
+                match held {
+                    Ok(held) => {
+                        if held != *leader.borrow() {
+                            tracing::info!(leader = held, "leader lease changed hands");
+                            leader.send_replace(held);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader lease: connection lost, stepping down");
+                        leader.send_replace(false);
+                        break;
+                    }
+                }
+                tokio::time::sleep(LEADER_POLL).await;
+            }
+        }
     }
 
     /// The pool; the booking domain begins its transactions here and writes its notifications
