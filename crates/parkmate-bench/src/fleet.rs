@@ -18,11 +18,14 @@ pub const MAX_SOCKETS_PER_WORKER: usize = 18_000;
 
 enum Handle {
     Local(mpsc::Sender<(Command, oneshot::Sender<Reply>)>),
-    Process {
-        child: Child,
-        stdin: ChildStdin,
-        stdout: Lines<BufReader<ChildStdout>>,
-    },
+    Process(Box<Proc>),
+}
+
+/// A worker child process and its pipes.
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
 }
 
 pub struct Worker {
@@ -39,7 +42,8 @@ impl Worker {
                     .context("local worker is gone")?;
                 reply_rx.await.context("local worker did not answer")
             }
-            Handle::Process { stdin, stdout, .. } => {
+            Handle::Process(p) => {
+                let Proc { stdin, stdout, .. } = &mut **p;
                 let mut line = serde_json::to_vec(cmd)?;
                 line.push(b'\n');
                 stdin.write_all(&line).await.context("worker stdin")?;
@@ -55,7 +59,7 @@ impl Worker {
     pub fn pid(&self) -> Option<u32> {
         match &self.handle {
             Handle::Local(_) => None,
-            Handle::Process { child, .. } => child.id(),
+            Handle::Process(p) => p.child.id(),
         }
     }
 }
@@ -103,11 +107,11 @@ impl Fleet {
             let stdin = child.stdin.take().context("worker stdin")?;
             let stdout = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
             workers.push(Worker {
-                handle: Handle::Process {
+                handle: Handle::Process(Box::new(Proc {
                     child,
                     stdin,
                     stdout,
-                },
+                })),
             });
         }
         Ok(Fleet { workers })
@@ -142,8 +146,9 @@ impl Fleet {
     pub async fn quit(mut self) {
         let _ = self.call_all(&Command::Quit).await;
         for w in &mut self.workers {
-            if let Handle::Process { child, .. } = &mut w.handle {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+            if let Handle::Process(p) = &mut w.handle {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), p.child.wait()).await;
             }
         }
     }

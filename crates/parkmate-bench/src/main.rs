@@ -56,6 +56,11 @@ struct Cli {
     /// Sockets per default source address (one address has ~28k ephemeral ports).
     #[arg(long, global = true, default_value_t = 8000)]
     per_source: usize,
+    /// Do not bind source addresses: let connect() pick 127.0.0.1 and a port (fits ~25k sockets
+    /// per target). Linux 6.1's bind() conflict search made explicit binds the generator's
+    /// bottleneck in connection storms (see BENCHMARKS.md).
+    #[arg(long, global = true)]
+    no_bind: bool,
     /// Handshakes in flight per worker.
     #[arg(long, global = true, default_value_t = 256)]
     connect_concurrency: usize,
@@ -199,7 +204,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.sockets.div_ceil(MAX_SOCKETS_PER_WORKER)
         );
     }
-    let sources = if !cli.sources.is_empty() {
+    let sources = if cli.no_bind {
+        Vec::new()
+    } else if !cli.sources.is_empty() {
         cli.sources.clone()
     } else if cli.targets.iter().all(|t| t.is_ipv4()) {
         Setup::default_sources(cli.sockets, cli.per_source)

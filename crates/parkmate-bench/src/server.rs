@@ -105,8 +105,11 @@ impl SpawnedServer {
             .env("PARKMATE_DEMO_DATA", "false")
             .env("PARKMATE_LOG", "warn");
         for (k, v) in extra_env {
-            if !k.starts_with("PARKMATE_") {
-                bail!("--server-env {k}: only PARKMATE_* settings may be passed to the server");
+            // MALLOC_* (glibc tunables such as MALLOC_ARENA_MAX) for memory experiments.
+            if !k.starts_with("PARKMATE_") && !k.starts_with("MALLOC_") {
+                bail!(
+                    "--server-env {k}: only PARKMATE_* and MALLOC_* settings may be passed to the server"
+                );
             }
             cmd.env(k, v);
         }

@@ -295,8 +295,6 @@ impl Conn {
             TcpSocket::new_v6()
         }
         .map_err(|e| e.to_string())?;
-        // Lets a reconnect reuse ports still in TIME_WAIT from the sockets it just dropped.
-        socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
         if let Some(src) = self.source() {
             socket
                 .bind(SocketAddr::new(src, 0))
