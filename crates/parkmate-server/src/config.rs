@@ -163,7 +163,8 @@ impl Settings {
     pub fn load(file: &Path) -> Result<Settings, ConfigError> {
         let raw: RawSettings = Figment::new()
             .merge(Toml::file(file))
-            .merge(Env::prefixed("PARKMATE_"))
+            // PARKMATE_CONFIG names the file itself (read by the CLI), so it is not a setting.
+            .merge(Env::prefixed("PARKMATE_").ignore(&["config"]))
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
         raw.validate()
@@ -483,6 +484,9 @@ mod tests {
                 .to_lowercase();
             assert!(err.contains("queue_capacity"), "{err}");
             jail.set_env("PARKMATE_QUEUE_CAPACITY", "32");
+            // The CLI's own variable is not a setting.
+            jail.set_env("PARKMATE_CONFIG", "parkmate.toml");
+            assert!(Settings::load(Path::new("parkmate.toml")).is_ok());
             jail.set_env("PARKMATE_QUEUE_CAPACTY", "32");
             let err = Settings::load(Path::new("parkmate.toml"))
                 .unwrap_err()

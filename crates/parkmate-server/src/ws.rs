@@ -255,9 +255,14 @@ impl Connection {
         let snapshot = self.state.store.unread(self.viewer()).await?;
         self.unread = snapshot.count;
         self.unread_as_of = snapshot.as_of;
-        // A `since` beyond anything stored (a client remembering another database) must not
-        // silence the ids below it: resume from what this store actually has.
-        self.last_sent = self.last_sent.min(snapshot.as_of);
+        self.last_sent = match self.since {
+            // A `since` beyond anything stored (a client remembering another database) must not
+            // silence the ids below it: resume from what this store actually has.
+            Some(since) => since.min(snapshot.as_of),
+            // Without `since` the client wants what happens from now on; starting at the
+            // snapshot also keeps a broker resync from replaying its whole history.
+            None => snapshot.as_of,
+        };
         let hello = ServerFrame::Hello {
             user_id: self.identity.user_id,
             role: self.identity.role,

@@ -269,3 +269,14 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
         ServerFrame::Replayed { count: 1, .. }
     ));
 }
+
+#[tokio::test]
+async fn a_resync_without_since_sends_only_what_is_new() {
+    let app = spawn_app().await;
+    let _old = app.send(7, "history").await;
+    let mut c = app.connect(7, Role::User, None).await;
+    // A broker resync makes every socket catch up from the store from what it has seen.
+    app.state.hub.resync_all();
+    let new = app.send(7, "new").await;
+    assert_eq!(c.next_notification().await.id, new);
+}

@@ -163,7 +163,13 @@ async fn a_since_from_the_future_does_not_silence_new_notifications() {
     let old = app.send(5, "old").await;
     // The client remembers id 10,000 from some other database.
     let mut client = app.connect(5, Role::User, Some(10_000)).await;
-    assert_eq!(client.next_frame().await, ServerFrame::Replayed { count: 0, last_id: None });
+    assert_eq!(
+        client.next_frame().await,
+        ServerFrame::Replayed {
+            count: 0,
+            last_id: None
+        }
+    );
     let new = app.send(5, "new").await;
     assert!(new > old);
     assert_eq!(client.next_notification().await.id, new);
