@@ -289,12 +289,20 @@ impl Connection {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let expires = Instant::now()
             + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
+        // Built once and polled by reference: re-creating them on every wake-up registered
+        // fresh waiters and a fresh timer per delivery, which showed at the top of the
+        // broadcast profile (BENCHMARKS.md).
+        let slow = sub.slow.clone();
+        let stopping = shutdown.cancelled();
+        let too_slow = slow.cancelled();
+        let token_expiry = sleep_until(expires);
+        tokio::pin!(stopping, too_slow, token_expiry);
 
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(End::Close(CloseCode::ServiceRestart)),
-                _ = sub.slow.cancelled() => return Ok(End::Close(CloseCode::SlowConsumer)),
+                _ = &mut stopping => return Ok(End::Close(CloseCode::ServiceRestart)),
+                _ = &mut too_slow => return Ok(End::Close(CloseCode::SlowConsumer)),
                 delivery = sub.rx.recv() => {
                     let Some(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
                     let mut batch = vec![first];
@@ -333,7 +341,7 @@ impl Connection {
                         return Ok(end);
                     }
                 }
-                _ = sleep_until(expires) => return Ok(End::Close(CloseCode::TokenExpired)),
+                _ = &mut token_expiry => return Ok(End::Close(CloseCode::TokenExpired)),
             }
         }
     }
