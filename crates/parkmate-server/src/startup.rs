@@ -63,6 +63,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     database: parkmate_store::Database,
+    /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
+    lease: tokio_util::sync::DropGuard,
 }
 
 /// Binds with a deep backlog (see [`LISTEN_BACKLOG`]).
@@ -114,7 +116,10 @@ impl Application {
         };
         // Once-per-cluster jobs run on the leader only: always this node on SQLite, the holder of
         // the lease on PostgreSQL.
-        let leader = database.leadership(shutdown.clone().cancelled_owned());
+        // The lease outlives `shutdown`: it is released only after the dispatcher's last pass
+        // has published and saved its cursor, so the next leader never repeats that pass.
+        let lease = CancellationToken::new();
+        let leader = database.leadership(lease.clone().cancelled_owned());
         let notifier = Notifier::start_led(
             store.clone(),
             broker,
@@ -206,6 +211,7 @@ impl Application {
             router,
             state,
             database,
+            lease: lease.drop_guard(),
         })
     }
 
@@ -232,6 +238,7 @@ impl Application {
             router,
             state,
             database,
+            lease,
         } = self;
         let token = state.shutdown.clone();
         let serve_token = token.clone();
@@ -253,6 +260,7 @@ impl Application {
         {
             tracing::warn!(?grace, "shutdown deadline passed with tasks still running");
         }
+        drop(lease);
         database.close().await;
         result
     }

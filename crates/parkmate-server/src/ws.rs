@@ -191,6 +191,9 @@ struct Connection {
     unread: i64,
     /// Highest id `unread` accounts for: later notifications add to it as they are sent.
     unread_as_of: i64,
+    /// Catching up from the store never goes below this id (`since`, or the connect-time
+    /// snapshot for a client that gave none).
+    replay_floor: i64,
     invalid_in_a_row: u32,
     last_heard: Instant,
     _slot: OwnedSemaphorePermit,
@@ -219,6 +222,7 @@ impl Connection {
             last_sent: since.unwrap_or(0),
             unread: 0,
             unread_as_of: 0,
+            replay_floor: 0,
             invalid_in_a_row: 0,
             last_heard: Instant::now(),
             _slot: slot,
@@ -255,14 +259,17 @@ impl Connection {
         let snapshot = self.state.store.unread(self.viewer()).await?;
         self.unread = snapshot.count;
         self.unread_as_of = snapshot.as_of;
-        self.last_sent = match self.since {
+        match self.since {
             // A `since` beyond anything stored (a client remembering another database) must not
             // silence the ids below it: resume from what this store actually has.
-            Some(since) => since.min(snapshot.as_of),
-            // Without `since` the client wants what happens from now on; starting at the
-            // snapshot also keeps a broker resync from replaying its whole history.
-            None => snapshot.as_of,
-        };
+            Some(since) => {
+                self.last_sent = since.min(snapshot.as_of);
+                self.replay_floor = self.last_sent;
+            }
+            // Without `since` the client wants what happens from now on: live frames already
+            // queued are still sent, but a broker resync must not replay its whole history.
+            None => self.replay_floor = snapshot.as_of,
+        }
         let hello = ServerFrame::Hello {
             user_id: self.identity.user_id,
             role: self.identity.role,
@@ -350,10 +357,11 @@ impl Connection {
     async fn catch_up(&mut self, announce: bool) -> Result<Result<(), End>, StoreError> {
         let mut count = 0u64;
         loop {
+            let from = self.last_sent.max(self.replay_floor);
             let page = self
                 .state
                 .store
-                .replay(self.viewer(), self.last_sent, REPLAY_PAGE)
+                .replay(self.viewer(), from, REPLAY_PAGE)
                 .await?;
             if page.is_empty() {
                 break;

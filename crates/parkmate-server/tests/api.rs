@@ -229,15 +229,7 @@ async fn health_metrics_and_unknown_api_paths() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "ok");
     app.send(1, "count me").await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("parkmate_notifications_stored_total"),
         "{text}"

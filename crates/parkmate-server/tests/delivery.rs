@@ -134,15 +134,7 @@ async fn a_silent_peer_is_dropped_by_the_heartbeat() {
     app.wait_for_connections(0).await;
     // The client cannot read the 4002 close frame: reading makes it answer queued pings into a
     // socket the server already closed (broken pipe). The server's counter says why it closed.
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("parkmate_heartbeat_timeouts_total 1"),
         "{text}"
@@ -184,15 +176,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_recovers_everything_by_replay()
     };
     assert_eq!(u16::from(close.expect("close frame").code), 4008);
     assert!(seen.len() < expected.len());
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("parkmate_slow_consumer_closes_total"));
 
     // Reconnect with the last id seen: the rest arrives, in order, exactly once.

@@ -221,15 +221,7 @@ async fn the_connection_cap_answers_503() {
 async fn refusals_are_counted_in_metrics() {
     let app = spawn_app().await;
     let _ = refused(app.ws_url(7, None).into_client_request().unwrap()).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("parkmate_handshake_refusals_total{reason=\"missing_token\"}"),
         "{text}"

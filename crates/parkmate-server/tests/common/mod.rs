@@ -154,6 +154,18 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The node's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits (bounded) until the node holds `n` sockets.
     pub async fn wait_for_connections(&self, n: usize) {
         tokio::time::timeout(WAIT, async {
