@@ -257,7 +257,15 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
 #[tokio::test]
 async fn a_resync_without_since_sends_only_what_is_new() {
     let app = spawn_app().await;
-    let _old = app.send(7, "history").await;
+    let old = app.send(7, "history").await;
+    // Connect only once "history" went out live, so it is history, not a frame in flight.
+    tokio::time::timeout(WAIT, async {
+        while app.state.store.published_through().await.unwrap() < old {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the dispatcher publishes");
     let mut c = app.connect(7, Role::User, None).await;
     // A broker resync makes every socket catch up from the store from what it has seen.
     app.state.hub.resync_all();
