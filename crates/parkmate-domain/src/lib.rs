@@ -138,6 +138,20 @@ pub(crate) fn corrupt(msg: impl Into<String>) -> DomainError {
     DomainError::Corrupt(msg.into())
 }
 
+/// The booking a caller named, or 404.
+async fn load(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Booking, DomainError> {
+    sqlite::booking(conn, id)
+        .await?
+        .ok_or(DomainError::NotFound("booking"))
+}
+
+/// The booking just changed inside this transaction: missing would mean the store is broken.
+async fn reload(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Booking, DomainError> {
+    sqlite::booking(conn, id)
+        .await?
+        .ok_or_else(|| corrupt("booking vanished"))
+}
+
 /// How a booking or renewal is paid.
 #[derive(Debug, Clone)]
 pub enum PaymentChoice {
@@ -566,9 +580,7 @@ impl Domain {
             return Err(DomainError::Forbidden("only admins can approve bookings"));
         }
         let mut tx = self.inner.writer.begin().await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or(DomainError::NotFound("booking"))?;
+        let b = load(&mut tx, id).await?;
         let to = match b.status.step(BookingAction::Approve) {
             Step::To(to) => to,
             Step::Unchanged => return Ok(b),
@@ -581,9 +593,7 @@ impl Domain {
         };
         // Conditional on the state read in this same transaction (writers are serialised).
         sqlite::transition(&mut tx, id, b.status, to, None).await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("booking vanished"))?;
+        let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[]).await?;
         Ok(b)
     }
@@ -604,9 +614,7 @@ impl Domain {
             .filter(|r| !r.is_empty())
             .map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
         let mut tx = self.inner.writer.begin().await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or(DomainError::NotFound("booking"))?;
+        let b = load(&mut tx, id).await?;
         let to = match b.status.step(BookingAction::Decline) {
             Step::To(to) => to,
             Step::Unchanged => return Ok(b),
@@ -618,9 +626,7 @@ impl Domain {
             }
         };
         sqlite::transition(&mut tx, id, b.status, to, reason.as_deref()).await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("booking vanished"))?;
+        let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::declined(&b)]).await?;
         Ok(b)
     }
@@ -628,9 +634,7 @@ impl Domain {
     /// The lot's owner or an admin confirms the cash was received. Event 7, once per window.
     pub async fn verify_cash(&self, actor: Actor, id: i64) -> Result<Booking, DomainError> {
         let mut tx = self.inner.writer.begin().await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or(DomainError::NotFound("booking"))?;
+        let b = load(&mut tx, id).await?;
         let allowed = actor.role == Role::Admin
             || (actor.role == Role::Owner && b.lot_owner_id == actor.user_id);
         if !allowed {
@@ -650,9 +654,7 @@ impl Domain {
         if !sqlite::mark_cash_paid(&mut tx, id).await? {
             return Ok(b); // already verified: a retry
         }
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("booking vanished"))?;
+        let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::cash_verified(&b)]).await?;
         Ok(b)
     }
@@ -660,9 +662,7 @@ impl Domain {
     /// An employee of the lot, or its owner, marks the ordered car wash done. Event 9, once.
     pub async fn car_wash_done(&self, actor: Actor, id: i64) -> Result<Booking, DomainError> {
         let mut tx = self.inner.writer.begin().await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or(DomainError::NotFound("booking"))?;
+        let b = load(&mut tx, id).await?;
         let allowed = match actor.role {
             Role::Owner => b.lot_owner_id == actor.user_id,
             Role::Employee => sqlite::works_at(&mut tx, actor.user_id, b.lot_id).await?,
@@ -685,9 +685,7 @@ impl Domain {
             (Some(CarWashStatus::Pending), _) => {}
         }
         sqlite::mark_car_wash_done(&mut tx, id).await?;
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("booking vanished"))?;
+        let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::car_wash_done(&b)]).await?;
         Ok(b)
     }
@@ -822,9 +820,7 @@ impl Domain {
                 return Err(e.into());
             }
         }
-        let b = sqlite::booking(&mut tx, id)
-            .await?
-            .ok_or_else(|| corrupt("booking vanished"))?;
+        let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::renewed(&b)]).await?;
         Ok(b)
     }
