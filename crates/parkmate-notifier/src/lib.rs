@@ -38,6 +38,13 @@ const DISPATCH_PAGE: u32 = 500;
 const DISPATCH_POLL: Duration = Duration::from_millis(500);
 /// After a failed store read or broker publish, wait this long before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
+/// The dispatcher saves its cursor at most this often (and always when it stops). Saving after
+/// every batch was a second write transaction per group commit on the one write connection; a
+/// cursor up to this stale only makes a new leader re-publish a few rows, which clients drop by id.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_millis(250);
+/// Groups the writer hands straight to the dispatcher. When full the writer drops the hand-off
+/// (policy: **fall back to the store**) and the dispatcher reads those rows from the store instead.
+const HANDOFF_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -93,12 +100,20 @@ impl Notifier {
         leader: watch::Receiver<bool>,
     ) -> Notifier {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (handoff_tx, handoff_rx) = mpsc::channel(HANDOFF_QUEUE);
         let outbox = OutboxSignal::default();
-        tracker.spawn(writer(store.clone(), rx, outbox.clone(), shutdown.clone()));
+        tracker.spawn(writer(
+            store.clone(),
+            rx,
+            outbox.clone(),
+            handoff_tx,
+            shutdown.clone(),
+        ));
         tracker.spawn(dispatcher(
             store,
             broker.clone(),
             outbox.clone(),
+            handoff_rx,
             shutdown,
             leader,
         ));
@@ -163,10 +178,14 @@ impl Notifier {
     }
 }
 
+/// A committed group on its way from the writer to the dispatcher, already serialised.
+type Handoff = Vec<Arc<Published>>;
+
 async fn writer(
     store: Arc<dyn NotificationStore>,
     mut rx: mpsc::Receiver<Request>,
     outbox: OutboxSignal,
+    handoff: mpsc::Sender<Handoff>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -186,12 +205,12 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        commit_group(&*store, requests, &outbox).await;
+        commit_group(&*store, requests, &outbox, &handoff).await;
     }
     // Store what was accepted before shutdown; new senders now fail fast.
     rx.close();
     while let Some(r) = rx.recv().await {
-        commit_group(&*store, vec![r], &outbox).await;
+        commit_group(&*store, vec![r], &outbox, &handoff).await;
     }
 }
 
@@ -199,6 +218,7 @@ async fn commit_group(
     store: &dyn NotificationStore,
     requests: Vec<Request>,
     outbox: &OutboxSignal,
+    handoff: &mpsc::Sender<Handoff>,
 ) {
     let all: Vec<NewNotification> = requests
         .iter()
@@ -208,6 +228,9 @@ async fn commit_group(
         Ok(stored) => {
             metrics::counter!("parkmate_notifications_stored_total").increment(stored.len() as u64);
             metrics::histogram!("parkmate_group_commit_size").record(stored.len() as f64);
+            // The rows are in memory already: hand them over so the dispatcher need not read
+            // back what was just written. A full hand-off queue only costs that read.
+            let _ = handoff.try_send(stored.iter().map(published).collect());
             outbox.wake();
             let mut rest = stored.into_iter();
             for r in requests {
@@ -274,6 +297,7 @@ async fn dispatcher(
     store: Arc<dyn NotificationStore>,
     broker: Arc<dyn Broker>,
     outbox: OutboxSignal,
+    mut handoff: mpsc::Receiver<Handoff>,
     shutdown: CancellationToken,
     mut leader: watch::Receiver<bool>,
 ) {
@@ -282,17 +306,29 @@ async fn dispatcher(
             return;
         }
         // The previous leader may have moved the cursor: start from the persisted one.
-        let Some(mut cursor) = read_cursor(&*store, &shutdown).await else {
+        let Some(cursor) = read_cursor(&*store, &shutdown).await else {
             return;
         };
+        let mut out = Outbox::new(&*store, &*broker, cursor);
         loop {
             if !*leader.borrow() {
-                tracing::info!(cursor, "no longer the leader; dispatcher pauses");
+                tracing::info!(
+                    cursor = out.cursor,
+                    "no longer the leader; dispatcher pauses"
+                );
                 continue 'lead;
             }
-            // Publish everything past the cursor, page by page.
-            if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
-                tracing::warn!(error = %e, cursor, "dispatch failed, retrying");
+            // Publish everything past the cursor: the writer's hand-offs when they continue the
+            // cursor exactly, else from the store, page by page.
+            let pass = async {
+                while let Ok(group) = handoff.try_recv() {
+                    out.publish_handed(group).await?;
+                }
+                out.publish_pending().await?;
+                out.save_cursor(false).await
+            };
+            if let Err(e) = pass.await {
+                tracing::warn!(error = %e, cursor = out.cursor, "dispatch failed, retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_DELAY) => continue,
                     // The broker may stay down: shutdown must not wait for it.
@@ -306,8 +342,13 @@ async fn dispatcher(
                 Ok(()) = leader.changed() => {}
                 _ = tokio::time::sleep(DISPATCH_POLL) => {}
                 _ = shutdown.cancelled() => {
-                    // One last pass so notifications committed during shutdown still go out.
-                    if let Err(e) = publish_pending(&*store, &*broker, &mut cursor).await {
+                    // One last pass so notifications committed during shutdown still go out, and
+                    // the cursor saved so the next leader does not repeat them.
+                    let last = async {
+                        out.publish_pending().await?;
+                        out.save_cursor(true).await
+                    };
+                    if let Err(e) = last.await {
                         tracing::warn!(error = %e, "final dispatch failed; the next leader publishes the rest");
                     }
                     return;
@@ -317,26 +358,80 @@ async fn dispatcher(
     }
 }
 
-async fn publish_pending(
-    store: &dyn NotificationStore,
-    broker: &dyn Broker,
-    cursor: &mut i64,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    loop {
-        let rows = store.after(*cursor, DISPATCH_PAGE).await?;
-        if rows.is_empty() {
+type DispatchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The leader's publishing state: what it has published (`cursor`) and what it has saved.
+struct Outbox<'a> {
+    store: &'a dyn NotificationStore,
+    broker: &'a dyn Broker,
+    cursor: i64,
+    saved: i64,
+    saved_at: tokio::time::Instant,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(store: &'a dyn NotificationStore, broker: &'a dyn Broker, cursor: i64) -> Self {
+        Outbox {
+            store,
+            broker,
+            cursor,
+            saved: cursor,
+            saved_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Publishes the handed-over rows that directly continue the cursor. The first row that does
+    /// not (someone else committed in between, a sequence gap, rows already published from the
+    /// store) stops the fast path: the store read that follows publishes whatever lies between,
+    /// in id order, so nothing is skipped or reordered.
+    async fn publish_handed(&mut self, group: Handoff) -> Result<(), DispatchError> {
+        let mut published = 0u64;
+        for p in group {
+            if p.id <= self.cursor {
+                continue;
+            }
+            if p.id != self.cursor + 1 {
+                break;
+            }
+            let id = p.id;
+            self.broker.publish(BusEvent::Notification(p)).await?;
+            self.cursor = id;
+            published += 1;
+        }
+        metrics::counter!("parkmate_notifications_published_total").increment(published);
+        Ok(())
+    }
+
+    async fn publish_pending(&mut self) -> Result<(), DispatchError> {
+        loop {
+            let rows = self.store.after(self.cursor, DISPATCH_PAGE).await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let full = rows.len() == DISPATCH_PAGE as usize;
+            for n in &rows {
+                self.broker
+                    .publish(BusEvent::Notification(published(n)))
+                    .await?;
+                self.cursor = n.id;
+            }
+            metrics::counter!("parkmate_notifications_published_total")
+                .increment(rows.len() as u64);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Saves the cursor when it moved and the last save is old enough (or `now`).
+    async fn save_cursor(&mut self, now: bool) -> Result<(), DispatchError> {
+        if self.cursor == self.saved || !(now || self.saved_at.elapsed() >= CURSOR_SAVE_EVERY) {
             return Ok(());
         }
-        let full = rows.len() == DISPATCH_PAGE as usize;
-        for n in &rows {
-            broker.publish(BusEvent::Notification(published(n))).await?;
-            *cursor = n.id;
-        }
-        metrics::counter!("parkmate_notifications_published_total").increment(rows.len() as u64);
-        store.set_published_through(*cursor).await?;
-        if !full {
-            return Ok(());
-        }
+        self.store.set_published_through(self.cursor).await?;
+        self.saved = self.cursor;
+        self.saved_at = tokio::time::Instant::now();
+        Ok(())
     }
 }
 

@@ -127,6 +127,12 @@ impl Application {
             shutdown.clone(),
             leader.clone(),
         );
+        // Rows committed on other nodes wake this node's dispatcher at once (it publishes only
+        // while this node leads) instead of at its next poll.
+        {
+            let outbox = notifier.outbox();
+            database.on_foreign_commits(move || outbox.wake(), shutdown.clone().cancelled_owned());
+        }
         let settings = Arc::new(settings);
 
         // The booking domain shares the database (its state changes and their notifications

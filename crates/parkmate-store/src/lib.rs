@@ -213,6 +213,23 @@ impl Database {
         }
     }
 
+    /// Calls `wake` when another process may have committed notifications, until `stop`: on
+    /// PostgreSQL every node's commits (see [`postgres::PgStore::listen_commits`]); on SQLite
+    /// nothing, since only this process writes and its writers wake the dispatcher themselves.
+    pub fn on_foreign_commits(
+        &self,
+        wake: impl Fn() + Send + Sync + 'static,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        match self {
+            Database::Sqlite(_) => {}
+            Database::Postgres(s) => {
+                let store = s.clone();
+                tokio::spawn(async move { store.listen_commits(wake, stop).await });
+            }
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Database::Sqlite(s) => s.close().await,

@@ -55,6 +55,10 @@ fn visible(extra: &str) -> String {
 /// The session advisory lock whose holder is the cluster's leader: the one node that runs the
 /// jobs that must run once per cluster (the outbox dispatcher; the domain's scheduler later).
 pub const LEADER_LOCK: i64 = NOTIFICATION_WRITE_LOCK + 1;
+/// The `LISTEN`/`NOTIFY` channel on which every commit of notifications tells the leader's
+/// dispatcher to publish: without it a row committed on a follower waited for the dispatcher's poll.
+pub const COMMIT_CHANNEL: &str = "parkmate_outbox";
+
 /// How often a follower tries to take the lead, and how often the leader checks that its lock
 /// connection is alive: a dead leader is replaced within about this long.
 const LEADER_POLL: Duration = Duration::from_secs(1);
@@ -147,6 +151,54 @@ impl PgStore {
                 }
                 tokio::time::sleep(LEADER_POLL).await;
             }
+        }
+    }
+
+    /// Calls `wake` whenever any node commits notifications (a `NOTIFY` sent by
+    /// [`insert_notifications`], delivered at commit), until `stop` resolves. Notifications sent
+    /// while the listening connection was down are not replayed by PostgreSQL; the dispatcher's
+    /// poll covers that gap, so `wake` is also called after each reconnect.
+    pub async fn listen_commits(
+        &self,
+        wake: impl Fn() + Send + Sync + 'static,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let listen = async {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "commit listener: cannot connect");
+                        tokio::time::sleep(LEADER_POLL).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(COMMIT_CHANNEL).await {
+                    tracing::warn!(error = %e, "commit listener: LISTEN failed");
+                    tokio::time::sleep(LEADER_POLL).await;
+                    continue;
+                }
+                wake();
+                // `try_recv` answers None when the connection dropped (it reconnects on the
+                // next call); either way wake the dispatcher to look for what it may have missed.
+                loop {
+                    match listener.try_recv().await {
+                        // None: the connection dropped and the next call reconnects and
+                        // re-listens; what was sent meanwhile is lost, so look anyway.
+                        Ok(_) => wake(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "commit listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(LEADER_POLL).await;
+            }
+        };
+        tokio::select! {
+            _ = listen => {}
+            _ = stop => {}
         }
     }
 
@@ -243,6 +295,11 @@ pub async fn insert_notifications(
         };
         stored.push(row);
     }
+    // Delivered to listeners only when (and if) the caller's transaction commits.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(COMMIT_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     Ok(stored)
 }
 

@@ -247,6 +247,44 @@ async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
     );
 }
 
+/// A commit of notifications on one node wakes a listener on another (the leader's dispatcher
+/// publishes rows committed on followers at once, not at its next poll).
+#[tokio::test]
+async fn postgres_commit_wakes_listeners_on_other_nodes() {
+    use parkmate_store::Database;
+    let Some(pg) = fresh_postgres().await else {
+        return;
+    };
+    let listening = open(&pg.url).await.unwrap();
+    let writing = open(&pg.url).await.unwrap();
+    let (Database::Postgres(_), Database::Postgres(w)) = (&listening, &writing) else {
+        panic!("postgres URLs open PostgreSQL stores");
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = tokio_util::sync::CancellationToken::new();
+    listening.on_foreign_commits(
+        move || {
+            let _ = tx.send(());
+        },
+        stop.clone().cancelled_owned(),
+    );
+    // The listener wakes once when it starts listening: from then on no commit is missed.
+    rx.recv().await.expect("a wake-up when listening starts");
+
+    let mut txn = w.pool().begin().await.unwrap();
+    parkmate_store::postgres::insert_notifications(&mut txn, &[note(Audience::All, "committed")])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the commit wakes the listener")
+        .unwrap();
+    stop.cancel();
+    writing.close().await;
+    listening.close().await;
+}
+
 /// Runs each engine-generic case on SQLite and on a fresh PostgreSQL database.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
