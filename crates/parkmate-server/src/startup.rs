@@ -176,7 +176,7 @@ impl Application {
         // `GET /api/auth/demo-accounts` is for development: production never hands out passwords.
         let served_demo_accounts =
             demo_accounts.filter(|_| settings.env != Environment::Production);
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             keys: Arc::new(TokenKeys::new(
                 settings.jwt_secret.expose_secret().as_bytes(),
             )),
@@ -192,7 +192,7 @@ impl Application {
                 Arc::new(move || clock.now())
             },
             leader,
-        };
+        });
 
         let mut router = Router::new()
             .route("/ws/notifications/{user_id}", get(crate::ws::handshake))

@@ -13,8 +13,25 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 
+/// Cheap to clone: one pointer. Every socket task keeps a clone for its whole life, so the fields
+/// live once behind an `Arc` rather than being copied into each task (BENCHMARKS.md, idle memory).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub keys: Arc<TokenKeys>,
     pub store: Arc<dyn NotificationStore>,

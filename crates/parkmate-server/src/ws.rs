@@ -172,11 +172,10 @@ pub async fn handshake(
         .max_frame_size(s.max_frame_bytes);
     let tracker = state.tracker.clone();
     upgrade.on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            Connection::new(state, socket, identity, since, permit)
-                .run()
-                .await;
-        })
+        // A task of its own rather than running inside axum's upgrade task: that task's future
+        // also keeps the upgrade's captures (~1 KiB) for as long as the socket lives.
+        tracker.spawn(Connection::new(state, socket, identity, since, permit).run());
+        std::future::ready(())
     })
 }
 
@@ -251,11 +250,97 @@ impl Connection {
                 code: code.code(),
                 reason: Utf8Bytes::from_static(code.reason()),
             };
-            let _ = timeout(CLOSE_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
+            let _ = Box::pin(timeout(
+                CLOSE_TIMEOUT,
+                self.socket.send(Message::Close(Some(frame))),
+            ))
+            .await;
         }
     }
 
     async fn serve(&mut self, sub: &mut Subscription) -> Result<End, StoreError> {
+        // Boxed here and below: the rare, large futures (the greeting and replay, client frames
+        // that touch the store) would otherwise be laid out inside this task's future and be
+        // carried by every idle socket for its whole life (BENCHMARKS.md, idle memory).
+        if let Err(end) = Box::pin(self.open()).await? {
+            return Ok(end);
+        }
+
+        let heartbeat_interval = self.state.settings.heartbeat_interval;
+        let heartbeat_timeout = self.state.settings.heartbeat_timeout;
+        let shutdown = self.state.shutdown.clone();
+        let expires = Instant::now()
+            + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
+        let mut next_beat = Instant::now() + heartbeat_interval;
+        // Built once and polled by reference: re-creating them on every wake-up registered
+        // fresh waiters and a fresh timer per delivery, which showed at the top of the
+        // broadcast profile (BENCHMARKS.md). One timer serves both the heartbeat and the
+        // token's expiry: a timer entry per socket is memory every idle socket carries.
+        let slow = sub.slow.clone();
+        let stopping = shutdown.cancelled();
+        let too_slow = slow.cancelled();
+        let timer = sleep_until(next_beat.min(expires));
+        tokio::pin!(stopping, too_slow, timer);
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopping => return Ok(End::Close(CloseCode::ServiceRestart)),
+                _ = &mut too_slow => return Ok(End::Close(CloseCode::SlowConsumer)),
+                delivery = sub.rx.recv_async() => {
+                    let Ok(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_COALESCE {
+                        match sub.rx.try_recv() {
+                            Ok(d) => batch.push(d),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(end) = Box::pin(self.deliver(batch)).await? {
+                        return Ok(end);
+                    }
+                }
+                inbound = self.socket.recv() => {
+                    match inbound {
+                        None => return Ok(End::Drop),
+                        Some(Err(e)) => {
+                            // tungstenite reports an over-long message as a capacity error.
+                            let too_big = format!("{e:?}").contains("Capacity");
+                            return Ok(if too_big { End::Close(CloseCode::TooBig) } else { End::Drop });
+                        }
+                        Some(Ok(msg)) => {
+                            self.last_heard = Instant::now();
+                            if let Err(end) = Box::pin(self.inbound(msg)).await? {
+                                return Ok(end);
+                            }
+                        }
+                    }
+                }
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= expires {
+                        return Ok(End::Close(CloseCode::TokenExpired));
+                    }
+                    if now >= next_beat {
+                        if self.last_heard.elapsed() >= heartbeat_timeout {
+                            metrics::counter!("parkmate_heartbeat_timeouts_total").increment(1);
+                            return Ok(End::Close(CloseCode::HeartbeatTimeout));
+                        }
+                        if let Err(end) = Box::pin(self.write(&[Message::Ping(bytes::Bytes::new())])).await {
+                            return Ok(end);
+                        }
+                        // Counted from now: a late tick delays the next one rather than bunching.
+                        next_beat = now + heartbeat_interval;
+                    }
+                    timer.as_mut().reset(next_beat.min(expires));
+                }
+            }
+        }
+    }
+
+    /// Says hello (with the unread count), then replays what the client missed when it gave
+    /// `since`.
+    async fn open(&mut self) -> Result<Result<(), End>, StoreError> {
         let snapshot = self.state.store.unread(self.viewer()).await?;
         self.unread = snapshot.count;
         self.unread_as_of = snapshot.as_of;
@@ -279,78 +364,12 @@ impl Connection {
             server_time: rfc3339((self.state.now)()),
         };
         if let Err(end) = self.write(&[Message::Text(hello.to_json().into())]).await {
-            return Ok(end);
+            return Ok(Err(end));
         }
-        if self.since.is_some()
-            && let Err(end) = self.catch_up(true).await?
-        {
-            return Ok(end);
+        if self.since.is_some() {
+            return self.catch_up(true).await;
         }
-
-        let settings = self.state.settings.clone();
-        let shutdown = self.state.shutdown.clone();
-        let mut heartbeat = tokio::time::interval_at(
-            Instant::now() + settings.heartbeat_interval,
-            settings.heartbeat_interval,
-        );
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let expires = Instant::now()
-            + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
-        // Built once and polled by reference: re-creating them on every wake-up registered
-        // fresh waiters and a fresh timer per delivery, which showed at the top of the
-        // broadcast profile (BENCHMARKS.md).
-        let slow = sub.slow.clone();
-        let stopping = shutdown.cancelled();
-        let too_slow = slow.cancelled();
-        let token_expiry = sleep_until(expires);
-        tokio::pin!(stopping, too_slow, token_expiry);
-
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut stopping => return Ok(End::Close(CloseCode::ServiceRestart)),
-                _ = &mut too_slow => return Ok(End::Close(CloseCode::SlowConsumer)),
-                delivery = sub.rx.recv() => {
-                    let Some(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_COALESCE {
-                        match sub.rx.try_recv() {
-                            Ok(d) => batch.push(d),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(end) = self.deliver(batch).await? {
-                        return Ok(end);
-                    }
-                }
-                inbound = self.socket.recv() => {
-                    match inbound {
-                        None => return Ok(End::Drop),
-                        Some(Err(e)) => {
-                            // tungstenite reports an over-long message as a capacity error.
-                            let too_big = format!("{e:?}").contains("Capacity");
-                            return Ok(if too_big { End::Close(CloseCode::TooBig) } else { End::Drop });
-                        }
-                        Some(Ok(msg)) => {
-                            self.last_heard = Instant::now();
-                            if let Err(end) = self.inbound(msg).await? {
-                                return Ok(end);
-                            }
-                        }
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if self.last_heard.elapsed() >= settings.heartbeat_timeout {
-                        metrics::counter!("parkmate_heartbeat_timeouts_total").increment(1);
-                        return Ok(End::Close(CloseCode::HeartbeatTimeout));
-                    }
-                    if let Err(end) = self.write(&[Message::Ping(bytes::Bytes::new())]).await {
-                        return Ok(end);
-                    }
-                }
-                _ = &mut token_expiry => return Ok(End::Close(CloseCode::TokenExpired)),
-            }
-        }
+        Ok(Ok(()))
     }
 
     /// Sends from the store everything after `last_sent`, page by page.
@@ -449,7 +468,7 @@ impl Connection {
                     {
                         return Ok(Err(end));
                     }
-                    if let Err(end) = self.catch_up(false).await? {
+                    if let Err(end) = Box::pin(self.catch_up(false)).await? {
                         return Ok(Err(end));
                     }
                 }
