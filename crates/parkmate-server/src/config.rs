@@ -87,7 +87,7 @@ impl Default for RawSettings {
             write_timeout_ms: 10_000,
             max_frame_bytes: 4096,
             // Clients send little; tungstenite's 128 KiB default would cost ~137 KB per socket.
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 256,
             token_ttl_secs: 12 * 3600,
             shutdown_grace_ms: 5_000,
             data_dir: "data".into(),
@@ -221,10 +221,10 @@ impl RawSettings {
                 "must be between 256 and 1048576",
             ));
         }
-        if !(1024..=1 << 20).contains(&self.read_buffer_bytes) {
+        if !(256..=1 << 20).contains(&self.read_buffer_bytes) {
             return Err(invalid(
                 "read_buffer_bytes",
-                "must be between 1024 and 1048576",
+                "must be between 256 and 1048576",
             ));
         }
         let allowed_origins: Vec<String> = self
