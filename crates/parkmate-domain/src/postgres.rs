@@ -522,7 +522,8 @@ pub(crate) async fn warn_due(
                AND end_at_ms - {WARN_LEAD_MS} > start_at_ms \
                AND warned_end_at_ms IS DISTINCT FROM end_at_ms \
              ORDER BY end_at_ms, id LIMIT $2 FOR UPDATE) \
-           AND status IN {ACTIVE} AND end_at_ms > $1 AND warned_end_at_ms IS DISTINCT FROM end_at_ms \
+           AND status IN {ACTIVE} AND end_at_ms > $1 AND end_at_ms - {WARN_LEAD_MS} <= $1 \
+           AND end_at_ms - {WARN_LEAD_MS} > start_at_ms AND warned_end_at_ms IS DISTINCT FROM end_at_ms \
          RETURNING id"
     ))
     .bind(ms(now))
