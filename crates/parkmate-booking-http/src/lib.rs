@@ -147,8 +147,7 @@ fn api_error(e: DomainError) -> ApiError {
         | DomainError::Store(_)
         | DomainError::Migrate(_)
         | DomainError::Corrupt(_)
-        | DomainError::Hashing(_)
-        | DomainError::UnsupportedEngine => return ApiError::internal(&e),
+        | DomainError::Hashing(_) => return ApiError::internal(&e),
     };
     // The reason alone for payments (the client shows it as is), the error text otherwise.
     let message = match &e {

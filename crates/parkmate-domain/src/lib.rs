@@ -3,15 +3,18 @@
 //! `docs/booking-api.md`) as real state changes.
 //!
 //! No HTTP and no sockets here. The invariants this crate keeps:
-//! - **A state change and its notifications commit in one transaction** (through
-//!   [`parkmate_store::sqlite::insert_notifications`] on the store's single write connection), and
-//!   only then is the outbox dispatcher woken to publish them. A crash in between loses nothing:
-//!   the dispatcher publishes unpublished rows at start.
+//! - **A state change and its notifications commit in one transaction** (through the store's
+//!   `insert_notifications` of the engine: SQLite's single write connection, or PostgreSQL with
+//!   the store's advisory lock), and only then is the outbox dispatcher woken to publish them. A
+//!   crash in between loses nothing: the dispatcher publishes unpublished rows at start.
+//! - **The rules are written once** for both engines: SQL lives in `sqlite.rs` and its twin
+//!   `postgres.rs`, dispatched by `engine.rs`. On PostgreSQL several nodes write at once, so write
+//!   paths lock the booking they read (`booking_for_update`) where SQLite serialises writers.
 //! - **Transitions are conditional updates** (`... WHERE status = 'requested'`), so a retried
 //!   action finds nothing to change and reports nothing; every notification also carries a dedupe
 //!   key naming its state change, so even a repeat that got through stores nothing new.
-//! - **Two active bookings never overlap on a slot**: a database trigger refuses it, whatever the
-//!   writer.
+//! - **Two active bookings never overlap on a slot**: the database refuses it, whatever the writer
+//!   (a trigger on SQLite, an exclusion constraint on PostgreSQL).
 //! - **Payments happen outside transactions** (a gateway call must never hold the write
 //!   connection), before the commit that needs them; a charge whose commit then fails is refunded.
 
@@ -20,15 +23,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use parkmate_notifier::OutboxSignal;
 use parkmate_protocol::Role;
-use parkmate_store::sqlite::insert_notifications;
 use parkmate_store::{Database, NewNotification, StoreError};
-use sqlx::SqlitePool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub mod clock;
+mod engine;
 pub mod events;
 pub mod model;
 pub mod payment;
+mod postgres;
 mod scheduler;
 mod seed;
 mod sqlite;
@@ -43,7 +46,7 @@ pub use types::{
     InvalidInput, Name, Password, PaymentMethod, PaymentStatus, Step,
 };
 
-use sqlite::BookingScope;
+use engine::{BookingScope, Conn, Pools, Tx};
 
 /// How long after a create or a renewal the same request counts as a retry (a double click, a
 /// client retry after a timeout) and answers the first result instead of failing or charging again.
@@ -86,8 +89,6 @@ pub enum DomainError {
     PaymentUnavailable(String),
     #[error("the clock is not manual")]
     ClockNotManual,
-    #[error("the booking domain supports only SQLite databases for now")]
-    UnsupportedEngine,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("store error")]
@@ -123,8 +124,7 @@ impl DomainError {
             | DomainError::Store(_)
             | DomainError::Migrate(_)
             | DomainError::Corrupt(_)
-            | DomainError::Hashing(_)
-            | DomainError::UnsupportedEngine => "internal",
+            | DomainError::Hashing(_) => "internal",
         }
     }
 
@@ -138,16 +138,17 @@ pub(crate) fn corrupt(msg: impl Into<String>) -> DomainError {
     DomainError::Corrupt(msg.into())
 }
 
-/// The booking a caller named, or 404.
-async fn load(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Booking, DomainError> {
-    sqlite::booking(conn, id)
+/// The booking a caller named, or 404; locked for the rest of the write transaction `tx`, so the
+/// state checked is the state the conditional update meets (see `engine.rs`).
+async fn load(tx: &mut Tx, id: i64) -> Result<Booking, DomainError> {
+    tx.booking_for_update(id)
         .await?
         .ok_or(DomainError::NotFound("booking"))
 }
 
 /// The booking just changed inside this transaction: missing would mean the store is broken.
-async fn reload(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Booking, DomainError> {
-    sqlite::booking(conn, id)
+async fn reload(tx: &mut Tx, id: i64) -> Result<Booking, DomainError> {
+    tx.booking(id)
         .await?
         .ok_or_else(|| corrupt("booking vanished"))
 }
@@ -196,16 +197,17 @@ pub struct Domain {
 }
 
 struct Inner {
-    /// The store's single-connection write pool: every transaction of the domain begins here, so
-    /// writers queue in-process (no `SQLITE_BUSY`) and notification ids follow commit order.
-    writer: SqlitePool,
-    reader: SqlitePool,
+    /// The engine's pools: where every transaction of the domain begins and reads run.
+    db: Pools,
     clock: Arc<dyn Clock>,
     gateway: Arc<dyn PaymentGateway>,
     outbox: OutboxSignal,
     /// Wakes the scheduler when a booking's deadlines changed (one waiter; `notify_one` keeps a
     /// permit so a change made while it is busy is not missed).
     reschedule: Notify,
+    /// Whether this node leads the cluster, as given to [`Domain::spawn_scheduler`]; unset while
+    /// no scheduler runs (then this domain is alone and fires its own deadlines).
+    leader: std::sync::OnceLock<watch::Receiver<bool>>,
 }
 
 impl Domain {
@@ -216,16 +218,15 @@ impl Domain {
         gateway: Arc<dyn PaymentGateway>,
         outbox: OutboxSignal,
     ) -> Result<Domain, DomainError> {
-        let store = sqlite_store(db)?;
         migrate(db).await?;
         Ok(Domain {
             inner: Arc::new(Inner {
-                writer: store.writer().clone(),
-                reader: store.reader().clone(),
+                db: Pools::of(db),
                 clock,
                 gateway,
                 outbox,
                 reschedule: Notify::new(),
+                leader: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -238,8 +239,10 @@ impl Domain {
         &*self.inner.clock
     }
 
-    /// Moves a manual clock forward and fires whatever became due, so that when this returns the
-    /// resulting notifications are committed (the scheduler would fire them too, a moment later).
+    /// Moves a manual clock forward and, when this node runs the scheduler (it leads, or it is
+    /// alone), fires whatever became due, so that when this returns the resulting notifications
+    /// are committed (the scheduler would fire them too, a moment later). On a follower it only
+    /// moves this node's clock: deadlines are the leader's to fire, by the leader's clock.
     pub async fn advance_clock(&self, by: Duration) -> Result<DateTime<Utc>, DomainError> {
         let manual = self
             .inner
@@ -247,12 +250,23 @@ impl Domain {
             .as_manual()
             .ok_or(DomainError::ClockNotManual)?;
         let now = manual.advance(by);
-        self.fire_due().await?;
+        if self.leads() {
+            self.fire_due().await?;
+        }
         Ok(now)
     }
 
-    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, DomainError> {
-        Ok(self.inner.reader.acquire().await?)
+    /// Whether this node runs the cluster's timers (always, until a scheduler is given a lead).
+    fn leads(&self) -> bool {
+        self.inner.leader.get().is_none_or(|l| *l.borrow())
+    }
+
+    async fn read(&self) -> Result<Conn, DomainError> {
+        Ok(self.inner.db.read().await?)
+    }
+
+    async fn begin(&self) -> Result<Tx, DomainError> {
+        Ok(self.inner.db.begin().await?)
     }
 
     /// After a commit: publish what it stored, and let the scheduler see new deadlines.
@@ -263,13 +277,9 @@ impl Domain {
         self.inner.reschedule.notify_one();
     }
 
-    async fn commit_with(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-        notes: &[NewNotification],
-    ) -> Result<(), DomainError> {
+    async fn commit_with(&self, mut tx: Tx, notes: &[NewNotification]) -> Result<(), DomainError> {
         if !notes.is_empty() {
-            insert_notifications(&mut tx, notes).await?;
+            tx.insert_notifications(notes).await?;
         }
         tx.commit().await?;
         self.committed(!notes.is_empty());
@@ -298,16 +308,10 @@ impl Domain {
         role: Role,
     ) -> Result<User, DomainError> {
         let hash = hash_password(password).await?;
-        let mut tx = self.inner.writer.begin().await?;
-        let id = match sqlite::insert_user(
-            &mut tx,
-            name.as_str(),
-            email.as_str(),
-            &hash,
-            role,
-            self.now(),
-        )
-        .await
+        let mut tx = self.begin().await?;
+        let id = match tx
+            .insert_user(name.as_str(), email.as_str(), &hash, role, self.now())
+            .await
         {
             Ok(id) => id,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -328,7 +332,7 @@ impl Domain {
     /// answer time does not tell which accounts exist.
     pub async fn login(&self, email: &str, password: &str) -> Result<User, DomainError> {
         let found = match Email::parse(email) {
-            Ok(email) => sqlite::user_by_email(&mut *self.read().await?, email.as_str()).await?,
+            Ok(email) => self.read().await?.user_by_email(email.as_str()).await?,
             Err(_) => None,
         };
         match found {
@@ -348,7 +352,9 @@ impl Domain {
     }
 
     pub async fn user(&self, id: i64) -> Result<User, DomainError> {
-        sqlite::user(&mut *self.read().await?, id)
+        self.read()
+            .await?
+            .user(id)
             .await?
             .ok_or(DomainError::NotFound("user"))
     }
@@ -358,7 +364,7 @@ impl Domain {
         if actor.role != Role::Admin {
             return Err(DomainError::Forbidden("only admins can list users"));
         }
-        sqlite::users(&mut *self.read().await?, role).await
+        self.read().await?.users(role).await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -372,15 +378,10 @@ impl Domain {
         price_per_hour_cents: i64,
         slots: &[(i64, bool)],
     ) -> Result<Lot, DomainError> {
-        let mut tx = self.inner.writer.begin().await?;
-        let id = sqlite::insert_lot(
-            &mut tx,
-            owner_id,
-            name.as_str(),
-            price_per_hour_cents,
-            slots,
-        )
-        .await?;
+        let mut tx = self.begin().await?;
+        let id = tx
+            .insert_lot(owner_id, name.as_str(), price_per_hour_cents, slots)
+            .await?;
         tx.commit().await?;
         self.lot(id).await
     }
@@ -388,11 +389,13 @@ impl Domain {
     /// Every lot (they are public to signed-in users), or only the caller's own when `mine`.
     pub async fn lots(&self, actor: Actor, mine: bool) -> Result<Vec<Lot>, DomainError> {
         let owner = mine.then_some(actor.user_id);
-        sqlite::lots(&mut *self.read().await?, None, owner, self.now()).await
+        self.read().await?.lots(None, owner, self.now()).await
     }
 
     pub async fn lot(&self, id: i64) -> Result<Lot, DomainError> {
-        sqlite::lots(&mut *self.read().await?, Some(id), None, self.now())
+        self.read()
+            .await?
+            .lots(Some(id), None, self.now())
             .await?
             .pop()
             .ok_or(DomainError::NotFound("lot"))
@@ -409,19 +412,24 @@ impl Domain {
         if actor.role != Role::Admin {
             return Err(DomainError::Forbidden("only admins can assign employees"));
         }
-        let mut tx = self.inner.writer.begin().await?;
-        let lot = sqlite::lots(&mut tx, Some(lot_id), None, self.now())
+        let mut tx = self.begin().await?;
+        let lot = tx
+            .lots(Some(lot_id), None, self.now())
             .await?
             .pop()
             .ok_or(DomainError::NotFound("lot"))?;
-        let employee = sqlite::user(&mut tx, employee_id)
+        let employee = tx
+            .user(employee_id)
             .await?
             .ok_or(DomainError::NotFound("employee"))?;
         if employee.role != Role::Employee {
             return Err(DomainError::NotAnEmployee(employee_id));
         }
         let mut notes = Vec::new();
-        if sqlite::insert_lot_employee(&mut tx, lot_id, employee_id, self.now()).await? {
+        if tx
+            .insert_lot_employee(lot_id, employee_id, self.now())
+            .await?
+        {
             notes.push(events::employee_assigned(
                 lot.id,
                 lot.owner_id,
@@ -445,13 +453,14 @@ impl Domain {
             Role::Owner => BookingScope::Owner(actor.user_id),
             Role::Employee => BookingScope::Employee(actor.user_id),
         };
-        sqlite::bookings(&mut *self.read().await?, scope).await
+        self.read().await?.bookings(scope).await
     }
 
     /// One booking, if `actor` may see it (404 when it does not exist, 403 when it is not theirs).
     pub async fn booking(&self, actor: Actor, id: i64) -> Result<Booking, DomainError> {
         let mut conn = self.read().await?;
-        let b = sqlite::booking(&mut conn, id)
+        let b = conn
+            .booking(id)
             .await?
             .ok_or(DomainError::NotFound("booking"))?;
         if can_see(&mut conn, actor, &b).await? {
@@ -481,7 +490,8 @@ impl Domain {
         let window = BookingWindow::starting(now, req.minutes);
         let slot = {
             let mut conn = self.read().await?;
-            let slot = sqlite::slot_info(&mut conn, req.slot_id)
+            let slot = conn
+                .slot_info(req.slot_id)
                 .await?
                 .ok_or(DomainError::NotFound("slot"))?;
             if req.car_wash && !slot.car_wash {
@@ -489,7 +499,7 @@ impl Domain {
             }
             // Cheap pre-check so a taken slot is refused before any money moves; the trigger is
             // what actually guarantees it.
-            if sqlite::slot_busy(&mut conn, req.slot_id, window, None).await? {
+            if conn.slot_busy(req.slot_id, window, None).await? {
                 drop(conn);
                 return self.retried_create(actor, &req, now).await;
             }
@@ -508,10 +518,9 @@ impl Domain {
             )
             .await?;
 
-        let mut tx = self.inner.writer.begin().await?;
-        let inserted = sqlite::insert_booking(
-            &mut tx,
-            sqlite::NewBookingRow {
+        let mut tx = self.begin().await?;
+        let inserted = tx
+            .insert_booking(engine::NewBookingRow {
                 user_id: actor.user_id,
                 slot_id: req.slot_id,
                 window,
@@ -526,12 +535,11 @@ impl Domain {
                 amount_cents: amount,
                 car_wash: req.car_wash,
                 now,
-            },
-        )
-        .await;
+            })
+            .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) if sqlite::is_slot_taken(&e) => {
+            Err(e) if engine::is_slot_taken(&e) => {
                 drop(tx);
                 self.refund(receipt.as_ref()).await;
                 return self.retried_create(actor, &req, now).await;
@@ -542,7 +550,8 @@ impl Domain {
                 return Err(e.into());
             }
         };
-        let b = sqlite::booking(&mut tx, id)
+        let b = tx
+            .booking(id)
             .await?
             .ok_or_else(|| corrupt("inserted booking vanished"))?;
         self.commit_with(tx, &[events::created(&b)]).await?;
@@ -558,16 +567,12 @@ impl Domain {
     ) -> Result<Booking, DomainError> {
         let mut conn = self.read().await?;
         let since = now - RETRY_WINDOW;
-        match sqlite::recent_same_booking(
-            &mut conn,
-            actor.user_id,
-            req.slot_id,
-            req.minutes.get(),
-            since,
-        )
-        .await?
+        match conn
+            .recent_same_booking(actor.user_id, req.slot_id, req.minutes.get(), since)
+            .await?
         {
-            Some(id) => sqlite::booking(&mut conn, id)
+            Some(id) => conn
+                .booking(id)
                 .await?
                 .ok_or(DomainError::NotFound("booking")),
             None => Err(DomainError::SlotTaken),
@@ -579,7 +584,7 @@ impl Domain {
         if actor.role != Role::Admin {
             return Err(DomainError::Forbidden("only admins can approve bookings"));
         }
-        let mut tx = self.inner.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let b = load(&mut tx, id).await?;
         let to = match b.status.step(BookingAction::Approve) {
             Step::To(to) => to,
@@ -592,7 +597,7 @@ impl Domain {
             }
         };
         // Conditional on the state read in this same transaction (writers are serialised).
-        sqlite::transition(&mut tx, id, b.status, to, None).await?;
+        tx.transition(id, b.status, to, None).await?;
         let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[]).await?;
         Ok(b)
@@ -613,7 +618,7 @@ impl Domain {
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
-        let mut tx = self.inner.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let b = load(&mut tx, id).await?;
         let to = match b.status.step(BookingAction::Decline) {
             Step::To(to) => to,
@@ -625,7 +630,7 @@ impl Domain {
                 });
             }
         };
-        sqlite::transition(&mut tx, id, b.status, to, reason.as_deref()).await?;
+        tx.transition(id, b.status, to, reason.as_deref()).await?;
         let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::declined(&b)]).await?;
         Ok(b)
@@ -633,7 +638,7 @@ impl Domain {
 
     /// The lot's owner or an admin confirms the cash was received. Event 7, once per window.
     pub async fn verify_cash(&self, actor: Actor, id: i64) -> Result<Booking, DomainError> {
-        let mut tx = self.inner.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let b = load(&mut tx, id).await?;
         let allowed = actor.role == Role::Admin
             || (actor.role == Role::Owner && b.lot_owner_id == actor.user_id);
@@ -651,7 +656,7 @@ impl Domain {
                 action: "verify cash of",
             });
         }
-        if !sqlite::mark_cash_paid(&mut tx, id).await? {
+        if !tx.mark_cash_paid(id).await? {
             return Ok(b); // already verified: a retry
         }
         let b = reload(&mut tx, id).await?;
@@ -661,11 +666,11 @@ impl Domain {
 
     /// An employee of the lot, or its owner, marks the ordered car wash done. Event 9, once.
     pub async fn car_wash_done(&self, actor: Actor, id: i64) -> Result<Booking, DomainError> {
-        let mut tx = self.inner.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let b = load(&mut tx, id).await?;
         let allowed = match actor.role {
             Role::Owner => b.lot_owner_id == actor.user_id,
-            Role::Employee => sqlite::works_at(&mut tx, actor.user_id, b.lot_id).await?,
+            Role::Employee => tx.works_at(actor.user_id, b.lot_id).await?,
             Role::User | Role::Admin => false,
         };
         if !allowed {
@@ -684,7 +689,7 @@ impl Domain {
             }
             (Some(CarWashStatus::Pending), _) => {}
         }
-        sqlite::mark_car_wash_done(&mut tx, id).await?;
+        tx.mark_car_wash_done(id).await?;
         let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::car_wash_done(&b)]).await?;
         Ok(b)
@@ -704,7 +709,10 @@ impl Domain {
         payment: PaymentChoice,
     ) -> Result<Booking, DomainError> {
         let now = self.now();
-        let mut b = sqlite::booking(&mut *self.read().await?, id)
+        let mut b = self
+            .read()
+            .await?
+            .booking(id)
             .await?
             .ok_or(DomainError::NotFound("booking"))?;
         if actor.role != Role::User || b.user_id != actor.user_id {
@@ -720,7 +728,10 @@ impl Domain {
             // milliseconds): expire it now, with its event 5, rather than refuse a renewal the
             // driver's countdown already offers.
             self.fire_due().await?;
-            b = sqlite::booking(&mut *self.read().await?, id)
+            b = self
+                .read()
+                .await?
+                .booking(id)
                 .await?
                 .ok_or(DomainError::NotFound("booking"))?;
         }
@@ -737,12 +748,20 @@ impl Domain {
                 .await);
         }
         let window = BookingWindow::starting(now, minutes);
-        if sqlite::slot_busy(&mut *self.read().await?, b.slot_id, window, Some(b.id)).await? {
+        if self
+            .read()
+            .await?
+            .slot_busy(b.slot_id, window, Some(b.id))
+            .await?
+        {
             return Err(self
                 .renewal_refused(&b, SLOT_TAKEN_REASON, DomainError::SlotTaken)
                 .await);
         }
-        let price = sqlite::slot_info(&mut *self.read().await?, b.slot_id)
+        let price = self
+            .read()
+            .await?
+            .slot_info(b.slot_id)
             .await?
             .ok_or(DomainError::NotFound("slot"))?
             .price_per_hour_cents;
@@ -768,10 +787,9 @@ impl Domain {
             Err(e) => return Err(e),
         };
 
-        let mut tx = self.inner.writer.begin().await?;
-        let renewed = sqlite::renew(
-            &mut tx,
-            sqlite::Renewal {
+        let mut tx = self.begin().await?;
+        let renewed = tx
+            .renew(engine::Renewal {
                 id,
                 window,
                 duration_minutes: minutes.get(),
@@ -784,16 +802,18 @@ impl Domain {
                 payment_ref: receipt.as_ref().map(|r| r.reference.as_str()),
                 amount_cents: amount,
                 now,
-            },
-        )
-        .await;
+            })
+            .await;
         match renewed {
             Ok(true) => {}
             Ok(false) => {
                 // Someone (this driver's other click) renewed it between our read and our write.
                 drop(tx);
                 self.refund(receipt.as_ref()).await;
-                let current = sqlite::booking(&mut *self.read().await?, id)
+                let current = self
+                    .read()
+                    .await?
+                    .booking(id)
                     .await?
                     .ok_or(DomainError::NotFound("booking"))?;
                 if is_retried_renewal(&current, minutes, now) {
@@ -807,7 +827,7 @@ impl Domain {
                     )
                     .await);
             }
-            Err(e) if sqlite::is_slot_taken(&e) => {
+            Err(e) if engine::is_slot_taken(&e) => {
                 drop(tx);
                 self.refund(receipt.as_ref()).await;
                 return Err(self
@@ -829,7 +849,7 @@ impl Domain {
     /// commit fails, the commit error is answered (and the refusal is not reported).
     async fn renewal_refused(&self, b: &Booking, reason: &str, error: DomainError) -> DomainError {
         let result = async {
-            let tx = self.inner.writer.begin().await?;
+            let tx = self.begin().await?;
             self.commit_with(tx, &[events::renewal_failed(b, reason)])
                 .await
         }
@@ -875,29 +895,25 @@ impl Domain {
         &self.inner.reschedule
     }
 
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.inner.writer
+    pub(crate) fn pools(&self) -> &Pools {
+        &self.inner.db
     }
-}
 
-/// The SQLite handle of a database. One engine so far; the Postgres twin of `sqlite.rs` is another
-/// issue. Refusing other engines loudly beats a silent fallback.
-fn sqlite_store(db: &Database) -> Result<&parkmate_store::sqlite::SqliteStore, DomainError> {
-    #[allow(unreachable_patterns)]
-    match db {
-        Database::Sqlite(store) => Ok(store),
-        _ => Err(DomainError::UnsupportedEngine),
+    /// Follows `leader` from now on (see [`advance_clock`](Self::advance_clock)); the first
+    /// leadership given wins, a domain has one scheduler.
+    pub(crate) fn follow(&self, leader: watch::Receiver<bool>) {
+        if self.inner.leader.set(leader).is_err() {
+            tracing::warn!(
+                "a second scheduler was started for one domain; it follows the first's lead"
+            );
+        }
     }
 }
 
 /// Applies the domain's migrations (1001 and up) to `db`; [`Domain::new`] does it too, this is for
 /// `parkmate migrate`.
 pub async fn migrate(db: &Database) -> Result<(), DomainError> {
-    let store = sqlite_store(db)?;
-    let mut migrator = sqlx::migrate!("./migrations/sqlite");
-    // The store's migrations live in the same database and are not in this directory.
-    migrator.set_ignore_missing(true);
-    migrator.run(store.writer()).await?;
+    engine::migrate(db).await?;
     Ok(())
 }
 
@@ -910,18 +926,12 @@ fn is_retried_renewal(b: &Booking, minutes: BookingMinutes, now: DateTime<Utc>) 
         && b.renewed_at.is_some_and(|at| now - at <= RETRY_WINDOW)
 }
 
-async fn can_see(
-    conn: &mut sqlx::SqliteConnection,
-    actor: Actor,
-    b: &Booking,
-) -> Result<bool, DomainError> {
+async fn can_see(conn: &mut Conn, actor: Actor, b: &Booking) -> Result<bool, DomainError> {
     Ok(match actor.role {
         Role::Admin => true,
         Role::User => b.user_id == actor.user_id,
         Role::Owner => b.lot_owner_id == actor.user_id,
-        Role::Employee => {
-            b.car_wash.is_some() && sqlite::works_at(conn, actor.user_id, b.lot_id).await?
-        }
+        Role::Employee => b.car_wash.is_some() && conn.works_at(actor.user_id, b.lot_id).await?,
     })
 }
 
@@ -929,7 +939,7 @@ async fn can_see(
 // Passwords: argon2id with the crate's defaults, on the blocking pool (tens of milliseconds of CPU
 // each; never on the async workers).
 
-async fn hash_password(password: Password) -> Result<String, DomainError> {
+pub(crate) async fn hash_password(password: Password) -> Result<String, DomainError> {
     use argon2::password_hash::PasswordHasher;
     tokio::task::spawn_blocking(move || {
         argon2::Argon2::default()

@@ -11,14 +11,22 @@
 //!   match again, and the dedupe keys (`booking:{id}:expiring:{end_at}`) catch anything else.
 //!
 //! Between passes the task sleeps until the next deadline, raced against a reschedule signal
-//! (a booking changed), a manual clock's tick and the shutdown token.
+//! (a booking changed), a manual clock's tick, the loss of the lead and the shutdown token.
+//!
+//! **Once per cluster.** The task ticks only while this node holds the leader lease
+//! (`parkmate_store::Database::leadership`; on SQLite always): three nodes up, one scheduler. A
+//! node that takes over starts with a pass, so deadlines that fell due while the lead moved fire
+//! then, once. Should two nodes briefly both believe they lead, their passes still fire each
+//! deadline once: the conditional updates lock and re-check their rows (see `postgres.rs`) and
+//! the dedupe keys refuse a second row.
 
 use std::time::Duration as StdDuration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Domain, DomainError, events, sqlite};
+use crate::{Domain, DomainError, events};
 
 /// Most bookings handled in one transaction, so one huge backlog does not hold the write
 /// connection for long; the pass loops until the backlog is gone.
@@ -45,18 +53,20 @@ impl Domain {
         let mut fired = Fired::default();
         loop {
             let now = self.now();
-            let mut tx = self.writer().begin().await?;
-            let expired = sqlite::expire_due(&mut tx, now, BATCH).await?;
-            let warned = sqlite::warn_due(&mut tx, now, BATCH).await?;
+            let mut tx = self.pools().begin().await?;
+            let expired = tx.expire_due(now, BATCH).await?;
+            let warned = tx.warn_due(now, BATCH).await?;
             let mut notes = Vec::with_capacity(expired.len() + warned.len());
             for id in &expired {
-                let b = sqlite::booking(&mut tx, *id)
+                let b = tx
+                    .booking(*id)
                     .await?
                     .ok_or_else(|| crate::corrupt("booking vanished"))?;
                 notes.push(events::expired(&b));
             }
             for id in &warned {
-                let b = sqlite::booking(&mut tx, *id)
+                let b = tx
+                    .booking(*id)
                     .await?
                     .ok_or_else(|| crate::corrupt("booking vanished"))?;
                 notes.push(events::expiring(&b));
@@ -65,7 +75,7 @@ impl Domain {
                 tx.commit().await?;
                 return Ok(fired);
             }
-            parkmate_store::sqlite::insert_notifications(&mut tx, &notes).await?;
+            tx.insert_notifications(&notes).await?;
             tx.commit().await?;
             self.inner.outbox.wake();
             fired.expired += expired.len();
@@ -80,13 +90,41 @@ impl Domain {
     pub async fn next_deadline(
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, DomainError> {
-        let mut conn = self.writer().acquire().await?;
-        Ok(sqlite::next_deadline(&mut conn).await?)
+        let mut conn = self.pools().read().await?;
+        Ok(conn.next_deadline().await?)
     }
 
-    /// Runs the scheduler until `shutdown` is cancelled. The first pass fires whatever fell due
-    /// while the server was down.
-    pub async fn run_scheduler(self, shutdown: CancellationToken) {
+    /// Runs the scheduler until `shutdown` is cancelled, ticking only while `leader` says this
+    /// node leads. The first pass of each lead fires whatever fell due before it (while the
+    /// server was down, or while another node led and died).
+    pub async fn run_scheduler(
+        self,
+        mut leader: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            // Follower: wait for the lead. A closed channel keeps its last value for good.
+            // (Only whether it succeeded leaves the future: the `Ref` must not live across an await.)
+            let led = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                led = async { leader.wait_for(|leads| *leads).await.is_ok() } => led,
+            };
+            if !led {
+                // The lease was given up for good (shutting down) without this node leading.
+                shutdown.cancelled().await;
+                return;
+            }
+            tracing::info!("this node leads: running the booking timers");
+            if self.lead(&mut leader, &shutdown).await {
+                return;
+            }
+            tracing::info!("lead lost: the booking timers run elsewhere");
+        }
+    }
+
+    /// Passes while this node leads; `true` when stopped by `shutdown`, `false` when the lead
+    /// was lost.
+    async fn lead(&self, leader: &mut watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
         loop {
             let wait = match self.pass().await {
                 Ok(wait) => wait,
@@ -97,7 +135,8 @@ impl Domain {
             };
             let manual = self.clock().as_manual();
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return true,
+                () = lost(leader) => return false,
                 _ = self.reschedule_signal().notified() => {}
                 _ = async { match manual { Some(m) => m.ticked().await, None => std::future::pending().await } } => {}
                 _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
@@ -105,9 +144,17 @@ impl Domain {
         }
     }
 
-    /// Starts [`run_scheduler`](Self::run_scheduler) on `tracker`.
-    pub fn spawn_scheduler(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
-        tracker.spawn(self.clone().run_scheduler(shutdown));
+    /// Starts [`run_scheduler`](Self::run_scheduler) on `tracker`, following `leader` (a watch
+    /// of whether this node holds the cluster's lease: `Database::leadership`). The domain
+    /// follows the same lead in [`advance_clock`](Self::advance_clock).
+    pub fn spawn_scheduler(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        leader: watch::Receiver<bool>,
+    ) {
+        self.follow(leader.clone());
+        tracker.spawn(self.clone().run_scheduler(leader, shutdown));
     }
 
     /// One pass; answers how long to sleep (`None`: until woken).
@@ -125,5 +172,20 @@ impl Domain {
         }
         let until = (next - self.now()).to_std().unwrap_or(StdDuration::ZERO);
         Ok(Some(until.min(MAX_NAP)))
+    }
+}
+
+/// Resolves when `leader` turns false. A closed channel never changes again: then never.
+async fn lost(leader: &mut watch::Receiver<bool>) {
+    loop {
+        if !*leader.borrow_and_update() {
+            return;
+        }
+        if leader.changed().await.is_err() {
+            if !*leader.borrow() {
+                return;
+            }
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use parkmate_protocol::Role;
 
-use crate::{DemoAccount, Domain, DomainError, Email, Name, Password, sqlite};
+use crate::{DemoAccount, Domain, DomainError, Email, Name, Password};
 
 /// (name, email, password, role). The passwords are public by design: this is demo data.
 const ACCOUNTS: [(&str, &str, &str, Role); 6] = [
@@ -61,35 +61,40 @@ fn accounts() -> Vec<DemoAccount> {
 impl Domain {
     /// Seeds the demo data if the database has no users yet. Answers the demo accounts when the
     /// database holds them (seeded now or at an earlier start), `None` when it holds real users.
+    ///
+    /// One transaction, so a crash never leaves half the demo behind, and on PostgreSQL under an
+    /// advisory lock, so nodes starting together on one empty database seed it once: the others
+    /// wait, then find the users and answer the accounts.
     pub async fn seed_demo(&self) -> Result<Option<Vec<DemoAccount>>, DomainError> {
-        let users = {
-            let mut conn = self.writer().acquire().await?;
-            sqlite::count_users(&mut conn).await?
-        };
-        if users > 0 {
-            let mut conn = self.writer().acquire().await?;
-            let seeded = sqlite::user_by_email(&mut conn, ACCOUNTS[0].1)
-                .await?
-                .is_some();
-            return Ok(seeded.then(accounts));
+        if self.pools().read().await?.count_users().await? > 0 {
+            return self.seeded_accounts().await;
         }
-        let mut ids = Vec::with_capacity(ACCOUNTS.len());
+        // Hashing is tens of milliseconds of CPU each: before the transaction, not inside it.
+        let mut hashed = Vec::with_capacity(ACCOUNTS.len());
         for (name, email, password, role) in ACCOUNTS {
-            let user = self
-                .create_user(
-                    Name::parse(name)?,
-                    Email::parse(email)?,
-                    Password::parse(password)?,
-                    role,
-                )
-                .await?;
-            ids.push(user.id);
+            let hash = crate::hash_password(Password::parse(password)?).await?;
+            hashed.push((Name::parse(name)?, Email::parse(email)?, hash, role));
+        }
+        let now = self.now();
+        let mut tx = self.pools().begin().await?;
+        tx.lock_seeding().await?;
+        if tx.count_users().await? > 0 {
+            // Another node seeded (or someone registered) while we hashed.
+            drop(tx);
+            return self.seeded_accounts().await;
+        }
+        let mut ids = Vec::with_capacity(hashed.len());
+        for (name, email, hash, role) in &hashed {
+            ids.push(
+                tx.insert_user(name.as_str(), email.as_str(), hash, *role, now)
+                    .await?,
+            );
         }
         let (olga, otto, emil) = (ids[1], ids[2], ids[5]);
-        let central = self
-            .create_lot(
+        let central = tx
+            .insert_lot(
                 olga,
-                Name::parse("Central Garage")?,
+                "Central Garage",
                 250,
                 &[
                     (1, true),
@@ -101,17 +106,29 @@ impl Domain {
                 ],
             )
             .await?;
-        self.create_lot(
+        tx.insert_lot(
             otto,
-            Name::parse("Harbour Park")?,
+            "Harbour Park",
             180,
             &[(1, true), (2, false), (3, false), (4, false)],
         )
         .await?;
         // Seeded directly: event 10 is for assignments made by an admin, not for demo set-up.
-        let mut conn = self.writer().acquire().await?;
-        sqlite::insert_lot_employee(&mut conn, central.id, emil, self.now()).await?;
+        tx.insert_lot_employee(central, emil, now).await?;
+        tx.commit().await?;
         tracing::info!("seeded demo data");
         Ok(Some(accounts()))
+    }
+
+    /// The demo accounts if the database holds them, `None` when it holds real users only.
+    async fn seeded_accounts(&self) -> Result<Option<Vec<DemoAccount>>, DomainError> {
+        let seeded = self
+            .pools()
+            .read()
+            .await?
+            .user_by_email(ACCOUNTS[0].1)
+            .await?
+            .is_some();
+        Ok(seeded.then(accounts))
     }
 }

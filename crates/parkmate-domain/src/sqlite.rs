@@ -1,37 +1,23 @@
-//! Every SQL statement of the domain, for SQLite. A PostgreSQL engine is a twin of this file (the
-//! statements are plain SQL with `$n` parameters; the overlap trigger becomes an exclusion
-//! constraint). Functions take a connection so callers decide the transaction.
+//! Every SQL statement of the domain, for SQLite; `postgres.rs` is its twin (same functions, same
+//! signatures, dispatched by `engine.rs`). Functions take a connection so callers decide the
+//! transaction. Writers are serialised by the store's single write connection, so a row read in a
+//! write transaction stays as read until the commit.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use parkmate_protocol::Role;
 use sqlx::{Row, SqliteConnection};
 
+use crate::engine::{
+    ACTIVE, BOOKING_SELECT, BookingScope, MAX_LISTED, NewBookingRow, Renewal, SlotInfo,
+    WARN_LEAD_MS, from_ms, ms, parse_role,
+};
 use crate::model::{Booking, Employee, Lot, Slot, User};
 use crate::types::{BookingStatus, BookingWindow, CarWashStatus, PaymentMethod, PaymentStatus};
 use crate::{DomainError, corrupt};
 
-/// Active statuses, as a SQL list; the same set as `BookingStatus::holds_slot` and the trigger.
-const ACTIVE: &str = "('requested', 'confirmed')";
-
-/// The 5-minute warning lead, in milliseconds.
-pub(crate) const WARN_LEAD_MS: i64 = 5 * 60 * 1000;
-
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
 /// Whether an error is the overlap trigger's `RAISE(ABORT, 'slot_taken')`.
 pub(crate) fn is_slot_taken(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.message().contains("slot_taken"))
-}
-
-fn parse_role(s: &str) -> Result<Role, DomainError> {
-    s.parse()
-        .map_err(|e: parkmate_protocol::ParseEnumError| corrupt(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,12 +225,6 @@ pub(crate) async fn lots(
     Ok(lots)
 }
 
-/// What booking a slot needs to know about it.
-pub(crate) struct SlotInfo {
-    pub price_per_hour_cents: i64,
-    pub car_wash: bool,
-}
-
 pub(crate) async fn slot_info(
     conn: &mut SqliteConnection,
     slot_id: i64,
@@ -266,12 +246,6 @@ pub(crate) async fn slot_info(
 
 // ---------------------------------------------------------------------------------------------
 // Bookings
-
-const BOOKING_SELECT: &str = "SELECT b.id, b.user_id, u.name AS user_name, l.id AS lot_id, l.name AS lot_name, \
-        l.owner_id AS lot_owner_id, b.slot_id, s.number AS slot_number, b.start_at_ms, b.end_at_ms, \
-        b.duration_minutes, b.status, b.payment_method, b.payment_status, b.amount_cents, b.car_wash_status, \
-        b.decline_reason, b.created_at_ms, b.renewed_at_ms \
-    FROM bookings b JOIN users u ON u.id = b.user_id JOIN slots s ON s.id = b.slot_id JOIN lots l ON l.id = s.lot_id";
 
 fn row_to_booking(row: &sqlx::sqlite::SqliteRow) -> Result<Booking, DomainError> {
     let status: String = row.try_get("status")?;
@@ -321,17 +295,13 @@ pub(crate) async fn booking(
     row.as_ref().map(row_to_booking).transpose()
 }
 
-/// Whose bookings a listing shows.
-pub(crate) enum BookingScope {
-    All,
-    Driver(i64),
-    Owner(i64),
-    /// Car-wash jobs at the lots the employee works at.
-    Employee(i64),
+/// The single write connection already excludes every other writer until the commit: a plain read.
+pub(crate) async fn booking_for_update(
+    conn: &mut SqliteConnection,
+    id: i64,
+) -> Result<Option<Booking>, DomainError> {
+    booking(conn, id).await
 }
-
-/// Most rows a listing answers: the API has no paging yet, and a screen shows far fewer.
-const MAX_LISTED: i64 = 1000;
 
 pub(crate) async fn bookings(
     conn: &mut SqliteConnection,
@@ -354,19 +324,6 @@ pub(crate) async fn bookings(
     .fetch_all(conn)
     .await?;
     rows.iter().map(row_to_booking).collect()
-}
-
-pub(crate) struct NewBookingRow<'a> {
-    pub user_id: i64,
-    pub slot_id: i64,
-    pub window: BookingWindow,
-    pub duration_minutes: u32,
-    pub payment_method: PaymentMethod,
-    pub payment_status: PaymentStatus,
-    pub payment_ref: Option<&'a str>,
-    pub amount_cents: i64,
-    pub car_wash: bool,
-    pub now: DateTime<Utc>,
 }
 
 /// Inserts a `requested` booking; the overlap trigger refuses it with `slot_taken`.
@@ -477,17 +434,6 @@ pub(crate) async fn mark_car_wash_done(
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-pub(crate) struct Renewal<'a> {
-    pub id: i64,
-    pub window: BookingWindow,
-    pub duration_minutes: u32,
-    pub payment_method: PaymentMethod,
-    pub payment_status: PaymentStatus,
-    pub payment_ref: Option<&'a str>,
-    pub amount_cents: i64,
-    pub now: DateTime<Utc>,
 }
 
 /// `expired` → `confirmed` with a new window; `false` when the booking is no longer expired (a

@@ -14,7 +14,7 @@ use parkmate_domain::{
     PaymentStatus, events,
 };
 use parkmate_protocol::{Audience, Level};
-use parkmate_store::{StoredNotification, rfc3339};
+use parkmate_store::{Database, StoredNotification, rfc3339};
 use serde_json::json;
 
 fn minutes(m: i64) -> BookingMinutes {
@@ -45,9 +45,7 @@ fn booking_data(b: &parkmate_domain::Booking) -> serde_json::Value {
 // ---------------------------------------------------------------------------------------------
 // The slot race
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_bookings_of_one_slot_exactly_one_wins() {
-    let w = World::new().await;
+async fn concurrent_bookings_of_one_slot_exactly_one_wins(w: World) {
     let slot = w.slot(3);
     let mut drivers = Vec::new();
     for i in 0..12 {
@@ -93,30 +91,33 @@ async fn concurrent_bookings_of_one_slot_exactly_one_wins() {
     assert_eq!(w.notes_of("booking_created").await.len(), 1);
 }
 
-#[tokio::test]
-async fn the_database_refuses_overlaps_whatever_the_writer() {
-    let w = World::new().await;
+async fn the_database_refuses_overlaps_whatever_the_writer(w: World) {
     let b = w
         .domain
         .create_booking(actor(&w.driver), cash(w.slot(1), 60, false))
         .await
         .unwrap();
-    #[allow(irrefutable_let_patterns)]
-    let Database::Sqlite(store) = &w.db else {
-        unreachable!("the tests use SQLite")
-    };
     // A raw insert that skips every application check still cannot overlap.
-    let err = sqlx::query(
+    let insert = format!(
         "INSERT INTO bookings (user_id, slot_id, start_at_ms, end_at_ms, duration_minutes, status, payment_method, \
-         payment_status, amount_cents, created_at_ms) VALUES ($1, $2, $3, $4, 30, 'confirmed', 'cash', 'pending', 0, 0)",
-    )
-    .bind(w.other_driver.id)
-    .bind(b.slot_id)
-    .bind(b.window.start().timestamp_millis() + 60_000)
-    .bind(b.window.end().timestamp_millis() + 60_000)
-    .execute(store.writer())
-    .await
+         payment_status, amount_cents, created_at_ms) VALUES ({}, {}, {}, {}, 30, 'confirmed', 'cash', 'pending', 0, 0)",
+        w.other_driver.id,
+        b.slot_id,
+        b.window.start().timestamp_millis() + 60_000,
+        b.window.end().timestamp_millis() + 60_000,
+    );
+    let err = match &w.db {
+        Database::Sqlite(store) => sqlx::raw_sql(&insert)
+            .execute(store.writer())
+            .await
+            .map(|_| ()),
+        Database::Postgres(store) => sqlx::raw_sql(&insert)
+            .execute(store.pool())
+            .await
+            .map(|_| ()),
+    }
     .unwrap_err();
+    // The trigger's message on SQLite, the exclusion constraint's name on PostgreSQL.
     assert!(err.to_string().contains("slot_taken"), "{err}");
     // Back to back is fine.
     let next = w
@@ -126,14 +127,10 @@ async fn the_database_refuses_overlaps_whatever_the_writer() {
     assert!(next.is_ok());
 }
 
-use parkmate_store::Database;
-
 // ---------------------------------------------------------------------------------------------
 // Authorisation
 
-#[tokio::test]
-async fn authorisation_refusals() {
-    let w = World::new().await;
+async fn authorisation_refusals(w: World) {
     let d = actor(&w.driver);
     let b = w
         .domain
@@ -247,9 +244,7 @@ async fn authorisation_refusals() {
 // ---------------------------------------------------------------------------------------------
 // Payments
 
-#[tokio::test]
-async fn payment_outcomes() {
-    let w = World::new().await;
+async fn payment_outcomes(w: World) {
     let d = actor(&w.driver);
     let declined = w
         .domain
@@ -320,9 +315,7 @@ async fn payment_outcomes() {
 // ---------------------------------------------------------------------------------------------
 // The scheduler
 
-#[tokio::test]
-async fn warning_then_expiry_fire_once_each_and_again_after_renewal() {
-    let w = World::new().await;
+async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
     let d = actor(&w.driver);
     let b = w
         .domain
@@ -406,9 +399,7 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal() {
     assert_eq!(w.notes_of("booking_expired").await.len(), 2);
 }
 
-#[tokio::test]
-async fn deadlines_that_passed_while_down_fire_once_at_start() {
-    let w = World::new().await;
+async fn deadlines_that_passed_while_down_fire_once_at_start(w: World) {
     let d = actor(&w.driver);
     let warned_only = w
         .domain
@@ -442,9 +433,7 @@ async fn deadlines_that_passed_while_down_fire_once_at_start() {
     assert_eq!(expired[0].data["booking_id"], json!(ended.id));
 }
 
-#[tokio::test]
-async fn the_scheduler_task_wakes_on_the_manual_clock_and_stops_on_shutdown() {
-    let w = World::new().await;
+async fn the_scheduler_task_wakes_on_the_manual_clock_and_stops_on_shutdown(w: World) {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     // The notifier's dispatcher, to observe publication without polling or sleeping.
@@ -456,14 +445,20 @@ async fn the_scheduler_task_wakes_on_the_manual_clock_and_stops_on_shutdown() {
         parkmate_domain::Domain::new(&w.db, w.clock.clone(), w.gateway.clone(), notifier.outbox())
             .await
             .unwrap();
-    domain.spawn_scheduler(&tracker, shutdown.clone());
+    // This node does not lead yet: the scheduler waits for the lead.
+    let (lead, leader) = tokio::sync::watch::channel(false);
+    domain.spawn_scheduler(&tracker, shutdown.clone(), leader);
 
     let b = domain
         .create_booking(actor(&w.driver), cash(w.slot(1), 30, false))
         .await
         .unwrap();
     sink.wait_for("booking_created").await;
-    w.clock.advance(Duration::minutes(31)); // no fire_due here: the scheduler task does it
+    // A follower's clock moves, but firing is the leader's job: advance_clock fires nothing here.
+    domain.advance_clock(Duration::minutes(31)).await.unwrap();
+    assert!(w.notes_of("booking_expired").await.is_empty());
+    // Taking the lead starts the timers; the first pass fires what fell due meanwhile.
+    lead.send_replace(true);
     let frame = sink.wait_for("booking_expired").await;
     assert_eq!(frame["data"]["booking_id"], json!(b.id));
     assert_eq!(frame["message"], json!("Your booking for Slot #1 expired"));
@@ -516,9 +511,7 @@ impl Recorder {
 // ---------------------------------------------------------------------------------------------
 // Crash between commit and publish
 
-#[tokio::test]
-async fn rows_committed_before_a_crash_are_published_at_start() {
-    let w = World::new().await;
+async fn rows_committed_before_a_crash_are_published_at_start(w: World) {
     // The domain's outbox signal is connected to nothing: the process "dies" after the commit,
     // before any publish.
     let b = w
@@ -554,9 +547,7 @@ async fn rows_committed_before_a_crash_are_published_at_start() {
 // ---------------------------------------------------------------------------------------------
 // Retried actions
 
-#[tokio::test]
-async fn retried_actions_do_not_notify_twice() {
-    let w = World::new().await;
+async fn retried_actions_do_not_notify_twice(w: World) {
     let d = actor(&w.driver);
     let admin = actor(&w.admin);
     // Create: a double click answers the same booking and charges once.
@@ -664,9 +655,7 @@ async fn retried_actions_do_not_notify_twice() {
 // ---------------------------------------------------------------------------------------------
 // Every server event's rows (event 2 is the web client's own)
 
-#[tokio::test]
-async fn event_rows_have_the_documented_recipient_level_text_and_data() {
-    let w = World::new().await;
+async fn event_rows_have_the_documented_recipient_level_text_and_data(w: World) {
     let d = actor(&w.driver);
     let admin = actor(&w.admin);
 
@@ -849,9 +838,7 @@ async fn event_rows_have_the_documented_recipient_level_text_and_data() {
     assert_eq!(events::EXPIRING, "Your booking will expire in 5 minutes!");
 }
 
-#[tokio::test]
-async fn login_register_and_seed() {
-    let w = World::new().await;
+async fn login_register_and_seed(w: World) {
     let u = w
         .domain
         .login("DANA.DRIVER@t.test", "password-123")
@@ -879,9 +866,10 @@ async fn login_register_and_seed() {
     assert_eq!(w.domain.seed_demo().await.unwrap(), None);
 
     // An empty database gets the demo data, and keeps answering the accounts after a restart.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let db = parkmate_store::open(&url).await.unwrap();
+    let Some(fresh) = FreshDb::new(w.engine).await else {
+        return;
+    };
+    let db = parkmate_store::open(fresh.url()).await.unwrap();
     let clock = Arc::new(parkmate_domain::ManualClock::starting_at(common::t0()));
     let domain = parkmate_domain::Domain::new(
         &db,
@@ -907,9 +895,7 @@ async fn login_register_and_seed() {
     assert_eq!(lots[0].employees.len(), 1);
 }
 
-#[tokio::test]
-async fn renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it() {
-    let w = World::new().await;
+async fn renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it(w: World) {
     let d = actor(&w.driver);
     let b = w
         .domain
@@ -928,3 +914,160 @@ async fn renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it()
     assert_eq!(w.notes_of("booking_renewed").await.len(), 1);
     assert!(w.notes_of("renewal_failed").await.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Two nodes on one PostgreSQL database: each `Domain` has its own pool, as two servers would.
+
+/// Drivers on two nodes book the same slot at the same moment: the exclusion constraint lets
+/// exactly one through, whichever node it came from, and everyone else is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_two_nodes_race_for_one_slot_and_exactly_one_wins() {
+    let Some(w) = World::new(Engine::Postgres).await else {
+        return;
+    };
+    let (other_node, _clock) = w.restart(common::t0()).await;
+    let slot = w.slot(3);
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let u = w
+            .domain
+            .register(
+                parkmate_domain::Name::parse(&format!("Racer {i}")).unwrap(),
+                parkmate_domain::Email::parse(&format!("racer{i}@t.test")).unwrap(),
+                parkmate_domain::Password::parse("password-123").unwrap(),
+            )
+            .await
+            .unwrap();
+        racers.push(u);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(racers.len()));
+    let tasks: Vec<_> = racers
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let node = if i % 2 == 0 {
+                w.domain.clone()
+            } else {
+                other_node.clone()
+            };
+            let (barrier, who) = (barrier.clone(), actor(u));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.create_booking(who, card(slot, 60, parkmate_domain::payment::CARD_APPROVED))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut taken = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(b) => won.push(b),
+            Err(DomainError::SlotTaken) => taken += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won.len(), taken), (1, 7));
+    let charges = w.gateway.charges.load(Ordering::SeqCst);
+    assert_eq!(charges - w.gateway.refunds.load(Ordering::SeqCst), 1);
+    let created = w.notes_of("booking_created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].data["booking_id"], json!(won[0].id));
+}
+
+/// Both nodes pass over the same due deadlines at once (two leaders for a moment, or a manual
+/// clock advanced everywhere): every warning and every expiry is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_two_nodes_firing_at_once_store_each_event_once() {
+    let Some(w) = World::new(Engine::Postgres).await else {
+        return;
+    };
+    // One booking per slot (five) ending at t0+30, then five more ending at t0+60.
+    let slots: Vec<i64> = w
+        .lot
+        .slots
+        .iter()
+        .chain(&w.other_lot.slots)
+        .map(|s| s.id)
+        .collect();
+    let mut drivers = Vec::new();
+    for i in 0..slots.len() {
+        drivers.push(
+            w.domain
+                .register(
+                    parkmate_domain::Name::parse(&format!("Driver {i}")).unwrap(),
+                    parkmate_domain::Email::parse(&format!("driver{i}@t.test")).unwrap(),
+                    parkmate_domain::Password::parse("password-123").unwrap(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let n = slots.len();
+    for (d, slot) in drivers.iter().zip(&slots) {
+        w.domain
+            .create_booking(actor(d), cash(*slot, 30, false))
+            .await
+            .unwrap();
+    }
+    // Warn and expire the first five here, then book the slots again until t0+60.
+    w.clock.advance(Duration::minutes(30));
+    assert_eq!(
+        w.domain.fire_due().await.unwrap(),
+        Fired {
+            warned: 0,
+            expired: n
+        }
+    );
+    for (d, slot) in drivers.iter().zip(&slots) {
+        w.domain
+            .create_booking(actor(d), cash(*slot, 30, false))
+            .await
+            .unwrap();
+    }
+    // The same moment on both nodes: 56 minutes past t0, the second five in their last 5.
+    let (a, _) = w.restart(common::t0() + Duration::minutes(56)).await;
+    let (b, _) = w.restart(common::t0() + Duration::minutes(56)).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let passes: Vec<_> = [a, b]
+        .into_iter()
+        .map(|node| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.fire_due().await.unwrap()
+            })
+        })
+        .collect();
+    let mut warned = 0;
+    for p in passes {
+        warned += p.await.unwrap().warned;
+    }
+    assert_eq!(
+        warned, n,
+        "the two passes split the warnings, never repeat them"
+    );
+    assert_eq!(w.notes_of("booking_expiring").await.len(), n);
+
+    // And the expiries, from both nodes again at +61.
+    let (a, _) = w.restart(common::t0() + Duration::minutes(61)).await;
+    let (b, _) = w.restart(common::t0() + Duration::minutes(61)).await;
+    let (fa, fb) = tokio::join!(a.fire_due(), b.fire_due());
+    assert_eq!(fa.unwrap().expired + fb.unwrap().expired, n);
+    assert_eq!(w.notes_of("booking_expired").await.len(), 2 * n);
+}
+
+on_both_engines!(
+    concurrent_bookings_of_one_slot_exactly_one_wins,
+    the_database_refuses_overlaps_whatever_the_writer,
+    authorisation_refusals,
+    payment_outcomes,
+    warning_then_expiry_fire_once_each_and_again_after_renewal,
+    deadlines_that_passed_while_down_fire_once_at_start,
+    the_scheduler_task_wakes_on_the_manual_clock_and_stops_on_shutdown,
+    rows_committed_before_a_crash_are_published_at_start,
+    retried_actions_do_not_notify_twice,
+    event_rows_have_the_documented_recipient_level_text_and_data,
+    login_register_and_seed,
+    renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it,
+);

@@ -141,7 +141,8 @@ impl Application {
             ClockKind::System => Arc::new(SystemClock),
             ClockKind::Manual => Arc::new(ManualClock::starting_at(chrono::Utc::now())),
         };
-        // `booking_api = false` runs the notification core alone (the domain is SQLite-only so far).
+        // `booking_api = false` runs the notification core alone. On PostgreSQL every node of a
+        // cluster serves the booking API on the one shared database.
         let domain = if settings.booking_api {
             Some(
                 Domain::new(
@@ -151,14 +152,13 @@ impl Application {
                     notifier.outbox(),
                 )
                 .await
-                .context(
-                    "cannot start the booking domain (on PostgreSQL, set PARKMATE_BOOKING_API=false \
-                     until the domain supports it)",
-                )?,
+                .context("cannot start the booking domain")?,
             )
         } else {
             None
         };
+        // Safe when several nodes start at once on one database: the seed is one transaction
+        // under a lock (see `Domain::seed_demo`), so it happens once and the others find it.
         let demo_accounts = if settings.demo_data
             && let Some(domain) = &domain
         {
@@ -199,9 +199,10 @@ impl Application {
             .route("/ws/notifications/{user_id}/", get(crate::ws::handshake))
             .merge(crate::api::router());
         // BOOKING DOMAIN HOOK
-        // One scheduler task for every booking's timers; it stops with the other tasks.
+        // One scheduler task for every booking's timers; it stops with the other tasks, and it
+        // ticks only while this node leads, so a cluster fires each timer on one node.
         if let Some(domain) = domain {
-            domain.spawn_scheduler(&state.tracker, state.shutdown.clone());
+            domain.spawn_scheduler(&state.tracker, state.shutdown.clone(), state.leader.clone());
             router = router.merge(parkmate_booking_http::router(BookingApi {
                 domain,
                 keys: state.keys.clone(),

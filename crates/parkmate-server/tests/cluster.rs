@@ -1,6 +1,7 @@
 //! Several nodes sharing one PostgreSQL database and one Redis, as deployed behind a load
-//! balancer: cross-node delivery, a Redis restart while publishing, and clients hopping between
-//! nodes with `since` while two nodes publish at once. Uses the real PostgreSQL and Redis of the
+//! balancer: cross-node delivery, a Redis restart while publishing, clients hopping between
+//! nodes with `since` while two nodes publish at once, and the booking API on every node with its
+//! timers firing once per cluster. Uses the real PostgreSQL and Redis of the
 //! machine (missing: a failure under `CI=true`, a loud skip elsewhere).
 
 mod common;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use common::{Client, Cluster, TestApp, WAIT};
 use parkmate_protocol::{Role, Viewer};
+use parkmate_server::config::ClockKind;
 use serde_json::json;
 
 /// Tests that restart the machine's Redis take this exclusively; the others share it, so a
@@ -373,6 +375,275 @@ async fn three_nodes_publish_each_notification_once_and_the_lead_moves_when_the_
     let repeats: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(repeats.is_empty(), "published more than once: {repeats:?}");
     drop(client);
+    for node in nodes.into_iter().flatten() {
+        node.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The booking API on a cluster: every node serves it on the one PostgreSQL database.
+
+/// One HTTP call to a node; answers the status and the JSON body.
+async fn call(
+    node: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = node.http.request(method.parse().unwrap(), node.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A demo user signed in on `node`: (user id, role, token).
+async fn login(node: &TestApp, who: &str, password: &str) -> (i64, Role, String) {
+    let (status, body) = call(
+        node,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"email": format!("{who}@parkmate.test"), "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "{who}: {body}");
+    (
+        body["user"]["id"].as_i64().unwrap(),
+        body["user"]["role"].as_str().unwrap().parse().unwrap(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Three nodes with demo data started at the same moment on one empty database: the seed must
+/// happen once, and no start may fail on it.
+async fn three_demo_nodes(cluster: &Cluster, clock: ClockKind) -> Vec<Option<TestApp>> {
+    let configure = move |raw: &mut parkmate_server::RawSettings| {
+        raw.demo_data = true;
+        raw.clock = clock;
+    };
+    let (a, b, c) = tokio::join!(
+        cluster.spawn_node_with(configure),
+        cluster.spawn_node_with(configure),
+        cluster.spawn_node_with(configure),
+    );
+    vec![Some(a), Some(b), Some(c)]
+}
+
+/// Olga's lot's slot with this number, as `node` lists it.
+async fn olga_slot(node: &TestApp, olga: &str, number: i64) -> (i64, i64) {
+    let (status, body) = call(node, "GET", "/api/lots?mine=true", Some(olga), None).await;
+    assert_eq!(status, 200, "{body}");
+    let lot = &body["items"][0];
+    let slot = lot["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["number"] == number)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    (lot["id"].as_i64().unwrap(), slot)
+}
+
+/// How many notifications of `event` the store holds for `user`.
+async fn stored(node: &TestApp, user: i64, role: Role, event: &str) -> usize {
+    node.state
+        .store
+        .replay(
+            Viewer {
+                user_id: user,
+                role,
+            },
+            0,
+            1000,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter(|n| n.event == event)
+        .count()
+}
+
+#[tokio::test]
+async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
+    let _shared = REDIS.read().await;
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let nodes = three_demo_nodes(&cluster, ClockKind::System).await;
+    let (a, b) = (nodes[0].as_ref().unwrap(), nodes[1].as_ref().unwrap());
+    // Each demo user exists once, whichever node seeded: every node signs them in alike.
+    let (dana, _, dana_token) = login(a, "dana", "driver-demo-123").await;
+    let (olga, _, olga_token) = login(b, "olga", "owner-demo-123").await;
+    let (_, _, admin_token) = login(b, "admin", "admin-demo-123").await;
+    assert_eq!(login(b, "dana", "driver-demo-123").await.0, dana);
+    let mut dana_on_b = b.connect(dana, Role::User, None).await;
+    let mut olga_on_b = b.connect(olga, Role::Owner, None).await;
+
+    // Dana books through node A: Olga, on node B, hears of it (event 8).
+    let (lot, slot) = olga_slot(a, &olga_token, 3).await;
+    let (status, booking) = call(
+        a,
+        "POST",
+        "/api/bookings",
+        Some(&dana_token),
+        Some(json!({"slot_id": slot, "duration_minutes": 60, "car_wash": false, "payment_method": "cash"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{booking}");
+    let n = olga_on_b.next_notification().await;
+    assert_eq!(
+        (n.event.as_str(), n.message.clone()),
+        (
+            "booking_created",
+            format!("New booking received for Lot #{lot}")
+        )
+    );
+    assert_eq!(n.data["booking_id"], booking["id"]);
+
+    // The admin declines it through node A: Dana, on node B, hears of it (event 6), once.
+    let (status, body) = call(
+        a,
+        "POST",
+        &format!("/api/bookings/{}/decline", booking["id"]),
+        Some(&admin_token),
+        Some(json!({"reason": "maintenance"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let n = dana_on_b.next_notification().await;
+    assert_eq!(
+        (n.event.as_str(), n.message.as_str()),
+        ("booking_declined", "Admin declined your booking request")
+    );
+    assert_eq!(n.data["booking_id"], booking["id"]);
+    dana_on_b
+        .assert_no_notification(Duration::from_millis(300))
+        .await;
+    olga_on_b
+        .assert_no_notification(Duration::from_millis(10))
+        .await;
+
+    drop((dana_on_b, olga_on_b));
+    for node in nodes.into_iter().flatten() {
+        node.stop().await;
+    }
+}
+
+/// Moves `node`'s manual clock (every node has its own) through the test clock route.
+async fn advance(node: &TestApp, by: Duration) {
+    let (status, body) = call(
+        node,
+        "POST",
+        "/api/test/clock",
+        Some(common::API_KEY),
+        Some(json!({"advance_seconds": by.as_secs()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
+    let _shared = REDIS.read().await;
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let mut nodes = three_demo_nodes(&cluster, ClockKind::Manual).await;
+    let leader = the_leader(&nodes).await;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let node = |i: usize| nodes[i].as_ref().unwrap();
+    let (dana, _, dana_token) = login(node(followers[0]), "dana", "driver-demo-123").await;
+    let (_, _, olga_token) = login(node(followers[1]), "olga", "owner-demo-123").await;
+    // Dana listens on a follower, the one that will still be up at the end.
+    let mut dana_socket = node(followers[0]).connect(dana, Role::User, None).await;
+
+    // A 60-minute booking, made through the other follower.
+    let (_, slot) = olga_slot(node(followers[1]), &olga_token, 4).await;
+    let (status, booking) = call(
+        node(followers[1]),
+        "POST",
+        "/api/bookings",
+        Some(&dana_token),
+        Some(json!({"slot_id": slot, "duration_minutes": 60, "car_wash": false, "payment_method": "cash"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{booking}");
+
+    // 56 minutes later on every node: the warning fires once, on the leader (the followers only
+    // move their clocks; the leader's advance answers once the warning is stored).
+    for &i in followers.iter().chain([&leader]) {
+        advance(node(i), Duration::from_secs(56 * 60)).await;
+    }
+    let n = dana_socket.next_notification().await;
+    assert_eq!(
+        (n.event.as_str(), n.message.as_str()),
+        ("booking_expiring", "Your booking will expire in 5 minutes!")
+    );
+    assert_eq!(n.data["booking_id"], booking["id"]);
+    assert_eq!(
+        stored(node(leader), dana, Role::User, "booking_expiring").await,
+        1
+    );
+
+    // The followers' clocks pass the end; the leader's does not. Followers run no timers, so
+    // nothing expires yet.
+    for &i in &followers {
+        advance(node(i), Duration::from_secs(5 * 60)).await;
+    }
+    dana_socket
+        .assert_no_notification(Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        stored(node(leader), dana, Role::User, "booking_expired").await,
+        0
+    );
+
+    // The leader stops. A follower takes the lead and its scheduler's first pass fires the expiry
+    // that fell due by its clock, once.
+    nodes[leader].take().unwrap().stop().await;
+    let n = dana_socket.next_notification().await;
+    assert_eq!(
+        (n.event.as_str(), n.message.as_str()),
+        ("booking_expired", "Your booking for Slot #4 expired")
+    );
+    assert_eq!(n.data["booking_id"], booking["id"]);
+    let new_leader = the_leader(&nodes).await;
+    assert_ne!(new_leader, leader);
+    dana_socket
+        .assert_no_notification(Duration::from_millis(500))
+        .await;
+    let survivor = nodes[new_leader].as_ref().unwrap();
+    assert_eq!(
+        stored(survivor, dana, Role::User, "booking_expiring").await,
+        1
+    );
+    assert_eq!(
+        stored(survivor, dana, Role::User, "booking_expired").await,
+        1
+    );
+    // The booking is expired for every node.
+    let (status, body) = call(
+        survivor,
+        "GET",
+        &format!("/api/bookings/{}", booking["id"]),
+        Some(&dana_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "expired");
+
+    drop(dana_socket);
     for node in nodes.into_iter().flatten() {
         node.stop().await;
     }

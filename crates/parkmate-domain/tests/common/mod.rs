@@ -1,5 +1,6 @@
-//! A fresh domain on a real temp-file SQLite database, with a manual clock and a gateway that
-//! counts what it was asked to do.
+//! A fresh domain on a real database of either engine (a temp-file SQLite database, or a fresh
+//! PostgreSQL database per test from `parkmate_store::test_support`), with a manual clock and a
+//! gateway that counts what it was asked to do. `on_both_engines!` stamps each test per engine.
 
 #![allow(dead_code)]
 
@@ -44,8 +45,45 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 18, 0, 0).unwrap()
 }
 
+/// Which database a test world lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// An empty database of its own, removed when dropped.
+pub enum FreshDb {
+    Sqlite(tempfile::TempDir, String),
+    Postgres(parkmate_store::test_support::TestPostgres),
+}
+
+impl FreshDb {
+    /// `None` when PostgreSQL is missing (a loud skip; a failure under `CI=true`).
+    pub async fn new(engine: Engine) -> Option<FreshDb> {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("domain.db").display());
+                Some(FreshDb::Sqlite(dir, url))
+            }
+            Engine::Postgres => parkmate_store::test_support::fresh_postgres()
+                .await
+                .map(FreshDb::Postgres),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            FreshDb::Sqlite(_, url) => url,
+            FreshDb::Postgres(pg) => &pg.url,
+        }
+    }
+}
+
 pub struct World {
-    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub fresh: FreshDb,
     pub url: String,
     pub db: Database,
     pub domain: Domain,
@@ -72,9 +110,9 @@ pub fn actor(u: &User) -> Actor {
 }
 
 impl World {
-    pub async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("domain.db").display());
+    pub async fn new(engine: Engine) -> Option<World> {
+        let fresh = FreshDb::new(engine).await?;
+        let url = fresh.url().to_owned();
         let db = parkmate_store::open(&url).await.unwrap();
         let clock = Arc::new(ManualClock::starting_at(t0()));
         let gateway = Arc::new(CountingGateway::default());
@@ -129,8 +167,9 @@ impl World {
             .assign_employee(actor(&admin), other_lot.id, other_employee.id)
             .await
             .unwrap();
-        World {
-            dir,
+        Some(World {
+            engine,
+            fresh,
             url,
             db,
             domain,
@@ -145,7 +184,7 @@ impl World {
             other_employee,
             lot,
             other_lot,
-        }
+        })
     }
 
     /// A second domain on the same database file, as after a restart, with its clock at `now`.
@@ -211,4 +250,30 @@ pub fn card(slot_id: i64, minutes: i64, number: &str) -> NewBooking {
 
 pub fn approved_card() -> PaymentChoice {
     PaymentChoice::parse("online", Some(CARD_APPROVED)).unwrap()
+}
+
+/// Stamps each engine-generic test `async fn case(w: World)` once per engine, in `on_sqlite` and
+/// `on_postgres` modules (multi-threaded, so races between tasks are real).
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let w = super::World::new(super::Engine::Sqlite).await.expect("SQLite is always there");
+                    super::$case(w).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(w) = super::World::new(super::Engine::Postgres).await else { return };
+                    super::$case(w).await;
+                }
+            )*
+        }
+    };
 }

@@ -338,6 +338,11 @@ impl Cluster {
 
     /// Starts one more node of this cluster on `127.0.0.1:0`.
     pub async fn spawn_node(&self) -> TestApp {
+        self.spawn_node_with(|_| {}).await
+    }
+
+    /// Starts one more node with settings of its own on top of the cluster's.
+    pub async fn spawn_node_with(&self, configure: impl FnOnce(&mut RawSettings)) -> TestApp {
         let url = self.pg.url.clone();
         let redis = self.redis_url.clone();
         let prefix = self.prefix.clone();
@@ -345,8 +350,7 @@ impl Cluster {
             raw.database_url = url;
             raw.redis_url = Some(redis);
             raw.redis_prefix = prefix;
-            // The booking domain runs on SQLite only for now.
-            raw.booking_api = false;
+            configure(raw);
         })
         .await
     }
