@@ -142,7 +142,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let app = Application::build(settings).await?;
-    tracing::info!("Parkmate Notify listening on http://{}", app.local_addr());
+    tracing::info!(
+        "Parkmate Notify listening on {}://{}",
+        app.scheme(),
+        app.local_addr()
+    );
     app.run_until_stopped(shutdown_signal()).await
 }
 

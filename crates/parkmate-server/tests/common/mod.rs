@@ -2,6 +2,8 @@
 //! spoken to over real sockets. Each test gets its own app; nothing is shared.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
