@@ -2,6 +2,7 @@
 //! spoken to over real sockets. Each test gets its own app; nothing is shared.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -340,10 +341,17 @@ impl Cluster {
 
     /// Starts one more node of this cluster on `127.0.0.1:0`.
     pub async fn spawn_node(&self) -> TestApp {
+        self.spawn_node_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts a node of this cluster on `addr`: a restart on the port a stopped node had (the
+    /// listener sets SO_REUSEADDR, so connections of the old process in TIME_WAIT do not stop it).
+    pub async fn spawn_node_at(&self, addr: SocketAddr) -> TestApp {
         let url = self.pg.url.clone();
         let redis = self.redis_url.clone();
         let prefix = self.prefix.clone();
         spawn_app_with(move |raw| {
+            raw.bind = addr.to_string();
             raw.database_url = url;
             raw.redis_url = Some(redis);
             raw.redis_prefix = prefix;
