@@ -34,20 +34,21 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// rather than in our memory; each handshake holds a few KiB of rustls state.
 pub const MAX_HANDSHAKES: usize = 1024;
 
-/// A certificate chain or key that cannot serve: the start-up error names the file.
+/// A certificate chain or key that cannot serve: the start-up error names the file; the cause
+/// follows in the error chain (`{:#}`), so the messages do not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read a PEM certificate from {path} (PARKMATE_TLS_CERT): {source}")]
+    #[error("cannot read a PEM certificate from {path} (PARKMATE_TLS_CERT)")]
     Cert {
         path: PathBuf,
         source: rustls_pki_types::pem::Error,
     },
-    #[error("cannot read a PEM private key from {path} (PARKMATE_TLS_KEY): {source}")]
+    #[error("cannot read a PEM private key from {path} (PARKMATE_TLS_KEY)")]
     Key {
         path: PathBuf,
         source: rustls_pki_types::pem::Error,
     },
-    #[error("the certificate {cert} and the private key {key} do not serve TLS together: {source}")]
+    #[error("the certificate {cert} and the private key {key} do not serve TLS together")]
     Config {
         cert: PathBuf,
         key: PathBuf,
