@@ -88,6 +88,36 @@ async fn wss_through_nginx_reaches_every_node_and_a_stopped_nodes_clients_resume
         );
     }
 
+    // A page served from nginx's address may open sockets through it: nginx passes the Host with
+    // its port, so the node's same-origin check sees the page's own origin. Another site may not.
+    let token = keys.mint(9, Role::User, 3600);
+    let own = format!("https://{}", nginx.addr);
+    let page = tls::open_with(&nginx.ws_url(9, None), &token, Some(&own), trust.clone()).await;
+    page.expect("same origin through nginx")
+        .ws
+        .close(None)
+        .await
+        .unwrap();
+    // Gone from its node before anyone else connects, so later counts see only newcomers.
+    tokio::time::timeout(common::WAIT, async {
+        while counts(&nodes).iter().sum::<usize>() != conns.len() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the page's socket closes: {:?}", counts(&nodes)));
+    let elsewhere = tls::open_with(
+        &nginx.ws_url(9, None),
+        &token,
+        Some("https://evil.example"),
+        trust.clone(),
+    )
+    .await;
+    assert!(
+        elsewhere.is_err(),
+        "a foreign origin is refused through nginx"
+    );
+
     // Each client hears a notification published straight to another node's API.
     for c in &mut conns {
         let other = (c.node + 1) % 3;

@@ -81,8 +81,6 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             # With the port: the node's same-origin check compares it with the browser's Origin.
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
             # A socket is idle between frames; nodes ping every 20 s (heartbeat_interval_ms), so
             # a read timeout above that never cuts a healthy socket.
             proxy_read_timeout 60s;
@@ -90,8 +88,6 @@ http {{
             # A stopped node refuses at once: try the next one, for handshakes and API calls.
             proxy_connect_timeout 2s;
             proxy_next_upstream error timeout;
-            # Frames go out as the node writes them.
-            proxy_buffering off;
         }}
     }}
 }}

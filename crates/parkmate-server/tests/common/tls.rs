@@ -67,11 +67,25 @@ pub async fn open(
     token: &str,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Client, WsError> {
+    open_with(url, token, None, tls).await
+}
+
+/// [`open`], as a browser on `origin` would (with an `Origin` header).
+pub async fn open_with(
+    url: &str,
+    token: &str,
+    origin: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Client, WsError> {
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
+    if let Some(origin) = origin {
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
     let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
         req,
         None,
