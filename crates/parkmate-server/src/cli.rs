@@ -142,7 +142,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let app = Application::build(settings).await?;
-    tracing::info!("Parkmate Notify listening on http://{}", app.local_addr());
+    tracing::info!(
+        "Parkmate Notify listening on {}://{}",
+        app.scheme(),
+        app.local_addr()
+    );
     app.run_until_stopped(shutdown_signal()).await
 }
 
@@ -189,9 +193,17 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data {
         body["data"] = serde_json::from_str(&d).context("--data is not JSON")?;
     }
-    let server = args
-        .server
-        .unwrap_or_else(|| format!("http://{}", settings.bind));
+    // The CLI's HTTP client is built without TLS; say so instead of failing on the scheme.
+    let https_only = "`parkmate notify` speaks plain HTTP only; publish to a TLS node with an \
+                      HTTPS client such as curl (docs/deployment.md)";
+    let server = match args.server {
+        Some(s) if s.starts_with("https://") => anyhow::bail!("{https_only}"),
+        Some(s) => s,
+        None if settings.tls.is_some() => {
+            anyhow::bail!("this configuration serves HTTPS (PARKMATE_TLS_CERT): {https_only}")
+        }
+        None => format!("http://{}", settings.bind),
+    };
     let url = format!("{}/api/notifications", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)

@@ -67,6 +67,10 @@ pub struct RawSettings {
     pub redis_prefix: String,
     /// Serve the booking API; `false` runs the notification core alone.
     pub booking_api: bool,
+    /// PEM certificate chain: with `tls_key`, this node serves `https://` and `wss://` itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RawSettings {
@@ -98,6 +102,8 @@ impl Default for RawSettings {
             redis_url: None,
             redis_prefix: "parkmate".into(),
             booking_api: true,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -134,8 +140,17 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     pub booking_api: bool,
+    /// Native TLS (`tls.rs`); `None`: plain HTTP, e.g. behind a TLS-terminating proxy.
+    pub tls: Option<TlsFiles>,
     /// Set when a development secret was generated on this start, to tell the person.
     pub generated_secrets: bool,
+}
+
+/// Where the node's certificate and key are; read and checked by `tls::server_config` at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +279,31 @@ impl RawSettings {
                 "must be non-empty letters, digits, `_`, `-`, `:` or `.`",
             ));
         }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                if cert.as_os_str().is_empty() {
+                    return Err(invalid("tls_cert", "must be a path to a PEM file"));
+                }
+                if key.as_os_str().is_empty() {
+                    return Err(invalid("tls_key", "must be a path to a PEM file"));
+                }
+                Some(TlsFiles { cert, key })
+            }
+            // Half a TLS configuration is a mistake, not a request for plain HTTP.
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "is required when tls_cert is set (PARKMATE_TLS_CERT and PARKMATE_TLS_KEY go together)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "is required when tls_key is set (PARKMATE_TLS_CERT and PARKMATE_TLS_KEY go together)",
+                ));
+            }
+        };
         let production = self.env == Environment::Production;
         if production && self.clock == ClockKind::Manual {
             return Err(invalid(
@@ -334,6 +374,7 @@ impl RawSettings {
             redis_url: self.redis_url.map(SecretString::from),
             redis_prefix: self.redis_prefix,
             booking_api: self.booking_api,
+            tls,
             generated_secrets,
         })
     }
@@ -458,6 +499,34 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("allowed_origins")
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = raw(dir.path());
+        r.tls_cert = Some("cert.pem".into());
+        let err = r.clone().validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`tls_key`") && err.contains("PARKMATE_TLS_KEY"),
+            "{err}"
+        );
+        r.tls_cert = None;
+        r.tls_key = Some("key.pem".into());
+        let err = r.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("`tls_cert`"), "{err}");
+        r.tls_cert = Some("".into());
+        let err = r.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("`tls_cert`"), "{err}");
+        r.tls_cert = Some("cert.pem".into());
+        let s = r.validate().unwrap();
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "cert.pem".into(),
+                key: "key.pem".into()
+            })
         );
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 pub mod ws;
 

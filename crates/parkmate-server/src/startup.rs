@@ -6,7 +6,7 @@
 //! reconnect"), let the writer store what was queued and the dispatcher publish what was stored,
 //! and wait for all of that under the `shutdown_grace` deadline.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -65,6 +65,8 @@ pub struct Application {
     database: parkmate_store::Database,
     /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
     lease: tokio_util::sync::DropGuard,
+    /// Native TLS, loaded before anything else starts; `None` serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Binds with a deep backlog (see [`LISTEN_BACKLOG`]).
@@ -91,6 +93,12 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         crate::telemetry::prometheus();
+        // First, so a bad certificate stops the start before the database or Redis is touched.
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let database = parkmate_store::open(&settings.database_url)
             .await
             .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
@@ -219,6 +227,7 @@ impl Application {
             state,
             database,
             lease: lease.drop_guard(),
+            tls,
         })
     }
 
@@ -226,6 +235,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// `https` with native TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn port(&self) -> u16 {
@@ -246,17 +260,30 @@ impl Application {
             state,
             database,
             lease,
+            tls,
         } = self;
         let token = state.shutdown.clone();
         let serve_token = token.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let stopping = async move {
             tokio::select! {
                 _ = stop => {}
                 _ = serve_token.cancelled() => {}
             }
             // Cancelling closes sockets (1012) and stops the notifier after its last pass.
             serve_token.cancel();
-        });
+        };
+        // The same `axum::serve` either way; with TLS its listener yields finished handshakes.
+        let server = match tls {
+            None => axum::serve(listener, router)
+                .with_graceful_shutdown(stopping)
+                .into_future(),
+            Some(config) => axum::serve(
+                crate::tls::TlsListener::new(listener, config, crate::tls::HANDSHAKE_TIMEOUT),
+                router,
+            )
+            .with_graceful_shutdown(stopping)
+            .into_future(),
+        };
         let result = server.await.context("server failed");
         token.cancel();
         state.tracker.close();

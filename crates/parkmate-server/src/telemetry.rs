@@ -55,6 +55,10 @@ fn describe() {
         "parkmate_heartbeat_timeouts_total",
         "Sockets closed for silence (4002)"
     );
+    describe_counter!(
+        "parkmate_tls_handshake_failures_total",
+        "Connections dropped because their TLS handshake failed or timed out (native TLS)"
+    );
     describe_histogram!(
         "parkmate_group_commit_size",
         "Notifications per group-commit transaction"

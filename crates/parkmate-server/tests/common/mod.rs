@@ -2,6 +2,9 @@
 //! spoken to over real sockets. Each test gets its own app; nothing is shared.
 #![allow(dead_code)]
 
+pub mod nginx;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -343,10 +346,26 @@ impl Cluster {
 
     /// Starts one more node with settings of its own on top of the cluster's.
     pub async fn spawn_node_with(&self, configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+        self.spawn_node_at_with("127.0.0.1:0".parse().unwrap(), configure)
+            .await
+    }
+
+    /// Starts a node of this cluster on `addr`: a restart on the port a stopped node had (the
+    /// listener sets SO_REUSEADDR, so connections of the old process in TIME_WAIT do not stop it).
+    pub async fn spawn_node_at(&self, addr: SocketAddr) -> TestApp {
+        self.spawn_node_at_with(addr, |_| {}).await
+    }
+
+    async fn spawn_node_at_with(
+        &self,
+        addr: SocketAddr,
+        configure: impl FnOnce(&mut RawSettings),
+    ) -> TestApp {
         let url = self.pg.url.clone();
         let redis = self.redis_url.clone();
         let prefix = self.prefix.clone();
         spawn_app_with(move |raw| {
+            raw.bind = addr.to_string();
             raw.database_url = url;
             raw.redis_url = Some(redis);
             raw.redis_prefix = prefix;
