@@ -147,7 +147,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         app.scheme(),
         app.local_addr()
     );
-    app.run_until_stopped(shutdown_signal()).await
+    // On a worker thread rather than in `block_on` on the main thread: the accept loop then
+    // spawns each connection's task into its own worker's queue instead of the shared inject
+    // queue plus a wake-up of a parked worker, a cross-thread hop per connection in a storm.
+    tokio::spawn(app.run_until_stopped(shutdown_signal()))
+        .await
+        .context("the server task panicked")?
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

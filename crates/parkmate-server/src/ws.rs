@@ -363,17 +363,22 @@ impl Connection {
             heartbeat_ms: self.state.settings.heartbeat_interval.as_millis() as u64,
             server_time: rfc3339((self.state.now)()),
         };
-        if let Err(end) = self.write(&[Message::Text(hello.to_json().into())]).await {
-            return Ok(Err(end));
-        }
+        let hello = vec![Message::Text(hello.to_json().into())];
         if self.since.is_some() {
-            return self.catch_up(true).await;
+            return self.catch_up(true, hello).await;
         }
-        Ok(Ok(()))
+        Ok(self.write(&hello).await)
     }
 
-    /// Sends from the store everything after `last_sent`, page by page.
-    async fn catch_up(&mut self, announce: bool) -> Result<Result<(), End>, StoreError> {
+    /// Sends from the store everything after `last_sent`, page by page, after the frames already
+    /// in `frames` (the greeting). The last page goes out in one write with those and, when
+    /// `announce`, the `replayed` summary: a resuming client costs one write, not three (in a
+    /// reconnect storm each write is also a wake-up on the client's side).
+    async fn catch_up(
+        &mut self,
+        announce: bool,
+        mut frames: Vec<Message>,
+    ) -> Result<Result<(), End>, StoreError> {
         let mut count = 0u64;
         loop {
             let from = self.last_sent.max(self.replay_floor);
@@ -382,11 +387,7 @@ impl Connection {
                 .store
                 .replay(self.viewer(), from, REPLAY_PAGE)
                 .await?;
-            if page.is_empty() {
-                break;
-            }
             let full = page.len() == REPLAY_PAGE as usize;
-            let mut frames = Vec::with_capacity(page.len() + 1);
             for n in &page {
                 frames.push(Message::Text(
                     ServerFrame::Notification(n.frame()).to_json().into(),
@@ -394,15 +395,17 @@ impl Connection {
                 self.note_sent(n.id);
             }
             count += page.len() as u64;
-            if !announce {
+            if !announce && !page.is_empty() {
                 frames.push(self.unread_frame());
-            }
-            if let Err(end) = self.write(&frames).await {
-                return Ok(Err(end));
             }
             if !full {
                 break;
             }
+            // More pages follow: send this one before reading the next.
+            if let Err(end) = self.write(&frames).await {
+                return Ok(Err(end));
+            }
+            frames.clear();
         }
         metrics::counter!("parkmate_replayed_total").increment(count);
         if announce {
@@ -410,10 +413,13 @@ impl Connection {
                 count,
                 last_id: (count > 0).then_some(self.last_sent),
             };
-            let frames = [Message::Text(done.to_json().into()), self.unread_frame()];
-            if let Err(end) = self.write(&frames).await {
-                return Ok(Err(end));
-            }
+            frames.push(Message::Text(done.to_json().into()));
+            frames.push(self.unread_frame());
+        }
+        if !frames.is_empty()
+            && let Err(end) = self.write(&frames).await
+        {
+            return Ok(Err(end));
         }
         Ok(Ok(()))
     }
@@ -468,7 +474,7 @@ impl Connection {
                     {
                         return Ok(Err(end));
                     }
-                    if let Err(end) = Box::pin(self.catch_up(false)).await? {
+                    if let Err(end) = Box::pin(self.catch_up(false, Vec::new())).await? {
                         return Ok(Err(end));
                     }
                 }
