@@ -26,7 +26,7 @@ use parkmate_hub::{Delivery, Subscription};
 use parkmate_protocol::{
     BEARER_PROTOCOL_PREFIX, ClientFrame, CloseCode, FrameError, SUBPROTOCOL, ServerFrame, Viewer,
 };
-use parkmate_store::{StoreError, rfc3339};
+use parkmate_store::{StoreError, StoredNotification, rfc3339};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -341,7 +341,19 @@ impl Connection {
     /// Says hello (with the unread count), then replays what the client missed when it gave
     /// `since`.
     async fn open(&mut self) -> Result<Result<(), End>, StoreError> {
-        let snapshot = self.state.store.unread(self.viewer()).await?;
+        // A resuming client's unread count and first replay page come from one store call (one
+        // statement on SQLite): a reconnect storm pays per round trip.
+        let (snapshot, first_page) = match self.since {
+            Some(since) => {
+                let (snapshot, page) = self
+                    .state
+                    .store
+                    .resume(self.viewer(), since, REPLAY_PAGE)
+                    .await?;
+                (snapshot, Some(page))
+            }
+            None => (self.state.store.unread(self.viewer()).await?, None),
+        };
         self.unread = snapshot.count;
         self.unread_as_of = snapshot.as_of;
         match self.since {
@@ -364,8 +376,8 @@ impl Connection {
             server_time: rfc3339((self.state.now)()),
         };
         let hello = vec![Message::Text(hello.to_json().into())];
-        if self.since.is_some() {
-            return self.catch_up(true, hello).await;
+        if first_page.is_some() {
+            return self.catch_up(true, hello, first_page).await;
         }
         Ok(self.write(&hello).await)
     }
@@ -378,15 +390,20 @@ impl Connection {
         &mut self,
         announce: bool,
         mut frames: Vec<Message>,
+        mut first_page: Option<Vec<StoredNotification>>,
     ) -> Result<Result<(), End>, StoreError> {
         let mut count = 0u64;
         loop {
-            let from = self.last_sent.max(self.replay_floor);
-            let page = self
-                .state
-                .store
-                .replay(self.viewer(), from, REPLAY_PAGE)
-                .await?;
+            let page = match first_page.take() {
+                Some(page) => page,
+                None => {
+                    let from = self.last_sent.max(self.replay_floor);
+                    self.state
+                        .store
+                        .replay(self.viewer(), from, REPLAY_PAGE)
+                        .await?
+                }
+            };
             let full = page.len() == REPLAY_PAGE as usize;
             for n in &page {
                 frames.push(Message::Text(
@@ -474,7 +491,7 @@ impl Connection {
                     {
                         return Ok(Err(end));
                     }
-                    if let Err(end) = Box::pin(self.catch_up(false, Vec::new())).await? {
+                    if let Err(end) = Box::pin(self.catch_up(false, Vec::new(), None)).await? {
                         return Ok(Err(end));
                     }
                 }

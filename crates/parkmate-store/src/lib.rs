@@ -165,6 +165,22 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     async fn unread(&self, viewer: Viewer) -> Result<UnreadState, StoreError>;
 
+    /// What a socket resuming after `after` needs first: the viewer's unread state and the first
+    /// replay page (`replay(viewer, after, limit)`), both as of one snapshot, so the page holds no
+    /// id above `as_of`. Engines that can answer it in one statement do (a reconnect storm pays
+    /// per round trip); this default asks twice, which is also correct since later rows reach the
+    /// socket live.
+    async fn resume(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<(UnreadState, Vec<StoredNotification>), StoreError> {
+        let unread = self.unread(viewer).await?;
+        let page = self.replay(viewer, after.min(unread.as_of), limit).await?;
+        Ok((unread, page))
+    }
+
     /// Marks one notification read; `NotFound` when the viewer cannot see it.
     async fn mark_read(&self, viewer: Viewer, id: i64) -> Result<UnreadState, StoreError>;
 

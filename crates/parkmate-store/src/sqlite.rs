@@ -170,9 +170,9 @@ pub async fn insert_notifications(
     Ok(stored)
 }
 
-async fn unread_on(conn: &mut SqliteConnection, viewer: Viewer) -> Result<UnreadState, StoreError> {
-    // One statement, so the count and `as_of` come from the same snapshot.
-    let sql = format!(
+/// One row: `as_of` (the highest stored id) and the viewer's `unread` count. `$1` user, `$2` role.
+fn unread_sql() -> String {
+    format!(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM notifications) AS as_of, \
                 (SELECT COUNT(*) FROM ({}) AS v \
                   WHERE NOT EXISTS (SELECT 1 FROM notification_reads r \
@@ -180,7 +180,12 @@ async fn unread_on(conn: &mut SqliteConnection, viewer: Viewer) -> Result<Unread
         visible(
             "AND id > COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0)"
         )
-    );
+    )
+}
+
+async fn unread_on(conn: &mut SqliteConnection, viewer: Viewer) -> Result<UnreadState, StoreError> {
+    // One statement, so the count and `as_of` come from the same snapshot.
+    let sql = unread_sql();
     let row = sqlx::query(&sql)
         .bind(viewer.user_id)
         .bind(viewer.role.as_str())
@@ -233,6 +238,44 @@ impl NotificationStore for SqliteStore {
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(row_to_notification).collect()
+    }
+
+    async fn resume(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<(UnreadState, Vec<StoredNotification>), StoreError> {
+        // One statement (one snapshot, one trip to sqlx's connection thread): the unread row,
+        // joined with the replay page; without a page the replay columns are NULL.
+        let sql = format!(
+            "SELECT u.as_of, u.unread, page.* FROM ({}) AS u \
+             LEFT JOIN (SELECT * FROM ({}) AS v ORDER BY id LIMIT $4) AS page ON 1 = 1 \
+             ORDER BY page.id",
+            unread_sql(),
+            visible("AND id > $3")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(viewer.user_id)
+            .bind(viewer.role.as_str())
+            .bind(after)
+            .bind(limit.min(MAX_PAGE))
+            .fetch_all(&self.read)
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the unread row is missing".into()))?;
+        let unread = UnreadState {
+            count: first.try_get("unread")?,
+            as_of: first.try_get("as_of")?,
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("id")?.is_some() {
+                page.push(row_to_notification(row)?);
+            }
+        }
+        Ok((unread, page))
     }
 
     async fn inbox(

@@ -247,6 +247,52 @@ async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
     );
 }
 
+/// `resume` answers exactly what `unread` and then `replay` answer, for every kind of `after`.
+async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
+    let ids =
+        |page: &[parkmate_store::StoredNotification]| page.iter().map(|n| n.id).collect::<Vec<_>>();
+    let (unread, page) = store.resume(ALICE, 0, 10).await.unwrap();
+    assert_eq!((unread.count, unread.as_of), (0, 0));
+    assert!(page.is_empty());
+
+    let stored = store
+        .insert_batch(&[
+            note(Audience::User(ALICE.user_id), "a1"),
+            note(Audience::User(BOB.user_id), "b1"),
+            note(Audience::All, "everyone"),
+            note(Audience::Role(Role::Owner), "owners"),
+            note(Audience::Role(Role::User), "users"),
+            note(Audience::User(ALICE.user_id), "a2"),
+        ])
+        .await
+        .unwrap();
+    store.mark_read(ALICE, stored[0].id).await.unwrap();
+    let last = stored.last().unwrap().id;
+    for viewer in [ALICE, BOB] {
+        for after in [0, stored[0].id, stored[3].id, last, last + 100] {
+            for limit in [1, 2, 10] {
+                let (unread, page) = store.resume(viewer, after, limit).await.unwrap();
+                assert_eq!(unread, store.unread(viewer).await.unwrap());
+                let expected = store.replay(viewer, after, limit).await.unwrap();
+                assert_eq!(
+                    ids(&page),
+                    ids(&expected),
+                    "{viewer:?} after {after} limit {limit}"
+                );
+                assert_eq!(
+                    page.first().map(|n| &n.message),
+                    expected.first().map(|n| &n.message)
+                );
+            }
+        }
+    }
+    let (unread, page) = store.resume(ALICE, 0, 10).await.unwrap();
+    // a2, everyone, users; a1 was read.
+    assert_eq!(unread.count, 3);
+    assert_eq!(unread.as_of, last);
+    assert_eq!(page.len(), 4);
+}
+
 /// A commit of notifications on one node wakes a listener on another (the leader's dispatcher
 /// publishes rows committed on followers at once, not at its next poll).
 #[tokio::test]
@@ -318,4 +364,5 @@ conformance!(
     inbox_pages_newest_first,
     outbox_cursor_only_moves_forward,
     concurrent_writers_never_commit_behind_a_reader,
+    resume_is_the_unread_state_and_the_first_replay_page,
 );
