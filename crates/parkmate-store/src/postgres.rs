@@ -14,6 +14,7 @@
 //! they are on SQLite's single writer; the writer's group commit keeps that cheap, and callers keep
 //! the lock briefly by writing notifications last in their transactions.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -240,6 +241,13 @@ fn row_to_notification(row: &PgRow) -> Result<StoredNotification, StoreError> {
 /// that is what keeps id order equal to commit order across nodes (module docs). Outside a
 /// transaction the lock would be released right after this call, before the commit, and the
 /// guarantee would be lost. Call it last in a transaction, to hold the lock briefly.
+///
+/// The whole batch is one `INSERT … SELECT … FROM UNNEST(…) WITH ORDINALITY ORDER BY ordinality`
+/// (one round trip however large the writer's group commit, instead of one per row). Ids are
+/// drawn in the order the `SELECT` produces rows, so they follow the batch order. A row whose
+/// dedupe key is already stored — before this call, or earlier in the same batch — is skipped by
+/// `ON CONFLICT DO NOTHING` and answered with the stored row, read back in one more statement
+/// only when the batch had such rows: exactly what inserting row by row answered.
 pub async fn insert_notifications(
     conn: &mut PgConnection,
     batch: &[NewNotification],
@@ -252,55 +260,133 @@ pub async fn insert_notifications(
         .execute(&mut *conn)
         .await?;
     let now = chrono::Utc::now().timestamp_millis();
-    let mut stored = Vec::with_capacity(batch.len());
+
+    let len = batch.len();
+    let mut kinds = Vec::with_capacity(len);
+    let mut user_ids = Vec::with_capacity(len);
+    let mut roles = Vec::with_capacity(len);
+    let mut levels = Vec::with_capacity(len);
+    let mut events = Vec::with_capacity(len);
+    let mut messages = Vec::with_capacity(len);
+    let mut data = Vec::with_capacity(len);
+    let mut keys = Vec::with_capacity(len);
     for n in batch {
         let (kind, user_id, role) = audience_columns(n.audience);
-        let inserted = sqlx::query(
-            "INSERT INTO notifications \
-             (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(kind)
-        .bind(user_id)
-        .bind(role)
-        .bind(n.level.as_str())
-        .bind(&n.event)
-        .bind(&n.message)
-        .bind(n.data.to_string())
-        .bind(now)
-        .bind(&n.dedupe_key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let row = match inserted {
-            Some(row) => StoredNotification {
-                id: row.try_get("id")?,
+        kinds.push(kind);
+        user_ids.push(user_id);
+        roles.push(role);
+        levels.push(n.level.as_str());
+        events.push(n.event.as_str());
+        messages.push(n.message.as_str());
+        data.push(n.data.to_string());
+        keys.push(n.dedupe_key.as_deref());
+    }
+    // `ORDER BY ord` makes the production order, and so the order `nextval` is called in, the
+    // batch order (the identity default is evaluated above the ordered subquery).
+    let inserted = sqlx::query(
+        "INSERT INTO notifications \
+         (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key) \
+         SELECT b.audience_kind, b.user_id, b.role, b.level, b.event, b.message, b.data::jsonb, \
+                $9, b.dedupe_key \
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::text[], $8::text[]) \
+              WITH ORDINALITY \
+              AS b(audience_kind, user_id, role, level, event, message, data, dedupe_key, ord) \
+         ORDER BY b.ord \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
+    )
+    .bind(&kinds)
+    .bind(&user_ids)
+    .bind(&roles)
+    .bind(&levels)
+    .bind(&events)
+    .bind(&messages)
+    .bind(&data)
+    .bind(&keys)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut inserted = inserted
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("id")?,
+                row.try_get::<Option<String>, _>("dedupe_key")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // Ids follow the batch order, so in id order the inserted rows are the batch's rows minus the
+    // skipped ones, in batch order.
+    inserted.sort_unstable_by_key(|(id, _)| *id);
+
+    // Walk the batch against the inserted rows: a row is the next inserted one when its key
+    // matches (a row without a key is always inserted). A skipped row's key is stored already,
+    // either from before or from its first occurrence in this batch; only a first occurrence can
+    // have been inserted, so a match is never a later duplicate.
+    let mut next = inserted.iter().peekable();
+    let mut stored: Vec<Option<StoredNotification>> = Vec::with_capacity(len);
+    let mut skipped: Vec<&str> = Vec::new();
+    for n in batch {
+        match next.next_if(|(_, key)| key.as_deref() == n.dedupe_key.as_deref()) {
+            Some((id, _)) => stored.push(Some(StoredNotification {
+                id: *id,
                 audience: n.audience,
                 level: n.level,
                 event: n.event.clone(),
                 message: n.message.clone(),
                 data: n.data.clone(),
                 created_at: from_millis(now),
-            },
-            // A retry of an already stored notification: answer the original row.
+            })),
             None => {
-                let row = sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM notifications WHERE dedupe_key = $1"
-                ))
-                .bind(&n.dedupe_key)
-                .fetch_one(&mut *conn)
-                .await?;
-                row_to_notification(&row)?
+                let Some(key) = n.dedupe_key.as_deref() else {
+                    return Err(StoreError::Corrupt(
+                        "a notification without a dedupe key was not inserted in batch order"
+                            .to_owned(),
+                    ));
+                };
+                skipped.push(key);
+                stored.push(None);
             }
-        };
-        stored.push(row);
+        }
+    }
+    if next.next().is_some() {
+        return Err(StoreError::Corrupt(
+            "inserted notifications do not match the batch order".to_owned(),
+        ));
+    }
+
+    if !skipped.is_empty() {
+        // A retry of an already stored notification: answer the original row (read after the
+        // insert, so a key repeated within this batch answers the row its first occurrence
+        // inserted).
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS}, dedupe_key FROM notifications WHERE dedupe_key = ANY($1::text[])"
+        ))
+        .bind(&skipped)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut originals = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get("dedupe_key")?;
+            originals.insert(key, row_to_notification(row)?);
+        }
+        for (slot, n) in stored.iter_mut().zip(batch) {
+            if slot.is_none() {
+                let key = n.dedupe_key.as_deref().unwrap_or_default();
+                let original = originals.get(key).ok_or(sqlx::Error::RowNotFound)?;
+                *slot = Some(original.clone());
+            }
+        }
     }
     // Delivered to listeners only when (and if) the caller's transaction commits.
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(COMMIT_CHANNEL)
         .execute(&mut *conn)
         .await?;
-    Ok(stored)
+    stored
+        .into_iter()
+        .map(|n| n.ok_or_else(|| StoreError::Corrupt("unanswered notification".to_owned())))
+        .collect()
 }
 
 async fn unread_on(conn: &mut PgConnection, viewer: Viewer) -> Result<UnreadState, StoreError> {

@@ -158,6 +158,125 @@ async fn inbox_pages_newest_first(store: Store) {
     assert_eq!(p3.next_before, None);
 }
 
+/// A batch as large as the writer's group commit and more (it commits up to 512 at once): the
+/// rows come back in batch order, ids strictly increase along the batch, and the store itself
+/// (read in id order) holds them in batch order, so id order is batch order, not just the answer.
+async fn big_batch_keeps_batch_order_in_ids(store: Store) {
+    const ROWS: usize = 600;
+    let audiences = [
+        Audience::User(1),
+        Audience::Role(Role::Owner),
+        Audience::All,
+        Audience::User(2),
+    ];
+    let batch: Vec<_> = (0..ROWS)
+        .map(|i| {
+            let n = note(audiences[i % audiences.len()], &format!("m{i}"))
+                .with_data(serde_json::json!({ "i": i }));
+            // Some rows carry a (fresh) dedupe key: they are inserted like the others.
+            if i % 7 == 0 {
+                n.with_dedupe_key(format!("big-{i}"))
+            } else {
+                n
+            }
+        })
+        .collect();
+    let stored = store.insert_batch(&batch).await.unwrap();
+    assert_eq!(stored.len(), ROWS);
+    for (n, s) in batch.iter().zip(&stored) {
+        assert_eq!(s.message, n.message);
+        assert_eq!(s.audience, n.audience);
+        assert_eq!(s.data, n.data);
+    }
+    assert!(
+        stored.windows(2).all(|w| w[0].id < w[1].id),
+        "ids must increase along the batch"
+    );
+    let read: Vec<_> = store.after(0, 1000).await.unwrap();
+    assert_eq!(read, stored, "the store's id order is the batch order");
+}
+
+/// A batch mixing new rows with retries of stored ones: each retry is answered with the original
+/// row (its id, its message, its time) in its own position; only the new rows are stored, with
+/// ids in batch order above the originals.
+async fn batch_mixing_new_and_stored_keys_answers_originals_in_place(store: Store) {
+    let originals = store
+        .insert_batch(&[
+            note(Audience::User(1), "orig1").with_dedupe_key("k1"),
+            note(Audience::User(1), "orig2").with_dedupe_key("k2"),
+        ])
+        .await
+        .unwrap();
+    let stored = store
+        .insert_batch(&[
+            note(Audience::User(1), "new-a"),
+            note(Audience::User(1), "retry1").with_dedupe_key("k1"),
+            note(Audience::User(1), "new-b").with_dedupe_key("k3"),
+            note(Audience::All, "retry2").with_dedupe_key("k2"),
+            note(Audience::User(1), "new-c"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored[1], originals[0]);
+    assert_eq!(stored[3], originals[1]);
+    let new: Vec<_> = [&stored[0], &stored[2], &stored[4]]
+        .iter()
+        .map(|n| (n.id, n.message.as_str()))
+        .collect();
+    assert_eq!(
+        new.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+        ["new-a", "new-b", "new-c"]
+    );
+    assert!(new[0].0 > originals[1].id);
+    assert!(new.windows(2).all(|w| w[0].0 < w[1].0));
+    let all: Vec<String> = store
+        .after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.message)
+        .collect();
+    assert_eq!(all, ["orig1", "orig2", "new-a", "new-b", "new-c"]);
+}
+
+/// Two rows of one batch with the same dedupe key: the first is stored, every later one is
+/// answered with the first one's row, as if it were a retry sent right after it.
+async fn duplicate_key_inside_one_batch_answers_the_first_row(store: Store) {
+    let stored = store
+        .insert_batch(&[
+            note(Audience::User(1), "first").with_dedupe_key("dup"),
+            note(Audience::User(1), "between"),
+            note(Audience::User(2), "second").with_dedupe_key("dup"),
+            note(Audience::User(1), "other").with_dedupe_key("other"),
+            note(Audience::All, "third").with_dedupe_key("dup"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored[0].message, "first");
+    assert_eq!(stored[2], stored[0]);
+    assert_eq!(stored[4], stored[0]);
+    assert_eq!(stored[1].message, "between");
+    assert_eq!(stored[3].message, "other");
+    assert!(stored[0].id < stored[1].id && stored[1].id < stored[3].id);
+    let all: Vec<(i64, String)> = store
+        .after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.message))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            (stored[0].id, "first".to_owned()),
+            (stored[1].id, "between".to_owned()),
+            (stored[3].id, "other".to_owned()),
+        ]
+    );
+}
+
 async fn outbox_cursor_only_moves_forward(store: Store) {
     assert_eq!(store.published_through().await.unwrap(), 0);
     store.set_published_through(5).await.unwrap();
@@ -365,4 +484,7 @@ conformance!(
     outbox_cursor_only_moves_forward,
     concurrent_writers_never_commit_behind_a_reader,
     resume_is_the_unread_state_and_the_first_replay_page,
+    big_batch_keeps_batch_order_in_ids,
+    batch_mixing_new_and_stored_keys_answers_originals_in_place,
+    duplicate_key_inside_one_batch_answers_the_first_row,
 );
