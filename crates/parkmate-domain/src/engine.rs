@@ -1,7 +1,7 @@
 //! The two database engines behind one surface, so the business rules in `lib.rs` are written
 //! once. `sqlite.rs` and `postgres.rs` hold every SQL statement (twins: the same functions with the
-//! same signatures, differing only where the dialects do); this module holds what they share and
-//! the enums that dispatch to them:
+//! same signatures, differing only where the dialects do; what reads alike is written once in
+//! `shared_sql.rs`); this module holds what they share and the enums that dispatch to them:
 //! - [`Pools`]: where transactions begin and reads run;
 //! - [`Tx`]: a write transaction, committed by [`Tx::commit`], notifications added last by
 //!   [`Tx::insert_notifications`];
@@ -201,35 +201,27 @@ pub(crate) enum Conn {
     Postgres(PoolConnection<Postgres>),
 }
 
-/// Stamps one method per query on [`Tx`] and [`Conn`], each calling the function of the same name
-/// in `sqlite.rs` or `postgres.rs`. The twins must keep identical signatures; the compiler holds
-/// them to it.
+/// Stamps one method per query on [`Tx`] and on [`Conn`] (the same body for both: their variants
+/// share names), each calling the function of the same name in `sqlite.rs` or `postgres.rs`. The
+/// twins must keep identical signatures; the compiler holds them to it.
 macro_rules! queries {
-    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
-        impl Tx {
+    (@on $on:ident $( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        impl $on {
             $(
                 $(#[$doc])*
                 #[allow(dead_code)]
                 pub(crate) async fn $name(&mut self, $($arg: $ty),*) -> $ret {
                     match self {
-                        Tx::Sqlite(c) => sqlite::$name(c, $($arg),*).await,
-                        Tx::Postgres(c) => postgres::$name(c, $($arg),*).await,
+                        Self::Sqlite(c) => sqlite::$name(c, $($arg),*).await,
+                        Self::Postgres(c) => postgres::$name(c, $($arg),*).await,
                     }
                 }
             )*
         }
-        impl Conn {
-            $(
-                $(#[$doc])*
-                #[allow(dead_code)]
-                pub(crate) async fn $name(&mut self, $($arg: $ty),*) -> $ret {
-                    match self {
-                        Conn::Sqlite(c) => sqlite::$name(c, $($arg),*).await,
-                        Conn::Postgres(c) => postgres::$name(c, $($arg),*).await,
-                    }
-                }
-            )*
-        }
+    };
+    ($($fns:tt)*) => {
+        queries!(@on Tx $($fns)*);
+        queries!(@on Conn $($fns)*);
     };
 }
 

@@ -34,6 +34,7 @@ pub mod payment;
 mod postgres;
 mod scheduler;
 mod seed;
+mod shared_sql;
 mod sqlite;
 pub mod types;
 
