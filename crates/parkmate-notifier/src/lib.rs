@@ -106,7 +106,10 @@ impl Notifier {
             store.clone(),
             rx,
             outbox.clone(),
-            handoff_tx,
+            Handoff {
+                tx: handoff_tx,
+                leader: leader.clone(),
+            },
             shutdown.clone(),
         ));
         tracker.spawn(dispatcher(
@@ -179,13 +182,20 @@ impl Notifier {
 }
 
 /// A committed group on its way from the writer to the dispatcher, already serialised.
-type Handoff = Vec<Arc<Published>>;
+type Group = Vec<Arc<Published>>;
+
+/// The writer's end of the hand-off. Only a leader's dispatcher drains it, so a follower's writer
+/// does not serialise groups nobody will take.
+struct Handoff {
+    tx: mpsc::Sender<Group>,
+    leader: watch::Receiver<bool>,
+}
 
 async fn writer(
     store: Arc<dyn NotificationStore>,
     mut rx: mpsc::Receiver<Request>,
     outbox: OutboxSignal,
-    handoff: mpsc::Sender<Handoff>,
+    handoff: Handoff,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -218,7 +228,7 @@ async fn commit_group(
     store: &dyn NotificationStore,
     requests: Vec<Request>,
     outbox: &OutboxSignal,
-    handoff: &mpsc::Sender<Handoff>,
+    handoff: &Handoff,
 ) {
     let all: Vec<NewNotification> = requests
         .iter()
@@ -230,7 +240,9 @@ async fn commit_group(
             metrics::histogram!("parkmate_group_commit_size").record(stored.len() as f64);
             // The rows are in memory already: hand them over so the dispatcher need not read
             // back what was just written. A full hand-off queue only costs that read.
-            let _ = handoff.try_send(stored.iter().map(published).collect());
+            if *handoff.leader.borrow() {
+                let _ = handoff.tx.try_send(stored.iter().map(published).collect());
+            }
             outbox.wake();
             let mut rest = stored.into_iter();
             for r in requests {
@@ -297,7 +309,7 @@ async fn dispatcher(
     store: Arc<dyn NotificationStore>,
     broker: Arc<dyn Broker>,
     outbox: OutboxSignal,
-    mut handoff: mpsc::Receiver<Handoff>,
+    mut handoff: mpsc::Receiver<Group>,
     shutdown: CancellationToken,
     mut leader: watch::Receiver<bool>,
 ) {
@@ -384,7 +396,7 @@ impl<'a> Outbox<'a> {
     /// not (someone else committed in between, a sequence gap, rows already published from the
     /// store) stops the fast path: the store read that follows publishes whatever lies between,
     /// in id order, so nothing is skipped or reordered.
-    async fn publish_handed(&mut self, group: Handoff) -> Result<(), DispatchError> {
+    async fn publish_handed(&mut self, group: Group) -> Result<(), DispatchError> {
         let mut published = 0u64;
         for p in group {
             if p.id <= self.cursor {
