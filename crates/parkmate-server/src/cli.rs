@@ -202,7 +202,12 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     let https_only = "`parkmate notify` speaks plain HTTP only; publish to a TLS node with an \
                       HTTPS client such as curl (docs/deployment.md)";
     let server = match args.server {
-        Some(s) if s.starts_with("https://") => anyhow::bail!("{https_only}"),
+        Some(s)
+            if s.get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("https://")) =>
+        {
+            anyhow::bail!("{https_only}")
+        }
         Some(s) => s,
         None if settings.tls.is_some() => {
             anyhow::bail!("this configuration serves HTTPS (PARKMATE_TLS_CERT): {https_only}")

@@ -242,7 +242,9 @@ mod tests {
         .unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let mut listener = TlsListener::new(tcp, config, Duration::from_millis(300));
+        // Long enough that a real client is served well inside it: that the silent peer is still
+        // connected when the client is served shows the handshakes ran side by side.
+        let mut listener = TlsListener::new(tcp, config, Duration::from_secs(3));
 
         // Connects first and never says a word.
         let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -274,10 +276,16 @@ mod tests {
         let mut buf = [0u8; 4];
         served.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
+        // Had handshakes run one at a time, the silent peer would have been timed out and
+        // dropped before the real client got its turn.
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(silent.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the real client was served only after the silent peer's handshake ended"
+        );
 
         // The silent peer's handshake task gives up after its time and drops the socket: the
         // peer reads end-of-stream (or a reset).
-        let mut byte = [0u8; 1];
         let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte))
             .await
             .expect("the silent peer is disconnected after the handshake timeout");

@@ -55,6 +55,22 @@ async fn a_wss_client_authenticates_and_receives_what_is_published_over_https() 
     let n = client.next_notification().await;
     assert_eq!((n.id, n.message.as_str()), (id, "over TLS"));
 
+    // The plain ws:// attempt above is counted as a failed handshake.
+    let metrics = https
+        .get(format!("https://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("parkmate_tls_handshake_failures_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(failures.is_some_and(|v| v >= 1.0), "{metrics}");
+
     // Plain HTTP to the TLS port gets no answer either.
     assert!(
         reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
@@ -68,15 +84,11 @@ async fn a_wss_client_authenticates_and_receives_what_is_published_over_https() 
 }
 
 #[tokio::test]
-async fn half_a_tls_configuration_or_a_bad_pem_stops_the_start() {
+async fn a_bad_pem_or_a_missing_certificate_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::generate(dir.path());
 
-    // Only the certificate.
-    let mut raw = test_settings(dir.path());
-    raw.tls_cert = Some(cert.cert_path.clone());
-    let err = raw.validate().unwrap_err().to_string();
-    assert!(err.contains("tls_key"), "{err}");
+    // (Half a configuration is refused by the settings: config.rs, `tls_needs_both_files`.)
 
     // A key file that is not PEM: the start fails, naming the file.
     let garbage = dir.path().join("garbage-key.pem");
