@@ -270,6 +270,12 @@ impl Domain {
         Ok(self.inner.db.begin().await?)
     }
 
+    /// Lets the scheduler look for new deadlines now: for changes committed elsewhere (another
+    /// node of the cluster), which this domain's own commits do not see.
+    pub fn wake_scheduler(&self) {
+        self.inner.reschedule.notify_one();
+    }
+
     /// After a commit: publish what it stored, and let the scheduler see new deadlines.
     fn committed(&self, notified: bool) {
         if notified {

@@ -163,13 +163,15 @@ impl Domain {
         if fired != Fired::default() {
             tracing::debug!(?fired, "scheduler fired");
         }
-        let Some(next) = self.next_deadline().await? else {
-            return Ok(None);
-        };
         if self.clock().as_manual().is_some() {
             // Manual time moves only by advance(), which wakes us; a real sleep would be wrong.
             return Ok(None);
         }
+        // Without a deadline, still look again after MAX_NAP: a booking committed on another
+        // node wakes us through the commit listener, and this bounds a missed wake-up.
+        let Some(next) = self.next_deadline().await? else {
+            return Ok(Some(MAX_NAP));
+        };
         let until = (next - self.now()).to_std().unwrap_or(StdDuration::ZERO);
         Ok(Some(until.min(MAX_NAP)))
     }

@@ -127,6 +127,9 @@ impl Application {
         // The lease outlives `shutdown`: it is released only after the dispatcher's last pass
         // has published and saved its cursor, so the next leader never repeats that pass.
         let lease = CancellationToken::new();
+        // Guarded from here on: a start that fails below must not leave the lease (and with it
+        // the cluster's lead) held by a task nobody stops.
+        let lease_guard = lease.clone().drop_guard();
         let leader = database.leadership(lease.clone().cancelled_owned());
         let notifier = Notifier::start_led(
             store.clone(),
@@ -135,12 +138,6 @@ impl Application {
             shutdown.clone(),
             leader.clone(),
         );
-        // Rows committed on other nodes wake this node's dispatcher at once (it publishes only
-        // while this node leads) instead of at its next poll.
-        {
-            let outbox = notifier.outbox();
-            database.on_foreign_commits(move || outbox.wake(), shutdown.clone().cancelled_owned());
-        }
         let settings = Arc::new(settings);
 
         // The booking domain shares the database (its state changes and their notifications
@@ -167,6 +164,22 @@ impl Application {
         };
         // Safe when several nodes start at once on one database: the seed is one transaction
         // under a lock (see `Domain::seed_demo`), so it happens once and the others find it.
+        // Rows committed on other nodes wake this node's dispatcher at once (it publishes only
+        // while this node leads) instead of at its next poll, and its booking scheduler, which
+        // would otherwise not see a deadline created through another node until it woke itself.
+        {
+            let outbox = notifier.outbox();
+            let domain = domain.clone();
+            database.on_foreign_commits(
+                move || {
+                    outbox.wake();
+                    if let Some(d) = &domain {
+                        d.wake_scheduler();
+                    }
+                },
+                lease.clone().cancelled_owned(),
+            );
+        }
         let demo_accounts = if settings.demo_data
             && let Some(domain) = &domain
         {
@@ -226,7 +239,7 @@ impl Application {
             router,
             state,
             database,
-            lease: lease.drop_guard(),
+            lease: lease_guard,
             tls,
         })
     }
