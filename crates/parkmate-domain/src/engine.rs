@@ -54,7 +54,8 @@ pub(crate) fn parse_role(s: &str) -> Result<Role, DomainError> {
 }
 
 /// Whether an error is the database refusing an overlapping active booking (SQLite's trigger or
-/// PostgreSQL's exclusion constraint).
+/// PostgreSQL's exclusion constraint). Asking both is harmless: each recognises only its own
+/// driver's error, so callers need not carry the engine along.
 pub(crate) fn is_slot_taken(e: &sqlx::Error) -> bool {
     sqlite::is_slot_taken(e) || postgres::is_slot_taken(e)
 }

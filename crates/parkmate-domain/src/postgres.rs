@@ -48,7 +48,10 @@ const SEED_LOCK: i64 = parkmate_store::postgres::NOTIFICATION_WRITE_LOCK + 2;
 
 /// Whether an error is the `slot_taken` exclusion constraint refusing an overlap.
 pub(crate) fn is_slot_taken(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(EXCLUSION_VIOLATION))
+    // The constraint's name too: another exclusion constraint added later must not read as a
+    // double booking.
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some(EXCLUSION_VIOLATION) && db.constraint() == Some("slot_taken"))
 }
 
 /// Waits for [`SEED_LOCK`]; released when the caller's transaction ends.
