@@ -908,12 +908,9 @@ impl Domain {
 
     /// Follows `leader` from now on (see [`advance_clock`](Self::advance_clock)); the first
     /// leadership given wins, a domain has one scheduler.
-    pub(crate) fn follow(&self, leader: watch::Receiver<bool>) {
-        if self.inner.leader.set(leader).is_err() {
-            tracing::warn!(
-                "a second scheduler was started for one domain; it follows the first's lead"
-            );
-        }
+    /// `false` when this domain already follows a lead (its scheduler is running).
+    pub(crate) fn follow(&self, leader: watch::Receiver<bool>) -> bool {
+        self.inner.leader.set(leader).is_ok()
     }
 }
 

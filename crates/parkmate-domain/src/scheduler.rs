@@ -153,7 +153,11 @@ impl Domain {
         shutdown: CancellationToken,
         leader: watch::Receiver<bool>,
     ) {
-        self.follow(leader.clone());
+        // One scheduler per domain: a second one would only double every pass.
+        if !self.follow(leader.clone()) {
+            tracing::warn!("a scheduler already runs for this domain; not starting another");
+            return;
+        }
         tracker.spawn(self.clone().run_scheduler(leader, shutdown));
     }
 

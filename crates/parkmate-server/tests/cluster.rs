@@ -485,7 +485,25 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
     let (dana, _, dana_token) = login(a, "dana", "driver-demo-123").await;
     let (olga, _, olga_token) = login(b, "olga", "owner-demo-123").await;
     let (_, _, admin_token) = login(b, "admin", "admin-demo-123").await;
-    assert_eq!(login(b, "dana", "driver-demo-123").await.0, dana);
+    // Seeded once although three nodes started together on an empty database: two lots in all,
+    // and every node lists the same demo accounts (a node that lost a seeding race would list none).
+    let (status, lots) = call(a, "GET", "/api/lots", Some(&dana_token), None).await;
+    assert_eq!(status, 200, "{lots}");
+    assert_eq!(lots["items"].as_array().map(Vec::len), Some(2), "{lots}");
+    let (_, accounts) = call(a, "GET", "/api/auth/demo-accounts", None, None).await;
+    assert_eq!(
+        accounts["accounts"].as_array().map(Vec::len),
+        Some(6),
+        "{accounts}"
+    );
+    for node in [b, nodes[2].as_ref().unwrap()] {
+        assert_eq!(
+            call(node, "GET", "/api/auth/demo-accounts", None, None)
+                .await
+                .1,
+            accounts
+        );
+    }
     let mut dana_on_b = b.connect(dana, Role::User, None).await;
     let mut olga_on_b = b.connect(olga, Role::Owner, None).await;
 
