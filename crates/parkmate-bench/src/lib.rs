@@ -5,12 +5,14 @@
 //! - [`fleet`]: the coordinator's handles on its workers (JSON lines over stdin/stdout);
 //! - [`publish`]: the HTTP publisher, stamping each notification with its send time;
 //! - [`server`]: the server under test (RSS, health, or a `parkmate serve` we spawn);
-//! - [`scenario`]: idle, unicast, broadcast, reconnect, throughput and cluster runs.
+//! - [`scenario`]: idle, unicast, broadcast, reconnect, throughput and cluster runs;
+//! - [`floor`]: the kernel's own cost of a broadcast on this machine (raw writes, no server).
 //!
 //! Loopback only: every target and source address must be in 127.0.0.0/8 or be ::1. Every wait is
 //! bounded by the run's deadline.
 
 pub mod fleet;
+pub mod floor;
 pub mod proto;
 pub mod publish;
 pub mod scenario;

@@ -100,7 +100,12 @@ enum Scenario {
         rate: f64,
     },
     /// One broadcast: time until the last socket has it.
-    Broadcast,
+    Broadcast {
+        /// Broadcasts per run on the same sockets, one after the other; the run reports the
+        /// median of each number (more samples per connect, and a steady state to profile).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
     /// Drop every socket at once, publish `missed` while they are away, reconnect with `since`.
     Reconnect {
         #[arg(long, default_value_t = 1000)]
@@ -119,6 +124,32 @@ enum Scenario {
         messages: usize,
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
+    },
+    /// The kernel's own cost of a broadcast here: raw writes of one message to --sockets
+    /// loopback sockets, no server, no WebSocket (see BENCHMARKS.md, "the floor").
+    Floor {
+        /// Writer threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// The peer reads (competing for the cores) instead of only holding its sockets.
+        #[arg(long)]
+        read: bool,
+        /// Rounds per run on the same sockets; each number is the median over them.
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+        /// Bytes per message (a notification frame plus its unread count is about 300).
+        #[arg(long, default_value_t = 300)]
+        payload: usize,
+    },
+    /// Internal: the floor scenario's other end.
+    #[command(hide = true)]
+    FloorPeer {
+        #[arg(long)]
+        payload: usize,
+        #[arg(long)]
+        read: bool,
+        #[arg(long)]
+        round_timeout_ms: u64,
     },
     /// Internal: a worker process speaking JSON lines on stdin/stdout.
     #[command(hide = true)]
@@ -141,16 +172,42 @@ fn name(s: &Scenario) -> &'static str {
     match s {
         Scenario::Idle { .. } => "idle",
         Scenario::Unicast { .. } => "unicast",
-        Scenario::Broadcast => "broadcast",
+        Scenario::Broadcast { .. } => "broadcast",
         Scenario::Reconnect { .. } => "reconnect",
         Scenario::Throughput { .. } => "throughput",
         Scenario::Cluster { .. } => "cluster",
+        Scenario::Floor { .. } => "floor",
+        Scenario::FloorPeer { .. } => "floor-peer",
         Scenario::Worker => "worker",
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Scenario::FloorPeer {
+        payload,
+        read,
+        round_timeout_ms,
+    } = cli.scenario
+    {
+        let run = || {
+            let target = *cli.targets.first().context("no --target")?;
+            parkmate_bench::floor::peer_stdio(
+                target,
+                cli.sockets,
+                payload,
+                read,
+                Duration::from_millis(round_timeout_ms),
+            )
+        };
+        return match run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("floor-peer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if matches!(cli.scenario, Scenario::Worker) {
         return match parkmate_bench::worker::run_stdio() {
             Ok(()) => ExitCode::SUCCESS,
@@ -181,6 +238,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("--runs must be 1..=20");
     }
     parkmate_bench::check_loopback_all(&cli.targets, &cli.sources)?;
+    if let Scenario::Floor {
+        threads,
+        read,
+        repeat,
+        payload,
+    } = cli.scenario
+    {
+        let spec = parkmate_bench::floor::FloorSpec {
+            sockets: cli.sockets,
+            threads,
+            read,
+            rounds: repeat,
+            payload,
+            round_timeout: Duration::from_secs(cli.timeout_secs),
+        };
+        let exe = std::env::current_exe().context("cannot find my own executable")?;
+        let mut runs = Vec::with_capacity(cli.runs);
+        for i in 0..cli.runs {
+            let (exe, spec) = (exe.clone(), spec.clone());
+            let r = tokio::task::spawn_blocking(move || parkmate_bench::floor::run(&exe, &spec))
+                .await?;
+            runs.push(in_run(r, i)?);
+            eprintln!("run {} done", i + 1);
+        }
+        report("floor", cli.sockets, 1, 1, &runs);
+        return Ok(());
+    }
     let spawn = cli.spawn_server.is_some();
     let jwt_secret = match (&cli.jwt_secret, spawn) {
         (Some(s), _) => s.clone(),
@@ -215,9 +299,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let exe = std::env::current_exe().context("cannot find my own executable to start workers")?;
     let scenario = name(&cli.scenario);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let hard_stop = Duration::from_secs(cli.timeout_secs + 15);
 
     let mut runs: Vec<RunResult> = Vec::new();
@@ -270,12 +351,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
+    report(scenario, cli.sockets, workers, sources.len().max(1), &runs);
+    Ok(())
+}
+
+/// The human table, then one JSON line with every run and the medians.
+fn report(scenario: &str, sockets: usize, workers: usize, sources: usize, runs: &[RunResult]) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!(
-        "parkmate-bench {scenario}: {} sockets, {workers} worker(s), {} source address(es), {cores} cores",
-        cli.sockets,
-        sources.len().max(1)
+        "parkmate-bench {scenario}: {sockets} sockets, {workers} worker(s), {sources} source address(es), {cores} cores",
     );
-    print!("{}", table(&runs));
+    print!("{}", table(runs));
     let as_map = |r: &RunResult| {
         serde_json::Value::Object(
             r.metrics
@@ -286,15 +374,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let summary = serde_json::json!({
         "scenario": scenario,
-        "sockets": cli.sockets,
+        "sockets": sockets,
         "workers": workers,
         "cores": cores,
         "runs": runs.iter().map(as_map).collect::<Vec<_>>(),
-        "median": as_map(&medians(&runs)),
+        "median": as_map(&medians(runs)),
         "notes": runs.iter().flat_map(|r| r.notes.clone()).collect::<Vec<_>>(),
     });
     println!("{summary}");
-    Ok(())
 }
 
 impl Cli {
@@ -309,7 +396,7 @@ async fn one_run(setup: Setup, fleet: Fleet, scenario: Scenario) -> anyhow::Resu
     let result = match scenario {
         Scenario::Idle { settle_secs } => bench.idle(Duration::from_secs(settle_secs)).await,
         Scenario::Unicast { messages, rate } => bench.unicast(messages, rate).await,
-        Scenario::Broadcast => bench.broadcast().await,
+        Scenario::Broadcast { repeat } => bench.broadcasts(repeat).await,
         Scenario::Reconnect { missed } => bench.reconnect(missed).await,
         Scenario::Throughput {
             messages,
@@ -320,7 +407,9 @@ async fn one_run(setup: Setup, fleet: Fleet, scenario: Scenario) -> anyhow::Resu
                 .await
         }
         Scenario::Cluster { messages, rate } => cluster(&mut bench, messages, rate).await,
-        Scenario::Worker => unreachable!("handled in main"),
+        Scenario::Worker | Scenario::Floor { .. } | Scenario::FloorPeer { .. } => {
+            unreachable!("handled before any server or fleet starts")
+        }
     };
     bench.finish().await;
     result

@@ -62,8 +62,15 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    fn put(&mut self, name: &str, value: f64) {
+    pub(crate) fn put(&mut self, name: &str, value: f64) {
         self.metrics.push((name.to_owned(), value));
+    }
+
+    fn set(&mut self, name: &str, value: f64) {
+        match self.metrics.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.put(name, value),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {
@@ -287,6 +294,31 @@ impl Bench {
         }
         self.note_connect(&mut r);
         Self::note_totals(&mut r, &t);
+        Ok(r)
+    }
+
+    /// `broadcast --repeat n`: `n` broadcasts one after the other on the same sockets; each
+    /// number is the median over them.
+    pub async fn broadcasts(&mut self, n: usize) -> anyhow::Result<RunResult> {
+        if n == 0 || n > 1000 {
+            bail!("--repeat must be 1..=1000");
+        }
+        let mut each = Vec::with_capacity(n);
+        for _ in 0..n {
+            each.push(self.broadcast().await?);
+        }
+        if n == 1 {
+            return Ok(each.remove(0));
+        }
+        let mut r = medians(&each);
+        // A loss in any one broadcast must show, not be outvoted by the others.
+        for total in ["lost", "duplicates"] {
+            let sum = each.iter().filter_map(|b| b.get(total)).sum();
+            r.set(total, sum);
+        }
+        r.notes = vec![format!(
+            "medians of {n} broadcasts on the same sockets; lost and duplicates are totals"
+        )];
         Ok(r)
     }
 

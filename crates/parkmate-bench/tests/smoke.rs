@@ -115,8 +115,34 @@ async fn broadcast_reaches_every_socket() {
     assert_eq!(get(&r, "delivered"), 20.0, "{r:?}");
     assert_eq!(get(&r, "lost"), 0.0);
     assert!(r.get("last_ms").is_some());
+    // `--repeat`: three more on the same sockets; losses are summed, not outvoted.
+    let r = b.broadcasts(3).await.unwrap();
+    assert_eq!(get(&r, "delivered"), 20.0, "{r:?}");
+    assert_eq!(get(&r, "lost"), 0.0);
+    assert_eq!(get(&r, "duplicates"), 0.0);
     b.finish().await;
     server.stop().await;
+}
+
+/// The floor scenario with its real peer process: every round's bytes reach every socket.
+#[test]
+fn floor_writes_reach_every_socket() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_parkmate-bench"));
+    for read in [false, true] {
+        let spec = parkmate_bench::floor::FloorSpec {
+            sockets: 40,
+            threads: 2,
+            read,
+            rounds: 3,
+            payload: 300,
+            round_timeout: Duration::from_secs(20),
+        };
+        let r = parkmate_bench::floor::run(exe, &spec).unwrap();
+        assert_eq!(get(&r, "sockets"), 40.0, "{r:?}");
+        assert!(get(&r, "write_all_ms") > 0.0);
+        // The peer only answers a reading round once all 40 × 300 bytes arrived.
+        assert_eq!(r.get("last_read_ms").is_some(), read, "{r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
