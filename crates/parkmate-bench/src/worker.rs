@@ -379,10 +379,14 @@ impl Conn {
         retries: u32,
     ) {
         let c = &self.counters;
+        // Made once: a fresh `cancelled()` per frame registered and dropped a waiter under the
+        // token's lock every time, which showed in the generator's broadcast profile.
+        let killed = self.kill.cancelled();
+        tokio::pin!(killed);
         loop {
             let msg = tokio::select! {
                 biased;
-                _ = self.kill.cancelled() => return, // dropping `ws` closes the TCP socket
+                _ = &mut killed => return, // dropping `ws` closes the TCP socket
                 m = ws.next() => m,
             };
             match msg {
