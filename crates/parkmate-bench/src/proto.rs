@@ -42,7 +42,7 @@ pub struct ConnectSpec {
 pub enum Command {
     /// Open the sockets of `spec`; ready = `hello` received.
     Connect(ConnectSpec),
-    /// Close every socket abruptly (TCP close, no WebSocket close frame), as a network drop would.
+    /// Close every socket abruptly (TCP reset, no WebSocket close frame), as a network drop would.
     DropAll,
     /// Reopen every socket with `since` = the last id it saw; ready = `replayed` received.
     Reconnect {

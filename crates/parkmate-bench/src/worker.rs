@@ -296,6 +296,18 @@ impl Conn {
         }
         .map_err(|e| e.to_string())?;
         if let Some(src) = self.source() {
+            // Take the address now, the port at connect(): bind(addr, 0) alone reserves a port
+            // out of the whole bind table, a search that grew with every socket and took most
+            // of the generator's CPU (BENCHMARKS.md, generator findings). Deferred, the port
+            // need only make this (source, destination) pair unique. Best effort: without it
+            // the bind still works, only slower.
+            if src.is_ipv4() {
+                let _ = nix::sys::socket::setsockopt(
+                    &socket,
+                    nix::sys::socket::sockopt::IpBindAddressNoPort,
+                    &true,
+                );
+            }
             socket
                 .bind(SocketAddr::new(src, 0))
                 .map_err(|e| format!("bind {src}: {e}"))?;
@@ -386,7 +398,16 @@ impl Conn {
         loop {
             let msg = tokio::select! {
                 biased;
-                _ = &mut killed => return, // dropping `ws` closes the TCP socket
+                _ = &mut killed => {
+                    // Abortive close (RST): a drop leaves no TIME_WAIT entry behind. With
+                    // 18k of them on 127.0.0.1, connect()'s search for a free source port
+                    // (`__inet_check_established`) took 38 % of all CPU in the reconnect
+                    // storm that follows, a generator cost that real clients on their own
+                    // machines never pay. The server sees a reset instead of a FIN: the same
+                    // dropped socket to it.
+                    let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
+                    return;
+                }
                 m = ws.next() => m,
             };
             match msg {
