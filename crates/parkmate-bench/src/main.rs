@@ -56,9 +56,9 @@ struct Cli {
     /// Sockets per default source address (one address has ~28k ephemeral ports).
     #[arg(long, global = true, default_value_t = 8000)]
     per_source: usize,
-    /// Do not bind source addresses: let connect() pick 127.0.0.1 and a port (fits ~25k sockets
-    /// per target). Linux 6.1's bind() conflict search made explicit binds the generator's
-    /// bottleneck in connection storms (see BENCHMARKS.md).
+    /// Do not bind source addresses: let connect() pick 127.0.0.1 and a port. Kept to reproduce
+    /// earlier rounds: past ~14k sockets per target connect()'s port search becomes the
+    /// generator's bottleneck (BENCHMARKS.md, third round); the default binding avoids it.
     #[arg(long, global = true)]
     no_bind: bool,
     /// Handshakes in flight per worker.
