@@ -105,10 +105,14 @@ impl SpawnedServer {
             .env("PARKMATE_DEMO_DATA", "false")
             .env("PARKMATE_LOG", "warn");
         for (k, v) in extra_env {
-            // MALLOC_* (glibc tunables such as MALLOC_ARENA_MAX) for memory experiments.
-            if !k.starts_with("PARKMATE_") && !k.starts_with("MALLOC_") {
+            // MALLOC_* (glibc tunables such as MALLOC_ARENA_MAX) and MIMALLOC_* (the allocator the
+            // server links) for memory experiments.
+            if !["PARKMATE_", "MALLOC_", "MIMALLOC_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
                 bail!(
-                    "--server-env {k}: only PARKMATE_* and MALLOC_* settings may be passed to the server"
+                    "--server-env {k}: only PARKMATE_*, MALLOC_* and MIMALLOC_* settings may be passed to the server"
                 );
             }
             cmd.env(k, v);
