@@ -399,12 +399,11 @@ impl Conn {
             let msg = tokio::select! {
                 biased;
                 _ = &mut killed => {
-                    // Abortive close (RST): a drop leaves no TIME_WAIT entry behind. With
-                    // 18k of them on 127.0.0.1, connect()'s search for a free source port
-                    // (`__inet_check_established`) took 38 % of all CPU in the reconnect
-                    // storm that follows, a generator cost that real clients on their own
-                    // machines never pay. The server sees a reset instead of a FIN: the same
-                    // dropped socket to it.
+                    // Abortive close (RST): a drop leaves no TIME_WAIT entry behind for the
+                    // reconnect storm's connect() calls to step over in their search for a
+                    // source port (BENCHMARKS.md, third round), a generator cost that real
+                    // clients on their own machines never pay. The server sees a reset
+                    // instead of a FIN: the same dropped socket to it.
                     let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
                     return;
                 }
