@@ -116,13 +116,29 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
     let mut peer = Peer::start(exe, target, spec)?;
     let mut sockets = Vec::with_capacity(spec.sockets);
     let connected = Instant::now();
+    // Non-blocking, so a peer that died or stalled ends the wait instead of hanging it.
+    listener.set_nonblocking(true)?;
     while sockets.len() < spec.sockets {
-        if connected.elapsed() > PEER_START_TIMEOUT {
-            bail!("floor: only {} sockets connected", sockets.len());
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                s.set_nodelay(true)?;
+                sockets.push(s);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if connected.elapsed() > PEER_START_TIMEOUT {
+                    bail!("floor: only {} sockets connected", sockets.len());
+                }
+                if let Some(status) = peer.child.try_wait()? {
+                    bail!(
+                        "floor: the peer exited ({status}) after {} sockets",
+                        sockets.len()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e).context("accepting floor sockets"),
         }
-        let (s, _) = listener.accept().context("accepting floor sockets")?;
-        s.set_nodelay(true)?;
-        sockets.push(s);
     }
     if peer.line()? != "ready" {
         bail!("floor peer did not say ready");
