@@ -98,6 +98,21 @@ impl SqliteStore {
     }
 }
 
+/// A replay page's statement with its four parameters bound: `$1` user id, `$2` role (as
+/// [`visible`] wants them), `$3` the id to start after, `$4` the page size (capped).
+fn page_query<'q>(
+    sql: &'q str,
+    viewer: Viewer,
+    after: i64,
+    limit: u32,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(sql)
+        .bind(viewer.user_id)
+        .bind(viewer.role.as_str())
+        .bind(after)
+        .bind(limit.min(MAX_PAGE))
+}
+
 fn row_to_notification(row: &SqliteRow) -> Result<StoredNotification, StoreError> {
     let kind: String = row.try_get("audience_kind")?;
     let user_id: Option<i64> = row.try_get("user_id")?;
@@ -230,11 +245,7 @@ impl NotificationStore for SqliteStore {
             "SELECT * FROM ({}) AS v ORDER BY id LIMIT $4",
             visible("AND id > $3")
         );
-        let rows = sqlx::query(&sql)
-            .bind(viewer.user_id)
-            .bind(viewer.role.as_str())
-            .bind(after)
-            .bind(limit.min(MAX_PAGE))
+        let rows = page_query(&sql, viewer, after, limit)
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(row_to_notification).collect()
@@ -255,11 +266,7 @@ impl NotificationStore for SqliteStore {
             unread_sql(),
             visible("AND id > $3")
         );
-        let rows = sqlx::query(&sql)
-            .bind(viewer.user_id)
-            .bind(viewer.role.as_str())
-            .bind(after)
-            .bind(limit.min(MAX_PAGE))
+        let rows = page_query(&sql, viewer, after, limit)
             .fetch_all(&self.read)
             .await?;
         let first = rows
