@@ -3,7 +3,7 @@
 //! (`String`, `i64`): the handlers parse them into domain values, answering 422 with a stable code.
 
 use parkmate_domain::{Booking, DemoAccount, Lot, User};
-use parkmate_store::rfc3339;
+use parkmate_protocol::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

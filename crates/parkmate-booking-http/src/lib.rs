@@ -143,11 +143,16 @@ fn api_error(e: DomainError) -> ApiError {
         | DomainError::NoCarWash => StatusCode::CONFLICT,
         DomainError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
         DomainError::PaymentUnavailable(_) => StatusCode::BAD_GATEWAY,
-        DomainError::Database(_)
-        | DomainError::Store(_)
-        | DomainError::Migrate(_)
-        | DomainError::Corrupt(_)
-        | DomainError::Hashing(_) => return ApiError::internal(&e),
+        DomainError::Unavailable(_) => {
+            tracing::warn!(error = ?e, "database unavailable");
+            return ApiError::unavailable(
+                "unavailable",
+                "the database is unavailable, retry later",
+            );
+        }
+        DomainError::Db(_) | DomainError::Corrupt(_) | DomainError::Hashing(_) => {
+            return ApiError::internal(&e);
+        }
     };
     // The reason alone for payments (the client shows it as is), the error text otherwise.
     let message = match &e {
@@ -574,7 +579,7 @@ async fn advance_clock(
         .await
         .map_err(api_error)?;
     Ok(Json(ClockResponse {
-        now: parkmate_store::rfc3339(now),
+        now: parkmate_protocol::rfc3339(now),
     }))
 }
 

@@ -28,10 +28,8 @@ struct App {
 async fn app_with(clock: Arc<dyn Clock>, demo: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("http.db").display());
-    let db = parkmate_store::open(&url).await.unwrap();
-    let domain = Domain::new(&db, clock, Arc::new(TestGateway::new()), Default::default())
-        .await
-        .unwrap();
+    let db = parkmate_db::Db::open(&url).await.unwrap();
+    let domain = Domain::new(db, clock, Arc::new(TestGateway::new()), Default::default());
     let accounts = domain.seed_demo().await.unwrap().unwrap();
     let keys = Arc::new(TokenKeys::new(b"0123456789abcdef0123456789abcdef"));
     let api = BookingApi {

@@ -6,8 +6,8 @@
 //! window, that window's end), so a retried action or a scheduler pass that repeats after a crash
 //! stores nothing new.
 
-use parkmate_protocol::{Audience, Level};
-use parkmate_store::{NewNotification, rfc3339};
+use parkmate_db::NewNotification;
+use parkmate_protocol::{Audience, Level, rfc3339};
 use serde_json::json;
 
 use crate::model::Booking;

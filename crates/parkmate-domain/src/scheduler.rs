@@ -14,10 +14,10 @@
 //! (a booking changed), a manual clock's tick, the loss of the lead and the shutdown token.
 //!
 //! **Once per cluster.** The task ticks only while this node holds the leader lease
-//! (`parkmate_store::Database::leadership`; on SQLite always): three nodes up, one scheduler. A
+//! (`parkmate_db::Db::leadership`; on SQLite always): three nodes up, one scheduler. A
 //! node that takes over starts with a pass, so deadlines that fell due while the lead moved fire
 //! then, once. Should two nodes briefly both believe they lead, their passes still fire each
-//! deadline once: the conditional updates lock and re-check their rows (see `postgres.rs`) and
+//! deadline once: the conditional updates lock and re-check their rows (see `parkmate_db::bookings`) and
 //! the dedupe keys refuse a second row.
 
 use std::time::Duration as StdDuration;
@@ -25,6 +25,8 @@ use std::time::Duration as StdDuration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use parkmate_db::bookings;
 
 use crate::{Domain, DomainError, events};
 
@@ -53,24 +55,21 @@ impl Domain {
         let mut fired = Fired::default();
         loop {
             let now = self.now();
-            let mut tx = self.pools().begin().await?;
-            let expired = tx.expire_due(now, BATCH).await?;
-            let warned = tx.warn_due(now, BATCH).await?;
-            let mut notes = Vec::with_capacity(expired.len() + warned.len());
-            for id in &expired {
-                let b = tx
-                    .booking(*id)
-                    .await?
-                    .ok_or_else(|| crate::corrupt("booking vanished"))?;
-                notes.push(events::expired(&b));
+            let mut tx = self.begin().await?;
+            let expired = bookings::expire_due(&mut tx, now, BATCH).await?;
+            let warned = bookings::warn_due(&mut tx, now, BATCH).await?;
+            // One read for every booking this pass changed, not one per booking.
+            let ids: Vec<i64> = expired.iter().chain(&warned).copied().collect();
+            let changed = bookings::bookings_by_ids(&mut tx, &ids).await?;
+            if changed.len() != ids.len() {
+                return Err(crate::corrupt("a booking the scheduler changed vanished"));
             }
-            for id in &warned {
-                let b = tx
-                    .booking(*id)
-                    .await?
-                    .ok_or_else(|| crate::corrupt("booking vanished"))?;
-                notes.push(events::expiring(&b));
-            }
+            let (gone, due) = changed.split_at(expired.len());
+            let notes: Vec<_> = gone
+                .iter()
+                .map(events::expired)
+                .chain(due.iter().map(events::expiring))
+                .collect();
             if notes.is_empty() {
                 tx.commit().await?;
                 return Ok(fired);
@@ -90,8 +89,7 @@ impl Domain {
     pub async fn next_deadline(
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, DomainError> {
-        let mut conn = self.pools().read().await?;
-        Ok(conn.next_deadline().await?)
+        Ok(bookings::next_deadline(&mut self.read().await?).await?)
     }
 
     /// Runs the scheduler until `shutdown` is cancelled, ticking only while `leader` says this
@@ -137,7 +135,7 @@ impl Domain {
             tokio::select! {
                 _ = shutdown.cancelled() => return true,
                 () = lost(leader) => return false,
-                _ = self.reschedule_signal().notified() => {}
+                _ = self.inner.reschedule.notified() => {}
                 _ = async { match manual { Some(m) => m.ticked().await, None => std::future::pending().await } } => {}
                 _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
             }

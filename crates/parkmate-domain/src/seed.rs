@@ -2,6 +2,7 @@
 //! with a lot each (some slots with car wash), two drivers and an employee. Development only; the
 //! server has a switch to turn it off.
 
+use parkmate_db::{accounts, lots};
 use parkmate_protocol::Role;
 
 use crate::{DemoAccount, Domain, DomainError, Email, Name, Password};
@@ -66,19 +67,19 @@ impl Domain {
     /// advisory lock, so nodes starting together on one empty database seed it once: the others
     /// wait, then find the users and answer the accounts.
     pub async fn seed_demo(&self) -> Result<Option<Vec<DemoAccount>>, DomainError> {
-        if self.pools().read().await?.count_users().await? > 0 {
+        if accounts::count_users(&mut self.read().await?).await? > 0 {
             return self.seeded_accounts().await;
         }
         // Hashing is tens of milliseconds of CPU each: before the transaction, not inside it.
         let mut hashed = Vec::with_capacity(ACCOUNTS.len());
         for (name, email, password, role) in ACCOUNTS {
-            let hash = crate::hash_password(Password::parse(password)?).await?;
+            let hash = crate::accounts::hash_password(Password::parse(password)?).await?;
             hashed.push((Name::parse(name)?, Email::parse(email)?, hash, role));
         }
         let now = self.now();
-        let mut tx = self.pools().begin().await?;
+        let mut tx = self.begin().await?;
         tx.lock_seeding().await?;
-        if tx.count_users().await? > 0 {
+        if accounts::count_users(&mut tx).await? > 0 {
             // Another node seeded (or someone registered) while we hashed.
             drop(tx);
             return self.seeded_accounts().await;
@@ -86,27 +87,28 @@ impl Domain {
         let mut ids = Vec::with_capacity(hashed.len());
         for (name, email, hash, role) in &hashed {
             ids.push(
-                tx.insert_user(name.as_str(), email.as_str(), hash, *role, now)
+                accounts::insert_user(&mut tx, name.as_str(), email.as_str(), hash, *role, now)
                     .await?,
             );
         }
         let (olga, otto, emil) = (ids[1], ids[2], ids[5]);
-        let central = tx
-            .insert_lot(
-                olga,
-                "Central Garage",
-                250,
-                &[
-                    (1, true),
-                    (2, true),
-                    (3, false),
-                    (4, false),
-                    (5, false),
-                    (6, false),
-                ],
-            )
-            .await?;
-        tx.insert_lot(
+        let central = lots::insert_lot(
+            &mut tx,
+            olga,
+            "Central Garage",
+            250,
+            &[
+                (1, true),
+                (2, true),
+                (3, false),
+                (4, false),
+                (5, false),
+                (6, false),
+            ],
+        )
+        .await?;
+        lots::insert_lot(
+            &mut tx,
             otto,
             "Harbour Park",
             180,
@@ -114,7 +116,7 @@ impl Domain {
         )
         .await?;
         // Seeded directly: event 10 is for assignments made by an admin, not for demo set-up.
-        tx.insert_lot_employee(central, emil, now).await?;
+        lots::insert_lot_employee(&mut tx, central, emil, now).await?;
         tx.commit().await?;
         tracing::info!("seeded demo data");
         Ok(Some(accounts()))
@@ -122,11 +124,7 @@ impl Domain {
 
     /// The demo accounts if the database holds them, `None` when it holds real users only.
     async fn seeded_accounts(&self) -> Result<Option<Vec<DemoAccount>>, DomainError> {
-        let seeded = self
-            .pools()
-            .read()
-            .await?
-            .user_by_email(ACCOUNTS[0].1)
+        let seeded = accounts::user_by_email(&mut self.read().await?, ACCOUNTS[0].1)
             .await?
             .is_some();
         Ok(seeded.then(accounts))

@@ -1,10 +1,14 @@
 //! Domain values, parsed once at the edge: a value of these types is valid by construction
 //! ("parse, don't validate"). Wire DTOs live in the HTTP crate; these never derive `Deserialize`.
+//! The stored enums and the booking window are `parkmate-db`'s records, re-exported here.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
+pub use parkmate_db::{
+    BookingStatus, BookingWindow, CarWashStatus, EmptyWindow, PaymentMethod, PaymentStatus,
+    UnknownValue,
+};
 
 /// Why an input was refused. Each variant has a stable `code()` the HTTP edge answers with (422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,141 +172,32 @@ impl fmt::Debug for CardNumber {
     }
 }
 
-/// A booking's time window `[start, end)`; `end` is strictly after `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BookingWindow {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
-impl BookingWindow {
-    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<BookingWindow, InvalidInput> {
-        if end > start {
-            Ok(BookingWindow { start, end })
-        } else {
-            Err(InvalidInput::Window)
-        }
-    }
-    pub fn starting(start: DateTime<Utc>, minutes: BookingMinutes) -> BookingWindow {
-        BookingWindow {
-            start,
-            end: start + minutes.duration(),
-        }
-    }
-    pub fn start(&self) -> DateTime<Utc> {
-        self.start
-    }
-    pub fn end(&self) -> DateTime<Utc> {
-        self.end
-    }
-    pub fn overlaps(&self, other: &BookingWindow) -> bool {
-        self.start < other.end && other.start < self.end
+impl BookingMinutes {
+    /// The window of this many minutes from `start`.
+    pub fn window_from(self, start: DateTime<Utc>) -> BookingWindow {
+        BookingWindow::new(start, start + self.duration())
+            .expect("a booking lasts at least one minute, so its window is never empty")
     }
 }
 
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vm])* $variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $s),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = InvalidInput;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($s => Ok($name::$variant),)+
-                    other => Err(InvalidInput::Enum { what: $what, value: other.to_owned() }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum!(
-    /// Where a booking is in its life; see `BookingStatus::holds_slot` and `docs/booking-api.md`.
-    BookingStatus, "status", {
-        /// Made by a driver, waiting for an admin (it already holds the slot).
-        Requested => "requested",
-        Confirmed => "confirmed",
-        /// Refused by an admin; releases the slot. Terminal.
-        Declined => "declined",
-        /// The window ran out; releases the slot. A paid renewal makes it `confirmed` again.
-        Expired => "expired",
-    }
-);
-
-impl BookingStatus {
-    /// Whether a booking in this state holds its slot (the database trigger uses the same set).
-    pub fn holds_slot(self) -> bool {
-        matches!(self, BookingStatus::Requested | BookingStatus::Confirmed)
-    }
-
-    /// The state machine of `docs/booking-api.md`: what `action` does to a booking in this state.
-    /// Repeating an action that already took effect is [`Step::Unchanged`] (answered, not
-    /// reported again), so retries are harmless.
-    pub fn step(self, action: BookingAction) -> Step {
-        use BookingAction as A;
-        use BookingStatus as S;
-        match (self, action) {
-            (S::Requested, A::Approve) => Step::To(S::Confirmed),
-            (S::Confirmed, A::Approve) => Step::Unchanged,
-            (S::Requested, A::Decline) => Step::To(S::Declined),
-            (S::Declined, A::Decline) => Step::Unchanged,
-            (S::Requested | S::Confirmed, A::Expire) => Step::To(S::Expired),
-            (S::Expired, A::Expire) => Step::Unchanged,
-            (S::Expired, A::Renew) => Step::To(S::Confirmed),
-            _ => Step::Refused,
+impl From<UnknownValue> for InvalidInput {
+    fn from(e: UnknownValue) -> Self {
+        InvalidInput::Enum {
+            what: e.what,
+            value: e.value,
         }
     }
 }
 
-/// Something that moves a booking between states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BookingAction {
-    /// An admin confirms a request.
-    Approve,
-    /// An admin refuses a request.
-    Decline,
-    /// The scheduler ends a booking whose window ran out.
-    Expire,
-    /// The driver pays for a new window.
-    Renew,
+impl From<EmptyWindow> for InvalidInput {
+    fn from(_: EmptyWindow) -> Self {
+        InvalidInput::Window
+    }
 }
-
-/// The outcome of [`BookingStatus::step`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    To(BookingStatus),
-    /// Already done: answer the booking as it is.
-    Unchanged,
-    /// Not allowed from this state.
-    Refused,
-}
-
-string_enum!(PaymentMethod, "payment_method", { Cash => "cash", Online => "online" });
-string_enum!(PaymentStatus, "payment_status", {
-    /// Cash not yet verified by the lot owner or an admin.
-    Pending => "pending",
-    Paid => "paid",
-});
-string_enum!(CarWashStatus, "car_wash_status", { Pending => "pending", Done => "done" });
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn names_emails_passwords() {
@@ -343,53 +238,5 @@ mod tests {
             CardNumber::parse("4242abcd42424242"),
             Err(InvalidInput::CardNumber)
         );
-    }
-
-    #[test]
-    fn windows_refuse_empty_and_detect_overlap() {
-        let t = |m: i64| Utc.timestamp_opt(m * 60, 0).unwrap();
-        assert_eq!(BookingWindow::new(t(5), t(5)), Err(InvalidInput::Window));
-        let a = BookingWindow::new(t(0), t(60)).unwrap();
-        assert!(a.overlaps(&BookingWindow::new(t(59), t(70)).unwrap()));
-        // Half-open: back to back is not an overlap.
-        assert!(!a.overlaps(&BookingWindow::new(t(60), t(70)).unwrap()));
-    }
-
-    #[test]
-    fn the_state_machine() {
-        use BookingAction::*;
-        use BookingStatus::*;
-        let table = [
-            (Requested, Approve, Step::To(Confirmed)),
-            (Confirmed, Approve, Step::Unchanged),
-            (Declined, Approve, Step::Refused),
-            (Expired, Approve, Step::Refused),
-            (Requested, Decline, Step::To(Declined)),
-            (Declined, Decline, Step::Unchanged),
-            (Confirmed, Decline, Step::Refused),
-            (Expired, Decline, Step::Refused),
-            (Requested, Expire, Step::To(Expired)),
-            (Confirmed, Expire, Step::To(Expired)),
-            (Expired, Expire, Step::Unchanged),
-            (Declined, Expire, Step::Refused),
-            (Expired, Renew, Step::To(Confirmed)),
-            (Requested, Renew, Step::Refused),
-            (Confirmed, Renew, Step::Refused),
-            (Declined, Renew, Step::Refused),
-        ];
-        for (from, action, step) in table {
-            assert_eq!(from.step(action), step, "{from} {action:?}");
-        }
-        // Whatever a step leads to, only requested/confirmed hold the slot.
-        assert!(Confirmed.holds_slot() && !Declined.holds_slot());
-    }
-
-    #[test]
-    fn enums_round_trip() {
-        for s in ["requested", "confirmed", "declined", "expired"] {
-            assert_eq!(s.parse::<BookingStatus>().unwrap().as_str(), s);
-        }
-        assert!("cheque".parse::<PaymentMethod>().is_err());
-        assert!(BookingStatus::Requested.holds_slot() && !BookingStatus::Expired.holds_slot());
     }
 }

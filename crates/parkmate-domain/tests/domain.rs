@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 
 use chrono::Duration;
 use common::*;
+use parkmate_db::{DbError, Exec, StoredNotification, exec::Stmt};
 use parkmate_domain::payment::{CARD_DECLINED, CARD_GATEWAY_ERROR, CARD_INSUFFICIENT_FUNDS};
 use parkmate_domain::{
     BookingMinutes, BookingStatus, CarWashStatus, DomainError, Fired, PaymentChoice, PaymentMethod,
     PaymentStatus, events,
 };
+use parkmate_protocol::rfc3339;
 use parkmate_protocol::{Audience, Level};
-use parkmate_store::{Database, StoredNotification, rfc3339};
 use serde_json::json;
 
 fn minutes(m: i64) -> BookingMinutes {
@@ -106,19 +107,11 @@ async fn the_database_refuses_overlaps_whatever_the_writer(w: World) {
         b.window.start().timestamp_millis() + 60_000,
         b.window.end().timestamp_millis() + 60_000,
     );
-    let err = match &w.db {
-        Database::Sqlite(store) => sqlx::raw_sql(&insert)
-            .execute(store.writer())
-            .await
-            .map(|_| ()),
-        Database::Postgres(store) => sqlx::raw_sql(&insert)
-            .execute(store.pool())
-            .await
-            .map(|_| ()),
-    }
-    .unwrap_err();
-    // The trigger's message on SQLite, the exclusion constraint's name on PostgreSQL.
-    assert!(err.to_string().contains("slot_taken"), "{err}");
+    let mut tx = w.db.begin().await.unwrap();
+    let err = tx.execute(Stmt::new(insert)).await.unwrap_err();
+    // The trigger on SQLite, the exclusion constraint on PostgreSQL: both are `SlotTaken`.
+    assert!(matches!(err, DbError::SlotTaken), "{err:?}");
+    drop(tx);
     // Back to back is fine.
     let next = w
         .domain
@@ -440,11 +433,13 @@ async fn the_scheduler_task_wakes_on_the_manual_clock_and_stops_on_shutdown(w: W
     let sink = Arc::new(Recorder::default());
     let broker = Arc::new(parkmate_broker::MemoryBroker::new(sink.clone()));
     let notifier =
-        parkmate_notifier::Notifier::start(w.store(), broker, &tracker, shutdown.clone());
-    let domain =
-        parkmate_domain::Domain::new(&w.db, w.clock.clone(), w.gateway.clone(), notifier.outbox())
-            .await
-            .unwrap();
+        parkmate_notifier::Notifier::start(w.store().clone(), broker, &tracker, shutdown.clone());
+    let domain = parkmate_domain::Domain::new(
+        w.db.clone(),
+        w.clock.clone(),
+        w.gateway.clone(),
+        notifier.outbox(),
+    );
     // This node does not lead yet: the scheduler waits for the lead.
     let (lead, leader) = tokio::sync::watch::channel(false);
     domain.spawn_scheduler(&tracker, shutdown.clone(), leader);
@@ -528,20 +523,16 @@ async fn rows_committed_before_a_crash_are_published_at_start(w: World) {
     let broker = Arc::new(parkmate_broker::MemoryBroker::new(sink.clone()));
     let tracker = tokio_util::task::TaskTracker::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let restarted = parkmate_store::open(&w.url).await.unwrap();
-    let _notifier = parkmate_notifier::Notifier::start(
-        restarted.notifications(),
-        broker,
-        &tracker,
-        shutdown.clone(),
-    );
+    let restarted = parkmate_db::Db::open(&w.url).await.unwrap();
+    let _notifier =
+        parkmate_notifier::Notifier::start(restarted.clone(), broker, &tracker, shutdown.clone());
     let frame = sink.wait_for("booking_created").await;
     assert_eq!(frame["id"], json!(stored[0].id));
     assert_eq!(frame["data"]["booking_id"], json!(b.id));
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-    assert!(restarted.notifications().published_through().await.unwrap() >= stored[0].id);
+    assert!(restarted.published_through().await.unwrap() >= stored[0].id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -869,16 +860,14 @@ async fn login_register_and_seed(w: World) {
     let Some(fresh) = FreshDb::new(w.engine).await else {
         return;
     };
-    let db = parkmate_store::open(fresh.url()).await.unwrap();
+    let db = parkmate_db::Db::open(fresh.url()).await.unwrap();
     let clock = Arc::new(parkmate_domain::ManualClock::starting_at(common::t0()));
     let domain = parkmate_domain::Domain::new(
-        &db,
+        db,
         clock,
         Arc::new(parkmate_domain::TestGateway::new()),
         Default::default(),
-    )
-    .await
-    .unwrap();
+    );
     let accounts = domain.seed_demo().await.unwrap().unwrap();
     assert_eq!(accounts.len(), 6);
     assert_eq!(domain.seed_demo().await.unwrap().unwrap(), accounts);

@@ -18,11 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parkmate_broker::{Broker, BusEvent, Published};
+use parkmate_db::{Db, DbError, NewNotification, OutboxSignal, StoredNotification, UnreadState};
 use parkmate_protocol::{Audience, Level, ServerFrame};
-use parkmate_store::{
-    NewNotification, NotificationStore, StoreError, StoredNotification, UnreadState,
-};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,19 +48,14 @@ const HANDOFF_QUEUE: usize = 64;
 pub enum NotifyError {
     #[error("the notifier is shutting down")]
     ShuttingDown,
+    /// The database cannot be reached right now; nothing was stored.
+    #[error("the store is unavailable")]
+    StoreUnavailable,
+    /// The group this request was committed with failed; nothing of it was stored.
+    #[error("the notification could not be stored: {0}")]
+    CommitFailed(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Wakes the dispatcher after a commit. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct OutboxSignal(Arc<Notify>);
-
-impl OutboxSignal {
-    pub fn wake(&self) {
-        // notify_one keeps a permit when nobody waits, so a wake-up is never lost.
-        self.0.notify_one();
-    }
+    Store(#[from] DbError),
 }
 
 struct Request {
@@ -82,7 +75,7 @@ impl Notifier {
     /// Starts the writer and the dispatcher on `tracker`; both stop when `shutdown` is cancelled,
     /// after storing what was already queued and publishing what was stored.
     pub fn start(
-        store: Arc<dyn NotificationStore>,
+        store: Db,
         broker: Arc<dyn Broker>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
@@ -93,7 +86,7 @@ impl Notifier {
     /// Like [`Notifier::start`], but the dispatcher publishes only while `leader` is true (this node
     /// holds the cluster's leader lease); the writer always runs.
     pub fn start_led(
-        store: Arc<dyn NotificationStore>,
+        store: Db,
         broker: Arc<dyn Broker>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
@@ -192,7 +185,7 @@ struct Handoff {
 }
 
 async fn writer(
-    store: Arc<dyn NotificationStore>,
+    store: Db,
     mut rx: mpsc::Receiver<Request>,
     outbox: OutboxSignal,
     handoff: Handoff,
@@ -215,17 +208,17 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        commit_group(&*store, requests, &outbox, &handoff).await;
+        commit_group(&store, requests, &outbox, &handoff).await;
     }
     // Store what was accepted before shutdown; new senders now fail fast.
     rx.close();
     while let Some(r) = rx.recv().await {
-        commit_group(&*store, vec![r], &outbox, &handoff).await;
+        commit_group(&store, vec![r], &outbox, &handoff).await;
     }
 }
 
 async fn commit_group(
-    store: &dyn NotificationStore,
+    store: &Db,
     requests: Vec<Request>,
     outbox: &OutboxSignal,
     handoff: &Handoff,
@@ -252,13 +245,16 @@ async fn commit_group(
         }
         Err(e) => {
             tracing::error!(error = ?e, rows = all.len(), "group commit failed");
+            // Every request of the group gets the outcome; an outage is told apart from a bug
+            // so the API can answer 503 (retry later) rather than 500.
+            let unavailable = matches!(e, DbError::Unavailable(_));
             let msg = e.to_string();
             for r in requests {
-                let _ = r
-                    .reply
-                    .send(Err(NotifyError::Store(StoreError::Corrupt(format!(
-                        "commit failed: {msg}"
-                    )))));
+                let _ = r.reply.send(Err(if unavailable {
+                    NotifyError::StoreUnavailable
+                } else {
+                    NotifyError::CommitFailed(msg.clone())
+                }));
             }
         }
     }
@@ -290,7 +286,7 @@ async fn until_leader(leader: &mut watch::Receiver<bool>, shutdown: &Cancellatio
     true
 }
 
-async fn read_cursor(store: &dyn NotificationStore, shutdown: &CancellationToken) -> Option<i64> {
+async fn read_cursor(store: &Db, shutdown: &CancellationToken) -> Option<i64> {
     loop {
         match store.published_through().await {
             Ok(c) => return Some(c),
@@ -306,7 +302,7 @@ async fn read_cursor(store: &dyn NotificationStore, shutdown: &CancellationToken
 }
 
 async fn dispatcher(
-    store: Arc<dyn NotificationStore>,
+    store: Db,
     broker: Arc<dyn Broker>,
     outbox: OutboxSignal,
     mut handoff: mpsc::Receiver<Group>,
@@ -318,10 +314,10 @@ async fn dispatcher(
             return;
         }
         // The previous leader may have moved the cursor: start from the persisted one.
-        let Some(cursor) = read_cursor(&*store, &shutdown).await else {
+        let Some(cursor) = read_cursor(&store, &shutdown).await else {
             return;
         };
-        let mut out = Outbox::new(&*store, &*broker, cursor);
+        let mut out = Outbox::new(&store, &*broker, cursor);
         loop {
             if !*leader.borrow() {
                 tracing::info!(
@@ -349,7 +345,7 @@ async fn dispatcher(
             }
             tokio::select! {
                 biased;
-                _ = outbox.0.notified() => {}
+                _ = outbox.woken() => {}
                 // A dropped sender (a lease that ended) disables this branch; it never spins.
                 Ok(()) = leader.changed() => {}
                 _ = tokio::time::sleep(DISPATCH_POLL) => {}
@@ -374,7 +370,7 @@ type DispatchError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The leader's publishing state: what it has published (`cursor`) and what it has saved.
 struct Outbox<'a> {
-    store: &'a dyn NotificationStore,
+    store: &'a Db,
     broker: &'a dyn Broker,
     cursor: i64,
     saved: i64,
@@ -382,7 +378,7 @@ struct Outbox<'a> {
 }
 
 impl<'a> Outbox<'a> {
-    fn new(store: &'a dyn NotificationStore, broker: &'a dyn Broker, cursor: i64) -> Self {
+    fn new(store: &'a Db, broker: &'a dyn Broker, cursor: i64) -> Self {
         Outbox {
             store,
             broker,
@@ -452,6 +448,7 @@ mod tests {
     use super::*;
     use parkmate_broker::{BusSink, MemoryBroker};
     use std::sync::Mutex;
+    use tokio::sync::Notify;
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<i64>>, Notify);
@@ -469,7 +466,7 @@ mod tests {
     async fn stores_then_publishes_in_id_order_including_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("n.db").display());
-        let store = parkmate_store::open(&url).await.unwrap().notifications();
+        let store = Db::open(&url).await.unwrap();
         // A row committed before start but never published (a crash between commit and publish).
         let left = store
             .insert_batch(&[NewNotification::new(

@@ -10,9 +10,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parkmate_auth::{ApiError, ApiJson, AuthUser};
+use parkmate_db::{DbError as StoreError, NewNotification, UnreadState};
 use parkmate_notifier::NotifyError;
 use parkmate_protocol::{Audience, Level, NotificationFrame, Role};
-use parkmate_store::{NewNotification, StoreError, UnreadState};
 use serde::{Deserialize, Serialize};
 
 use crate::state::AppState;
@@ -210,6 +210,10 @@ pub(crate) fn notify_error(e: NotifyError) -> ApiError {
             ApiError::unavailable("shutting_down", "the server is shutting down, retry")
         }
         NotifyError::Store(e) => ApiError::internal(&e),
+        NotifyError::StoreUnavailable => {
+            ApiError::unavailable("unavailable", "the store is unavailable, retry later")
+        }
+        NotifyError::CommitFailed(_) => ApiError::internal(&e),
     }
 }
 

@@ -108,17 +108,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let db = parkmate_store::open(&settings.database_url)
+            let url = parkmate_db::redact_url(&settings.database_url);
+            let db = parkmate_db::Db::open(&settings.database_url)
                 .await
-                .context("migration failed")?;
-            // The booking tables too, unless this node runs without the booking API.
-            if settings.booking_api {
-                parkmate_domain::migrate(&db)
-                    .await
-                    .context("booking migrations failed")?;
-            }
+                .with_context(|| format!("migrating the database at {url} failed"))?;
             db.close().await;
-            println!("database at {} is up to date", settings.database_url);
+            println!("database at {url} is up to date");
             Ok(())
         }
         Command::Token(args) => {

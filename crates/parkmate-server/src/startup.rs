@@ -62,7 +62,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
-    database: parkmate_store::Database,
+    database: parkmate_db::Db,
     /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
     lease: tokio_util::sync::DropGuard,
     /// Native TLS, loaded before anything else starts; `None` serves plain HTTP.
@@ -99,10 +99,17 @@ impl Application {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose()?;
-        let database = parkmate_store::open(&settings.database_url)
+        // Opening migrates every table (the store's and the booking domain's), so nodes can
+        // start in any order on an empty database.
+        let database = parkmate_db::Db::open(&settings.database_url)
             .await
-            .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
-        let store = database.notifications();
+            .with_context(|| {
+                format!(
+                    "cannot open the database at {}",
+                    parkmate_db::redact_url(&settings.database_url)
+                )
+            })?;
+        let store = database.clone();
         let hub = Hub::new(settings.queue_capacity);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -149,16 +156,12 @@ impl Application {
         // `booking_api = false` runs the notification core alone. On PostgreSQL every node of a
         // cluster serves the booking API on the one shared database.
         let domain = if settings.booking_api {
-            Some(
-                Domain::new(
-                    &database,
-                    clock.clone(),
-                    Arc::new(TestGateway::new()),
-                    notifier.outbox(),
-                )
-                .await
-                .context("cannot start the booking domain")?,
-            )
+            Some(Domain::new(
+                database.clone(),
+                clock.clone(),
+                Arc::new(TestGateway::new()),
+                notifier.outbox(),
+            ))
         } else {
             None
         };

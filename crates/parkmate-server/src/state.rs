@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use parkmate_auth::TokenKeys;
+use parkmate_db::Db;
 use parkmate_hub::Hub;
 use parkmate_notifier::Notifier;
-use parkmate_store::NotificationStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,7 +34,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub settings: Arc<Settings>,
     pub keys: Arc<TokenKeys>,
-    pub store: Arc<dyn NotificationStore>,
+    pub store: Db,
     pub notifier: Notifier,
     pub hub: Hub,
     /// One permit per open socket, `max_connections` in all: a handshake that finds none gets 503.

@@ -22,11 +22,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use parkmate_auth::{ApiError, Identity, now_secs};
+use parkmate_db::{DbError as StoreError, StoredNotification};
 use parkmate_hub::{Delivery, Subscription};
 use parkmate_protocol::{
     BEARER_PROTOCOL_PREFIX, ClientFrame, CloseCode, FrameError, SUBPROTOCOL, ServerFrame, Viewer,
+    rfc3339,
 };
-use parkmate_store::{StoreError, StoredNotification, rfc3339};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
 

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use parkmate_db::NewNotification;
 use parkmate_protocol::{Audience, Level, Role, ServerFrame};
-use parkmate_store::NewNotification;
 use serde_json::json;
 
 #[tokio::test]
@@ -221,14 +221,13 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
     }
 
     // Published while the node was down (straight into the store, as another node would).
-    let store = parkmate_store::open(&format!(
+    let store = parkmate_db::Db::open(&format!(
         "sqlite://{}",
         dir.path().join("parkmate.db").display()
     ))
     .await
     .unwrap();
     let missed = store
-        .notifications()
         .insert_batch(&[NewNotification::new(
             Audience::User(7),
             Level::Warning,

@@ -1,5 +1,5 @@
 //! A fresh domain on a real database of either engine (a temp-file SQLite database, or a fresh
-//! PostgreSQL database per test from `parkmate_store::test_support`), with a manual clock and a
+//! PostgreSQL database per test from `parkmate_db::test_support`), with a manual clock and a
 //! gateway that counts what it was asked to do. `on_both_engines!` stamps each test per engine.
 
 #![allow(dead_code)]
@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use parkmate_db::{Db, OutboxSignal, StoredNotification};
 use parkmate_domain::payment::CARD_APPROVED;
 use parkmate_domain::{
     Actor, BookingMinutes, Charge, Domain, Email, Lot, ManualClock, Name, NewBooking, Password,
     PaymentChoice, PaymentError, PaymentGateway, Receipt, TestGateway, User,
 };
-use parkmate_notifier::OutboxSignal;
 use parkmate_protocol::Role;
-use parkmate_store::{Database, NotificationStore, StoredNotification};
 
 /// The test gateway, counting charges and refunds.
 #[derive(Default)]
@@ -55,7 +54,7 @@ pub enum Engine {
 /// An empty database of its own, removed when dropped.
 pub enum FreshDb {
     Sqlite(tempfile::TempDir, String),
-    Postgres(parkmate_store::test_support::TestPostgres),
+    Postgres(parkmate_db::test_support::TestPostgres),
 }
 
 impl FreshDb {
@@ -67,7 +66,7 @@ impl FreshDb {
                 let url = format!("sqlite://{}", dir.path().join("domain.db").display());
                 Some(FreshDb::Sqlite(dir, url))
             }
-            Engine::Postgres => parkmate_store::test_support::fresh_postgres()
+            Engine::Postgres => parkmate_db::test_support::fresh_postgres()
                 .await
                 .map(FreshDb::Postgres),
         }
@@ -85,7 +84,7 @@ pub struct World {
     pub engine: Engine,
     pub fresh: FreshDb,
     pub url: String,
-    pub db: Database,
+    pub db: Db,
     pub domain: Domain,
     pub clock: Arc<ManualClock>,
     pub gateway: Arc<CountingGateway>,
@@ -113,12 +112,15 @@ impl World {
     pub async fn new(engine: Engine) -> Option<World> {
         let fresh = FreshDb::new(engine).await?;
         let url = fresh.url().to_owned();
-        let db = parkmate_store::open(&url).await.unwrap();
+        let db = Db::open(&url).await.unwrap();
         let clock = Arc::new(ManualClock::starting_at(t0()));
         let gateway = Arc::new(CountingGateway::default());
-        let domain = Domain::new(&db, clock.clone(), gateway.clone(), OutboxSignal::default())
-            .await
-            .unwrap();
+        let domain = Domain::new(
+            db.clone(),
+            clock.clone(),
+            gateway.clone(),
+            OutboxSignal::default(),
+        );
         let mk = |name: &'static str, role: Role| {
             let domain = domain.clone();
             async move {
@@ -190,20 +192,18 @@ impl World {
     /// A second domain on the same database file, as after a restart, with its clock at `now`.
     pub async fn restart(&self, now: DateTime<Utc>) -> (Domain, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::starting_at(now));
-        let db = parkmate_store::open(&self.url).await.unwrap();
+        let db = Db::open(&self.url).await.unwrap();
         let domain = Domain::new(
-            &db,
+            db,
             clock.clone(),
             self.gateway.clone(),
             OutboxSignal::default(),
-        )
-        .await
-        .unwrap();
+        );
         (domain, clock)
     }
 
-    pub fn store(&self) -> Arc<dyn NotificationStore> {
-        self.db.notifications()
+    pub fn store(&self) -> &Db {
+        &self.db
     }
 
     /// Every notification stored so far, oldest first.

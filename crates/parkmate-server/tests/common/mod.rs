@@ -308,11 +308,11 @@ pub async fn redis_or_skip() -> Option<String> {
     match tokio::time::timeout(Duration::from_secs(3), ping).await {
         Ok(Ok(())) => Some(url),
         Ok(Err(e)) => {
-            parkmate_store::test_support::service_missing("Redis", &url, &e);
+            parkmate_db::test_support::service_missing("Redis", &url, &e);
             None
         }
         Err(_) => {
-            parkmate_store::test_support::service_missing("Redis", &url, &"PING timed out");
+            parkmate_db::test_support::service_missing("Redis", &url, &"PING timed out");
             None
         }
     }
@@ -321,7 +321,7 @@ pub async fn redis_or_skip() -> Option<String> {
 /// What the nodes of one test cluster share: a fresh PostgreSQL database and a Redis channel
 /// prefix of their own, so parallel tests never hear each other.
 pub struct Cluster {
-    pub pg: parkmate_store::test_support::TestPostgres,
+    pub pg: parkmate_db::test_support::TestPostgres,
     pub redis_url: String,
     pub prefix: String,
 }
@@ -330,7 +330,7 @@ impl Cluster {
     /// `None` (after a loud skip, or a failure under `CI=true`) when PostgreSQL or Redis is missing.
     pub async fn new() -> Option<Cluster> {
         let redis_url = redis_or_skip().await?;
-        let pg = parkmate_store::test_support::fresh_postgres().await?;
+        let pg = parkmate_db::test_support::fresh_postgres().await?;
         let prefix = format!("parkmate-test-{:016x}", rand::random::<u64>());
         Some(Cluster {
             pg,

@@ -23,7 +23,7 @@ pub fn nginx_or_skip() -> Option<PathBuf> {
             return Some(candidate.into());
         }
     }
-    parkmate_store::test_support::service_missing(
+    parkmate_db::test_support::service_missing(
         "nginx",
         "PATH or /usr/sbin/nginx",
         &"not installed (apt-get install nginx-light)",

@@ -1,4 +1,4 @@
-//! Test helpers (feature `test-support`), shared by this crate's tests and the server's.
+//! Test helpers (feature `test-support`), shared by the tests of every crate that needs a database.
 //!
 //! - [`service_missing`]: the one rule for a service a test needs but cannot reach. Under `CI=true`
 //!   the test fails (a missing service must never turn a run green); elsewhere it prints a loud

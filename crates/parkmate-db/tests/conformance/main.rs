@@ -1,21 +1,28 @@
-//! The store conformance story: what every engine must do. Every case is an engine-generic
-//! function run on SQLite (a temporary file) and on PostgreSQL (a fresh database per case, see
-//! `parkmate_store::test_support`) by the `conformance!` macro at the bottom.
+//! The conformance story: what every engine must do, for every query of the crate. Every case is
+//! a function of a [`Db`] run on SQLite (a temporary file) and on PostgreSQL (a fresh database per
+//! case, see `parkmate_db::test_support`) by the `conformance!` macro at the bottom. The
+//! notification store's cases are in this file, the booking domain's queries in `domain.rs`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use parkmate_db::test_support::fresh_postgres;
+use parkmate_db::{Db, DbError, NewNotification};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
-use parkmate_store::test_support::fresh_postgres;
-use parkmate_store::{NewNotification, NotificationStore, StoreError, open};
 
-type Store = Arc<dyn NotificationStore>;
+mod domain;
+use domain::*;
 
-async fn sqlite() -> (tempfile::TempDir, Store) {
+type Store = Db;
+
+async fn open(url: &str) -> Result<Db, DbError> {
+    Db::open(url).await
+}
+
+async fn sqlite() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let db = open(&url).await.unwrap();
-    (dir, db.notifications())
+    (dir, Db::open(&url).await.unwrap())
 }
 
 const ALICE: Viewer = Viewer {
@@ -98,11 +105,11 @@ async fn read_state_is_per_user_also_for_group_notifications(store: Store) {
     // Bob's own notification is not Alice's to read.
     assert!(matches!(
         store.mark_read(ALICE, stored[2].id).await,
-        Err(StoreError::NotFound)
+        Err(DbError::NotFound)
     ));
     assert!(matches!(
         store.mark_read(ALICE, 999).await,
-        Err(StoreError::NotFound)
+        Err(DbError::NotFound)
     ));
 
     let page = store.inbox(ALICE, None, 10).await.unwrap();
@@ -288,7 +295,7 @@ async fn outbox_cursor_only_moves_forward(store: Store) {
 async fn unknown_url_scheme_is_an_error() {
     assert!(matches!(
         open("mysql://x").await,
-        Err(StoreError::UnsupportedUrl(_))
+        Err(DbError::UnsupportedUrl(_))
     ));
 }
 
@@ -297,7 +304,7 @@ async fn unreachable_postgres_is_an_error_not_a_fallback() {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     assert!(matches!(
         open("postgres://postgres@127.0.0.1:1/nowhere").await,
-        Err(StoreError::Database(_))
+        Err(DbError::Unavailable(_))
     ));
 }
 
@@ -369,7 +376,7 @@ async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
 /// `resume` answers exactly what `unread` and then `replay` answer, for every kind of `after`.
 async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
     let ids =
-        |page: &[parkmate_store::StoredNotification]| page.iter().map(|n| n.id).collect::<Vec<_>>();
+        |page: &[parkmate_db::StoredNotification]| page.iter().map(|n| n.id).collect::<Vec<_>>();
     let (unread, page) = store.resume(ALICE, 0, 10).await.unwrap();
     assert_eq!((unread.count, unread.as_of), (0, 0));
     assert!(page.is_empty());
@@ -416,15 +423,11 @@ async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
 /// publishes rows committed on followers at once, not at its next poll).
 #[tokio::test]
 async fn postgres_commit_wakes_listeners_on_other_nodes() {
-    use parkmate_store::Database;
     let Some(pg) = fresh_postgres().await else {
         return;
     };
     let listening = open(&pg.url).await.unwrap();
     let writing = open(&pg.url).await.unwrap();
-    let (Database::Postgres(_), Database::Postgres(w)) = (&listening, &writing) else {
-        panic!("postgres URLs open PostgreSQL stores");
-    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = tokio_util::sync::CancellationToken::new();
     listening.on_foreign_commits(
@@ -436,8 +439,8 @@ async fn postgres_commit_wakes_listeners_on_other_nodes() {
     // The listener wakes once when it starts listening: from then on no commit is missed.
     rx.recv().await.expect("a wake-up when listening starts");
 
-    let mut txn = w.pool().begin().await.unwrap();
-    parkmate_store::postgres::insert_notifications(&mut txn, &[note(Audience::All, "committed")])
+    let mut txn = writing.begin().await.unwrap();
+    txn.insert_notifications(&[note(Audience::All, "committed")])
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -468,7 +471,7 @@ macro_rules! conformance {
                 async fn $case() {
                     let Some(pg) = super::fresh_postgres().await else { return };
                     let db = super::open(&pg.url).await.unwrap();
-                    super::$case(db.notifications()).await;
+                    super::$case(db.clone()).await;
                     db.close().await;
                 }
             )*
@@ -487,4 +490,9 @@ conformance!(
     big_batch_keeps_batch_order_in_ids,
     batch_mixing_new_and_stored_keys_answers_originals_in_place,
     duplicate_key_inside_one_batch_answers_the_first_row,
+    accounts_lots_and_employees,
+    overlapping_active_bookings_are_refused_by_the_database,
+    transitions_are_conditional_and_listings_scoped,
+    the_scheduler_fires_each_deadline_once,
+    a_failed_transaction_leaves_nothing_behind,
 );

@@ -1,0 +1,347 @@
+//! The notification store: the source of truth for every notification and its read state.
+//!
+//! Pub/sub is at-most-once; this is what makes delivery lossless: every notification is
+//! committed here before it is published, and a reconnecting client is replayed from here. Id
+//! order is commit order on both engines (a reader that has seen id N has seen every committed id
+//! below N; see `Tx::insert_notifications`).
+//!
+//! Group notifications (a role, everyone) are one row each; read state is per user: a watermark
+//! (`read_watermarks`: everything up to it is read) plus single reads above it.
+
+use chrono::{DateTime, TimeZone, Utc};
+use parkmate_protocol::{Audience, Level, Role, Viewer};
+
+use crate::exec::{Exec, Row, Stmt};
+use crate::{Db, DbError, InboxItem, InboxPage, NewNotification, StoredNotification, UnreadState};
+
+/// The largest page any listing returns, whatever the caller asks for.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A notification's columns. `data` is JSONB on PostgreSQL and TEXT on SQLite: read as text.
+pub(crate) const COLUMNS: &str = "id, audience_kind, user_id, role, level, event, message, CAST(data AS TEXT) AS data, created_at_ms";
+
+/// The rows a viewer can see: its own, its role's and everyone's. Three index-backed branches
+/// rather than one `OR`, so each uses its partial index. `$1` user id, `$2` role.
+fn visible(extra: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'user' AND user_id = $1 {extra} \
+         UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'role' AND role = $2 {extra} \
+         UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'all' {extra}"
+    )
+}
+
+/// The viewer's read watermark (0 when it never marked all read). `$1` user id.
+const WATERMARK: &str =
+    "COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0)";
+
+/// One row: `as_of` (the highest stored id) and the viewer's `unread` count, from one snapshot.
+/// `$1` user, `$2` role.
+fn unread_sql() -> String {
+    format!(
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM notifications) AS as_of, \
+                (SELECT COUNT(*) FROM ({}) AS v \
+                  WHERE NOT EXISTS (SELECT 1 FROM notification_reads r \
+                                     WHERE r.user_id = $1 AND r.notification_id = v.id)) AS unread",
+        visible(&format!("AND id > {WATERMARK}"))
+    )
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub(crate) fn audience_columns(a: Audience) -> (&'static str, Option<i64>, Option<&'static str>) {
+    match a {
+        Audience::User(id) => ("user", Some(id), None),
+        Audience::Role(r) => ("role", None, Some(r.as_str())),
+        Audience::All => ("all", None, None),
+    }
+}
+
+fn audience_from_columns(
+    kind: &str,
+    user_id: Option<i64>,
+    role: Option<&str>,
+) -> Result<Audience, DbError> {
+    match (kind, user_id, role) {
+        ("user", Some(id), _) => Ok(Audience::User(id)),
+        ("role", _, Some(r)) => r
+            .parse::<Role>()
+            .map(Audience::Role)
+            .map_err(|e| DbError::corrupt(e.to_string())),
+        ("all", _, _) => Ok(Audience::All),
+        _ => Err(DbError::corrupt(format!("audience {kind}"))),
+    }
+}
+
+fn audience_of(row: &Row) -> Result<Audience, DbError> {
+    let kind: String = row.get("audience_kind")?;
+    let role: Option<String> = row.get("role")?;
+    audience_from_columns(&kind, row.get("user_id")?, role.as_deref())
+}
+
+pub(crate) fn row_to_notification(row: &Row) -> Result<StoredNotification, DbError> {
+    let level: String = row.get("level")?;
+    let data: String = row.get("data")?;
+    Ok(StoredNotification {
+        id: row.get("id")?,
+        audience: audience_of(row)?,
+        level: level
+            .parse::<Level>()
+            .map_err(|e| DbError::corrupt(e.to_string()))?,
+        event: row.get("event")?,
+        message: row.get("message")?,
+        data: serde_json::from_str(&data).map_err(|e| DbError::corrupt(e.to_string()))?,
+        created_at: from_millis(row.get("created_at_ms")?),
+    })
+}
+
+/// A replay page: `$1` user id, `$2` role (as [`visible`] wants them), `$3` the id to start
+/// after, `$4` the page size (capped).
+fn page(sql: &str, viewer: Viewer, after: i64, limit: u32) -> Stmt<'_> {
+    Stmt::new(sql)
+        .bind(viewer.user_id)
+        .bind(viewer.role.as_str())
+        .bind(after)
+        .bind(limit.min(MAX_PAGE))
+}
+
+async fn unread_on(c: &mut impl Exec, viewer: Viewer) -> Result<UnreadState, DbError> {
+    let sql = unread_sql();
+    let row = c
+        .fetch_one(
+            Stmt::new(&sql)
+                .bind(viewer.user_id)
+                .bind(viewer.role.as_str()),
+        )
+        .await?;
+    Ok(UnreadState {
+        count: row.get("unread")?,
+        as_of: row.get("as_of")?,
+    })
+}
+
+async fn max_id_on(c: &mut impl Exec) -> Result<i64, DbError> {
+    c.scalar(Stmt::new(
+        "SELECT COALESCE(MAX(id), 0) AS v FROM notifications",
+    ))
+    .await
+}
+
+/// The store's operations, each one query or one short transaction.
+impl Db {
+    /// Stores a batch in one transaction (group commit); returns the rows in input order.
+    pub async fn insert_batch(
+        &self,
+        batch: &[NewNotification],
+    ) -> Result<Vec<StoredNotification>, DbError> {
+        let mut tx = self.begin().await?;
+        let stored = tx.insert_notifications(batch).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Every notification with an id above `after`, oldest first, whatever its audience (the
+    /// outbox dispatcher's view).
+    pub async fn after(&self, after: i64, limit: u32) -> Result<Vec<StoredNotification>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 ORDER BY id LIMIT $2");
+        let rows = self
+            .read()
+            .await?
+            .fetch_all(Stmt::new(&sql).bind(after).bind(limit.min(MAX_PAGE)))
+            .await?;
+        rows.iter().map(row_to_notification).collect()
+    }
+
+    /// What `viewer` can see with an id above `after`, oldest first (replay on reconnect).
+    pub async fn replay(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredNotification>, DbError> {
+        let sql = format!(
+            "SELECT * FROM ({}) AS v ORDER BY id LIMIT $4",
+            visible("AND id > $3")
+        );
+        let rows = self
+            .read()
+            .await?
+            .fetch_all(page(&sql, viewer, after, limit))
+            .await?;
+        rows.iter().map(row_to_notification).collect()
+    }
+
+    /// What a socket resuming after `after` needs first: the viewer's unread state and the first
+    /// replay page, both from one statement (one snapshot, one round trip: a reconnect storm pays
+    /// per round trip), so the page holds no id above `as_of`.
+    pub async fn resume(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        limit: u32,
+    ) -> Result<(UnreadState, Vec<StoredNotification>), DbError> {
+        // The unread row, joined with the replay page; without a page the page's columns are NULL.
+        let sql = format!(
+            "SELECT u.as_of, u.unread, page.* FROM ({}) AS u \
+             LEFT JOIN (SELECT * FROM ({}) AS v ORDER BY id LIMIT $4) AS page ON 1 = 1 \
+             ORDER BY page.id",
+            unread_sql(),
+            visible("AND id > $3")
+        );
+        let rows = self
+            .read()
+            .await?
+            .fetch_all(page(&sql, viewer, after, limit))
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| DbError::corrupt("the unread row is missing"))?;
+        let unread = UnreadState {
+            count: first.get("unread")?,
+            as_of: first.get("as_of")?,
+        };
+        let mut notifications = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.get::<Option<i64>>("id")?.is_some() {
+                notifications.push(row_to_notification(row)?);
+            }
+        }
+        Ok((unread, notifications))
+    }
+
+    /// The viewer's inbox, newest first, optionally only ids below `before`.
+    pub async fn inbox(
+        &self,
+        viewer: Viewer,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<InboxPage, DbError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let sql = format!(
+            "SELECT v.*, (v.id <= {WATERMARK} \
+                     OR EXISTS (SELECT 1 FROM notification_reads r WHERE r.user_id = $1 AND r.notification_id = v.id)) \
+                     AS is_read \
+             FROM ({}) AS v ORDER BY v.id DESC LIMIT $4",
+            visible("AND id < $3")
+        );
+        // One more than asked tells whether an older page exists.
+        let rows = self
+            .read()
+            .await?
+            .fetch_all(
+                Stmt::new(&sql)
+                    .bind(viewer.user_id)
+                    .bind(viewer.role.as_str())
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(limit + 1),
+            )
+            .await?;
+        let more = rows.len() > limit as usize;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(|row| {
+                Ok(InboxItem {
+                    notification: row_to_notification(row)?,
+                    read: row.get::<bool>("is_read")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let next_before = if more {
+            items.last().map(|i| i.notification.id)
+        } else {
+            None
+        };
+        Ok(InboxPage { items, next_before })
+    }
+
+    pub async fn unread(&self, viewer: Viewer) -> Result<UnreadState, DbError> {
+        unread_on(&mut self.read().await?, viewer).await
+    }
+
+    /// Marks one notification read; `NotFound` when the viewer cannot see it.
+    pub async fn mark_read(&self, viewer: Viewer, id: i64) -> Result<UnreadState, DbError> {
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_optional(
+                Stmt::new("SELECT audience_kind, user_id, role FROM notifications WHERE id = $1")
+                    .bind(id),
+            )
+            .await?
+            .ok_or(DbError::NotFound)?;
+        if !viewer.sees(audience_of(&row)?) {
+            // Someone else's notification is indistinguishable from a missing one.
+            return Err(DbError::NotFound);
+        }
+        tx.execute(
+            Stmt::new(format!(
+                "INSERT INTO notification_reads (user_id, notification_id) \
+                 SELECT $1, $2 WHERE $2 > {WATERMARK} ON CONFLICT DO NOTHING"
+            ))
+            .bind(viewer.user_id)
+            .bind(id),
+        )
+        .await?;
+        let state = unread_on(&mut tx, viewer).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    pub async fn mark_all_read(&self, viewer: Viewer) -> Result<UnreadState, DbError> {
+        let mut tx = self.begin().await?;
+        let as_of = max_id_on(&mut tx).await?;
+        // The watermark only moves up (a late request must not unread what a newer one read).
+        tx.execute(
+            Stmt::new(
+                "INSERT INTO read_watermarks (user_id, read_through) VALUES ($1, $2) \
+                 ON CONFLICT (user_id) DO UPDATE SET read_through = \
+                   CASE WHEN excluded.read_through > read_watermarks.read_through \
+                        THEN excluded.read_through ELSE read_watermarks.read_through END",
+            )
+            .bind(viewer.user_id)
+            .bind(as_of),
+        )
+        .await?;
+        // Single reads below the watermark say nothing more; drop them to keep the table small.
+        tx.execute(
+            Stmt::new(
+                "DELETE FROM notification_reads WHERE user_id = $1 AND notification_id <= $2",
+            )
+            .bind(viewer.user_id)
+            .bind(as_of),
+        )
+        .await?;
+        let state = unread_on(&mut tx, viewer).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    /// How far the outbox has been published.
+    pub async fn published_through(&self) -> Result<i64, DbError> {
+        self.read()
+            .await?
+            .scalar(Stmt::new(
+                "SELECT published_through AS v FROM outbox_cursor WHERE id = 1",
+            ))
+            .await
+    }
+
+    /// Moves the outbox cursor forward (never back: a stale leader's late save is harmless).
+    pub async fn set_published_through(&self, id: i64) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        tx.execute(
+            Stmt::new(
+                "UPDATE outbox_cursor SET published_through = $1 WHERE id = 1 AND published_through < $1",
+            )
+            .bind(id),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// The highest id stored so far (0 when empty).
+    pub async fn max_id(&self) -> Result<i64, DbError> {
+        max_id_on(&mut self.read().await?).await
+    }
+}
