@@ -4,13 +4,8 @@
 //! with new inline callbacks never reconnects; only a different user, token or `enabled` does.
 
 import { useCallback, useEffect, useRef, useState } from 'react';
-import {
-  INITIAL_STATE,
-  NotificationClient,
-  type ConnectionStatus,
-  type NotificationClientOptions,
-  type NotificationState,
-} from './client';
+import { INITIAL_STATE, NotificationClient } from './client';
+import type { ConnectionStatus, NotificationClientOptions, NotificationState } from './types';
 import { apiBaseUrl, wsBaseUrl } from './config';
 import type { Notification } from './protocol';
 
