@@ -462,7 +462,7 @@ describe('one socket at a time', () => {
 
 describe('read state', () => {
   it('marks read over HTTP with the bearer token and takes the new count', async () => {
-    const fetchImpl = vi.fn(async () => new Response(JSON.stringify({ unread_count: 1 }), { status: 200 }));
+    const fetchImpl = vi.fn(() => Promise.resolve(new Response(JSON.stringify({ unread_count: 1 }), { status: 200 })));
     const { client, state } = setup({ fetchImpl: fetchImpl as unknown as typeof fetch });
     client.start();
     FakeWebSocket.last.open();

@@ -202,7 +202,7 @@ export class Connection {
     }
     const o = this.opts();
     const since = this.host.since();
-    const Ctor = o.WebSocketImpl ?? (globalThis.WebSocket as unknown as WebSocketCtor);
+    const Ctor: WebSocketCtor = o.WebSocketImpl ?? globalThis.WebSocket;
     let ws: WebSocketLike;
     try {
       ws = new Ctor(notificationSocketUrl(o.wsBase, this.userId, since), socketProtocols(o.token));

@@ -71,7 +71,11 @@ export function parseServerFrame(text: unknown): ServerFrame | null {
     case 'pong':
       return { type: 'pong' };
     case 'error':
-      return { type: 'error', code: String(v.code ?? ''), message: String(v.message ?? '') };
+      return {
+        type: 'error',
+        code: typeof v.code === 'string' ? v.code : '',
+        message: typeof v.message === 'string' ? v.message : '',
+      };
     default:
       return null;
   }
