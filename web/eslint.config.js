@@ -1,8 +1,10 @@
 // ESLint flat config: typescript-eslint with type information (so promise and `any` mistakes are
 // caught, not only syntax), React's hooks rules (including the compiler-backed ones: refs, purity,
-// state in effects), and plain Node globals for the e2e suite and build scripts.
+// state in effects), TSDoc syntax for doc comments, and plain Node globals for the e2e suite and
+// build scripts.
 import js from '@eslint/js';
 import reactHooks from 'eslint-plugin-react-hooks';
+import tsdoc from 'eslint-plugin-tsdoc';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
@@ -26,7 +28,10 @@ export default tseslint.config(
         tsconfigRootDir: import.meta.dirname,
       },
     },
+    plugins: { tsdoc },
     rules: {
+      // Doc comments are TSDoc (`/** */`, `@packageDocumentation` for a module's header).
+      'tsdoc/syntax': 'error',
       // `const { type: _type, ...rest } = frame` drops a field on purpose.
       '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_' }],
     },

@@ -1,6 +1,10 @@
-//! The booking REST API (docs/booking-api.md) and the inbox API (docs/protocol.md), typed.
-//! Every error becomes an ApiError with the server's stable `code`; a 401 on an authenticated call
-//! signs the user out (see auth.tsx).
+/**
+ * The booking REST API (docs/booking-api.md) and the inbox API (docs/protocol.md), typed.
+ * Every error becomes an ApiError with the server's stable `code`; a 401 on an authenticated call
+ * signs the user out (see auth.tsx).
+ *
+ * @packageDocumentation
+ */
 
 import { apiBaseUrl } from '../notifications';
 import type { Notification } from '../notifications';

@@ -1,5 +1,9 @@
-//! Who is signed in. The token and the user are kept in localStorage (as the original did), so a
-//! reload keeps the session; any 401 from the API signs out and sends the user to /login.
+/**
+ * Who is signed in. The token and the user are kept in localStorage (as the original did), so a
+ * reload keeps the session; any 401 from the API signs out and sends the user to /login.
+ *
+ * @packageDocumentation
+ */
 
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, configureApi, type User } from './api';

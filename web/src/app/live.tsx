@@ -1,5 +1,9 @@
-//! The app's one notification socket, shared through context: the header reads the badge and the
-//! connection state; pages refetch when a notification arrives (`useLiveVersion`).
+/**
+ * The app's one notification socket, shared through context: the header reads the badge and the
+ * connection state; pages refetch when a notification arrives (`useLiveVersion`).
+ *
+ * @packageDocumentation
+ */
 
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
 import { apiBaseUrl, useWebSocketNotifications, type Notification, type UseWebSocketNotificationsResult } from '../notifications';

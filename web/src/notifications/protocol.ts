@@ -1,4 +1,8 @@
-//! The frames of docs/protocol.md (v1) as TypeScript types, and a parser that never throws.
+/**
+ * The frames of docs/protocol.md (v1) as TypeScript types, and a parser that never throws.
+ *
+ * @packageDocumentation
+ */
 
 export type Level = 'success' | 'error' | 'warning' | 'info' | 'confirm';
 export const LEVELS: readonly Level[] = ['success', 'error', 'warning', 'info', 'confirm'];
