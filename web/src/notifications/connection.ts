@@ -5,9 +5,12 @@
  * idle ─start→ socket ─close→ (decide by close code, reconnect.ts)
  *                 ↑             ├─ retry ─────────────→ waiting ─timer→ socket
  *                 │             ├─ never opened ──────→ checking-auth ─valid/unknown→ waiting
- *                 │             │                                      └─refused→ terminal
+ *                 │             │                          │          (socket at once if a signal
+ *                 │             │                          │           came during the check)
+ *                 │             │                          └─refused→ terminal
  *                 │             └─ 4001 / 4009 ───────→ terminal
  *                 └── `online` / tab visible: waiting or offline → socket at once
+ * (browser offline: waiting → offline; a connect while offline → offline; stop() → stopped from anywhere)
  * ```
  *
  * Only the `socket` phase holds a socket, and leaving it always detaches and closes that socket, so
