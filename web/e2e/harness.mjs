@@ -235,7 +235,7 @@ export class Server {
       signal: AbortSignal.timeout(WAIT_MS),
     });
     const text = await res.text();
-    let json = null;
+    let json;
     try {
       json = text ? JSON.parse(text) : null;
     } catch {

@@ -19,8 +19,8 @@ const lot = {
   ],
 };
 
-function json(body: unknown, status = 200) {
-  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
+function json(body: unknown, status = 200): Promise<Response> {
+  return Promise.resolve(new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } }));
 }
 
 let calls: Array<{ method: string; url: string; body?: unknown; auth?: string | null }>;
@@ -33,10 +33,10 @@ beforeEach(() => {
   calls = [];
   vi.stubGlobal(
     'fetch',
-    vi.fn(async (url: string, init: RequestInit = {}) => {
+    vi.fn((url: string, init: RequestInit = {}) => {
       const method = init.method ?? 'GET';
       const headers = (init.headers ?? {}) as Record<string, string>;
-      calls.push({ method, url, body: init.body ? JSON.parse(String(init.body)) : undefined, auth: headers.Authorization ?? null });
+      calls.push({ method, url, body: typeof init.body === 'string' ? JSON.parse(init.body) : undefined, auth: headers.Authorization ?? null });
       if (url === '/api/auth/demo-accounts') return json({ accounts: [{ ...driver, password: 'pw' }] });
       if (url === '/api/auth/login') return json({ token: 'jwt.for.dana', user: driver });
       if (url === '/api/me') return json(driver);
@@ -119,8 +119,8 @@ describe('app smoke', () => {
     expect(screen.getByTestId('booking-car-wash')).toBeTruthy();
     fireEvent.click(screen.getByTestId('booking-payment-card'));
     fireEvent.click(screen.getByTestId('booking-test-card-4242424242424242'));
-    expect((screen.getByTestId('booking-card-number') as HTMLInputElement).value).toBe('4242424242424242');
-    expect((screen.getByTestId('slot-12') as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getByTestId<HTMLInputElement>('booking-card-number').value).toBe('4242424242424242');
+    expect(screen.getByTestId<HTMLButtonElement>('slot-12').disabled).toBe(true);
 
     // Server restart: the indicator shows the countdown.
     act(() => ws.serverClose(1012));
@@ -128,7 +128,7 @@ describe('app smoke', () => {
   });
 
   it('hides the demo list on 404 and redirects to /login when signed out', async () => {
-    vi.mocked(fetch).mockImplementation(async () => json({ code: 'not_found', message: 'x' }, 404));
+    vi.mocked(fetch).mockImplementation(() => json({ code: 'not_found', message: 'x' }, 404));
     window.history.replaceState(null, '', '/owner');
     render(<App />);
     await screen.findByTestId('login-email');

@@ -1,10 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NotificationClient, type NotificationClientOptions, type NotificationState } from '../src/notifications/client';
+import { NotificationClient } from '../src/notifications/client';
+import type { NotificationClientOptions, NotificationState } from '../src/notifications/types';
 import type { Notification } from '../src/notifications/protocol';
 import { lastSeenKey, loadLastSeen, SeenIds } from '../src/notifications/resume';
 import { FakeWebSocket, MemoryStore } from './fakeWebSocket';
 
 const TOKEN = 'aaa.bbb.ccc';
+/** Every client a test made, stopped after it even when an assertion failed half-way, so a
+ *  leftover client's window listeners never reconnect during a later test. */
+const clients: NotificationClient[] = [];
 
 function setup(extra: Partial<NotificationClientOptions> = {}, store = new MemoryStore()) {
   const toasts: Array<{ n: Notification; replayed: boolean }> = [];
@@ -20,6 +24,7 @@ function setup(extra: Partial<NotificationClientOptions> = {}, store = new Memor
     ...extra,
   };
   const client = new NotificationClient(42, () => opts, (s) => states.push(s));
+  clients.push(client);
   return { client, toasts, states, store, opts, state: () => client.snapshot };
 }
 
@@ -28,6 +33,7 @@ beforeEach(() => {
   vi.useFakeTimers();
 });
 afterEach(() => {
+  for (const c of clients.splice(0)) c.stop();
   vi.useRealTimers();
 });
 
@@ -296,9 +302,167 @@ describe('reconnect policy in action', () => {
   });
 });
 
+describe('one socket at a time', () => {
+  /** A `checkAuth` whose answer the test gives, to hold the check pending across browser events. */
+  function pendingCheck() {
+    const answers: Array<(ok: boolean) => void> = [];
+    const checkAuth = vi.fn(() => new Promise<boolean>((resolve) => answers.push(resolve)));
+    return { checkAuth, answer: (ok: boolean) => answers.shift()?.(ok) };
+  }
+
+  it('online and visibilitychange during a pending auth check open no socket; the answer opens one', async () => {
+    const { checkAuth, answer } = pendingCheck();
+    const { client, state } = setup({ checkAuth, random: () => 0.999 });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(checkAuth).toHaveBeenCalledTimes(1);
+
+    window.dispatchEvent(new Event('online'));
+    document.dispatchEvent(new Event('visibilitychange'));
+    window.dispatchEvent(new Event('online'));
+    expect(FakeWebSocket.instances).toHaveLength(1);
+
+    answer(true);
+    await vi.advanceTimersByTimeAsync(0);
+    // The network came back while the check ran: connect at once, without the backoff...
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    expect(state().status).toBe('reconnecting');
+    FakeWebSocket.last.open();
+    expect(state().status).toBe('open');
+    // ...and never a second socket behind the first one's back.
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    expect(FakeWebSocket.alive).toEqual([FakeWebSocket.last]);
+    expect(FakeWebSocket.maxAlive).toBe(1);
+    client.stop();
+  });
+
+  it('an online event during a pending auth check that refuses the token leaves no socket behind', async () => {
+    const { checkAuth, answer } = pendingCheck();
+    const onUnauthorized = vi.fn();
+    const { client, state } = setup({ checkAuth, onUnauthorized });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    window.dispatchEvent(new Event('online'));
+    answer(false);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(state().status).toBe('unauthorized');
+    expect(onUnauthorized).toHaveBeenCalledTimes(1);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    expect(FakeWebSocket.alive).toHaveLength(0);
+    client.stop();
+  });
+
+  it('a visibilitychange during a pending auth check waits for the answer, then connects once', async () => {
+    const { checkAuth, answer } = pendingCheck();
+    const { client } = setup({ checkAuth, random: () => 0.999 });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    document.dispatchEvent(new Event('visibilitychange'));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    answer(true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    expect(FakeWebSocket.maxAlive).toBe(1);
+    client.stop();
+  });
+
+  it('a check that never answers counts as "don\'t know" after 10 s and retries with backoff', async () => {
+    const checkAuth = vi.fn(() => new Promise<boolean>(() => {}));
+    const { client, state } = setup({ checkAuth, random: () => 0 });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    expect(state().status).toBe('reconnecting');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(state().retryInSeconds).toBe(1); // the floor of the jitter window (250 ms)
+    await vi.advanceTimersByTimeAsync(250);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.stop();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('stop() during a pending auth check ignores its answer', async () => {
+    const { checkAuth, answer } = pendingCheck();
+    const { client } = setup({ checkAuth });
+    client.start();
+    FakeWebSocket.last.refuse();
+    await vi.advanceTimersByTimeAsync(0);
+    client.stop();
+    expect(vi.getTimerCount()).toBe(0);
+    answer(true);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+  });
+
+  it('never has two sockets alive, whatever the order of events (seeded random walks)', async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      FakeWebSocket.reset();
+      let x = seed;
+      const rand = () => {
+        x = (x * 1103515245 + 12345) % 2147483648;
+        return x / 2147483648;
+      };
+      const { checkAuth, answer } = pendingCheck();
+      const onLine = vi.spyOn(navigator, 'onLine', 'get').mockReturnValue(true);
+      const { client } = setup({ checkAuth, random: rand });
+      client.start();
+      for (let step = 0; step < 150; step++) {
+        const ws = FakeWebSocket.instances[FakeWebSocket.instances.length - 1];
+        const alive = ws && ws.readyState !== FakeWebSocket.CLOSED;
+        const ev = Math.floor(rand() * 9);
+        switch (ev) {
+          case 0:
+            window.dispatchEvent(new Event('online'));
+            break;
+          case 1:
+            document.dispatchEvent(new Event('visibilitychange'));
+            break;
+          case 2:
+            if (alive && ws.readyState === FakeWebSocket.CONNECTING) ws.open();
+            break;
+          case 3:
+            if (alive && ws.readyState === FakeWebSocket.CONNECTING) ws.refuse();
+            break;
+          case 4:
+            if (alive && ws.readyState === FakeWebSocket.OPEN) ws.serverClose([1001, 1006, 1012, 4008][Math.floor(rand() * 4)]);
+            break;
+          case 5:
+            answer(rand() < 0.9);
+            break;
+          case 6:
+            client.reconnectNow(rand() < 0.5);
+            break;
+          case 7: {
+            const offline = rand() < 0.3;
+            onLine.mockReturnValue(!offline);
+            window.dispatchEvent(new Event(offline ? 'offline' : 'online'));
+            break;
+          }
+          default:
+            await vi.advanceTimersByTimeAsync(Math.floor(rand() * 6000));
+        }
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakeWebSocket.alive.length, `seed ${seed}, step ${step}`).toBeLessThanOrEqual(1);
+      }
+      expect(FakeWebSocket.maxAlive, `seed ${seed}`).toBe(1);
+      client.stop();
+      expect(FakeWebSocket.alive).toHaveLength(0);
+      onLine.mockRestore();
+    }
+  });
+});
+
 describe('read state', () => {
   it('marks read over HTTP with the bearer token and takes the new count', async () => {
-    const fetchImpl = vi.fn(async () => new Response(JSON.stringify({ unread_count: 1 }), { status: 200 }));
+    const fetchImpl = vi.fn(() => Promise.resolve(new Response(JSON.stringify({ unread_count: 1 }), { status: 200 })));
     const { client, state } = setup({ fetchImpl: fetchImpl as unknown as typeof fetch });
     client.start();
     FakeWebSocket.last.open();

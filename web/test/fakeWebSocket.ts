@@ -1,6 +1,10 @@
-// A small in-test stand-in for the browser WebSocket: records every instance, lets a test open it,
-// push server frames and close it with a code, exactly as a browser would report them.
-import type { WebSocketLike } from '../src/notifications/client';
+/**
+ * A small in-test stand-in for the browser WebSocket: records every instance, lets a test open it,
+ * push server frames and close it with a code, exactly as a browser would report them.
+ *
+ * @packageDocumentation
+ */
+import type { WebSocketLike } from '../src/notifications/types';
 
 export class FakeWebSocket implements WebSocketLike {
   static readonly CONNECTING = 0;
@@ -8,8 +12,15 @@ export class FakeWebSocket implements WebSocketLike {
   static readonly CLOSING = 2;
   static readonly CLOSED = 3;
   static instances: FakeWebSocket[] = [];
+  /** The most sockets ever alive (not CLOSED) at once since the last reset, counted at each creation. */
+  static maxAlive = 0;
   static reset(): void {
     FakeWebSocket.instances = [];
+    FakeWebSocket.maxAlive = 0;
+  }
+  /** Sockets neither closed by the client nor by the "server". */
+  static get alive(): FakeWebSocket[] {
+    return FakeWebSocket.instances.filter((ws) => ws.readyState !== FakeWebSocket.CLOSED);
   }
   static get last(): FakeWebSocket {
     const ws = FakeWebSocket.instances[FakeWebSocket.instances.length - 1];
@@ -32,6 +43,7 @@ export class FakeWebSocket implements WebSocketLike {
   ) {
     this.protocols = protocols == null ? [] : Array.isArray(protocols) ? protocols : [protocols];
     FakeWebSocket.instances.push(this);
+    FakeWebSocket.maxAlive = Math.max(FakeWebSocket.maxAlive, FakeWebSocket.alive.length);
   }
 
   send(data: string): void {

@@ -1,6 +1,6 @@
 import { act, renderHook } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { toastOptionsFor } from '../src/notifications/client';
+import { toastOptionsFor } from '../src/notifications/frames';
 import { useWebSocketNotifications, type UseWebSocketNotificationsOptions } from '../src/notifications/useWebSocketNotifications';
 import { FakeWebSocket, MemoryStore } from './fakeWebSocket';
 

@@ -83,7 +83,7 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
     <div className="inbox" data-testid="inbox" role="dialog" aria-label="Notifications">
       <div className="inbox__head">
         <strong>Notifications</strong>
-        <button type="button" className="link-btn" onClick={readAll} disabled={unreadCount === 0} data-testid="inbox-mark-all">
+        <button type="button" className="link-btn" onClick={() => void readAll()} disabled={unreadCount === 0} data-testid="inbox-mark-all">
           Mark all read
         </button>
       </div>
@@ -116,7 +116,7 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
                 <button
                   type="button"
                   className="link-btn inbox__read"
-                  onClick={() => readOne(n.id)}
+                  onClick={() => void readOne(n.id)}
                   data-testid={`inbox-mark-read-${n.id}`}
                   aria-label="Mark as read"
                 >
@@ -128,7 +128,7 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
         })}
       </ul>
       {nextBefore != null && (
-        <button type="button" className="btn btn--ghost btn--block" onClick={loadMore} data-testid="inbox-load-more">
+        <button type="button" className="btn btn--ghost btn--block" onClick={() => void loadMore()} data-testid="inbox-load-more">
           Load older
         </button>
       )}

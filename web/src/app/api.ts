@@ -1,63 +1,83 @@
-//! The booking REST API (docs/booking-api.md) and the inbox API (docs/protocol.md), typed.
-//! Every error becomes an ApiError with the server's stable `code`; a 401 on an authenticated call
-//! signs the user out (see auth.tsx).
+/**
+ * The booking REST API (docs/booking-api.md) and the inbox API (docs/protocol.md), typed.
+ * Every error becomes an ApiError with the server's stable `code`; a 401 on an authenticated call
+ * signs the user out (see auth.tsx).
+ *
+ * The booking API's types come from its OpenAPI document: `web/openapi.json` is a committed copy of
+ * the server's `GET /api/openapi.json` (a Rust test keeps it current) and `npm run api:types`
+ * generates `src/api/schema.d.ts` from it (`npm run typecheck` fails when that file is stale). Each
+ * call names its operation, so its request body and answer are checked against the document.
+ * What the document does not say yet is written by hand below, each marked so.
+ *
+ * @packageDocumentation
+ */
 
 import { apiBaseUrl } from '../notifications';
 import type { Notification } from '../notifications';
+import type { components, operations } from '../api/schema';
 
+type Schemas = components['schemas'];
+
+/**
+ * `Base` with some fields narrowed. Only fields `Base` has, each to a subtype of its type there,
+ * so a narrowing can never describe a shape the document does not.
+ */
+type Narrow<Base, Fields extends { [K in keyof Fields]: K extends keyof Base ? Base[K] : never }> = Omit<
+  Base,
+  keyof Fields
+> &
+  Fields;
+
+/** The JSON body of a 200 or 201 answer to an operation of the document. */
+type Answer<Op extends keyof operations> = JsonContent<
+  operations[Op]['responses'][Extract<keyof operations[Op]['responses'], 200 | 201>]
+>;
+/** The JSON request body of an operation of the document (`never` when it takes none). */
+type Body<Op extends keyof operations> = JsonContent<NonNullable<operations[Op]['requestBody']>>;
+type JsonContent<R> = R extends { content: { 'application/json': infer T } } ? T : never;
+
+/**
+ * Hand-written: the document types `role` as a string (`UserDto.role` is a `String` on the
+ * server); these are the four roles of docs/booking-api.md.
+ */
 export type Role = 'user' | 'owner' | 'admin' | 'employee';
-export interface User {
-  id: number;
-  name: string;
-  email: string;
-  role: Role;
-}
-export interface Slot {
-  id: number;
-  number: number;
-  car_wash: boolean;
-  occupied: boolean;
-}
-export interface Lot {
-  id: number;
-  owner_id: number;
-  owner_name: string;
-  name: string;
-  price_per_hour_cents: number;
-  employees: Array<{ id: number; name: string }>;
-  slots: Slot[];
-}
+/** Hand-written: `BookingDto.status` is a string in the document; the states of docs/booking-api.md. */
 export type BookingStatus = 'requested' | 'confirmed' | 'declined' | 'expired';
-export interface Booking {
-  id: number;
-  user_id: number;
-  user_name: string;
-  lot_id: number;
-  lot_name: string;
-  slot_id: number;
-  slot_number: number;
-  start_at: string;
-  end_at: string;
-  status: BookingStatus;
-  payment_method: 'cash' | 'online';
-  payment_status: 'pending' | 'paid';
-  amount_cents: number;
-  car_wash: boolean;
-  car_wash_status: 'pending' | 'done' | null;
-  decline_reason: string | null;
-}
-export interface DemoAccount {
-  name: string;
-  email: string;
-  password: string;
-  role: Role;
-}
+/** Hand-written: `payment_method` is a string in the document; `cash` or `online`. */
+export type PaymentMethod = 'cash' | 'online';
+
+export type User = Narrow<Schemas['UserDto'], { role: Role }>;
+export type Slot = Schemas['SlotDto'];
+export type Lot = Schemas['LotDto'];
+export type DemoAccount = Narrow<Schemas['DemoAccountDto'], { role: Role }>;
+/**
+ * A booking. The string enums are narrowed by hand (see {@link BookingStatus}); the nullable fields
+ * are always sent (as `null`), which the document marks only as optional.
+ */
+export type Booking = Narrow<
+  Schemas['BookingDto'],
+  {
+    status: BookingStatus;
+    payment_method: PaymentMethod;
+    payment_status: 'pending' | 'paid';
+    car_wash_status: 'pending' | 'done' | null;
+    decline_reason: string | null;
+  }
+>;
+
+/**
+ * Hand-written: the inbox API (`GET /api/inbox`, docs/protocol.md) is served by the notifier, not
+ * by the booking router, so the OpenAPI document does not cover it yet.
+ */
 export interface InboxPage {
   items: Notification[];
   next_before: number | null;
   unread_count: number;
 }
-export type PaymentMethod = 'cash' | 'online';
+/** Hand-written, like {@link InboxPage}: the answer of `POST /api/inbox/{id}/read` and `/read-all`. */
+export interface UnreadCount {
+  unread_count: number;
+}
 
 export class ApiError extends Error {
   constructor(
@@ -112,40 +132,48 @@ export async function request<T>(method: string, path: string, body?: unknown, o
   return json as T;
 }
 
-const get = <T,>(p: string) => request<T>('GET', p);
-const post = <T,>(p: string, body?: unknown) => request<T>('POST', p, body ?? {});
+/**
+ * One operation of the document: `Op` (its operationId) types the body, and the answer is the
+ * document's unless `T` narrows it.
+ */
+function call<Op extends keyof operations, T extends Answer<Op> = Answer<Op>>(
+  method: 'GET' | 'POST',
+  path: string,
+  body?: Body<Op>,
+  opts?: { auth?: boolean },
+): Promise<T> {
+  // Every POST sends a JSON object, `{}` when the operation takes no body.
+  return request<T>(method, path, method === 'POST' ? (body ?? {}) : body, opts);
+}
 
 export const api = {
   login: (email: string, password: string) =>
-    request<{ token: string; user: User }>('POST', '/auth/login', { email, password }, { auth: false }),
-  demoAccounts: () => request<{ accounts: DemoAccount[] }>('GET', '/auth/demo-accounts', undefined, { auth: false }),
-  me: () => get<User>('/me'),
-  users: (role: Role) => get<{ items: User[] }>(`/users?role=${encodeURIComponent(role)}`),
+    call<'login', { token: string; user: User }>('POST', '/auth/login', { email, password }, { auth: false }),
+  demoAccounts: () => call<'demo_accounts', { accounts: DemoAccount[] }>('GET', '/auth/demo-accounts', undefined, { auth: false }),
+  me: () => call<'me', User>('GET', '/me'),
+  users: (role: Role) => call<'users', { items: User[] }>('GET', `/users?role=${encodeURIComponent(role)}`),
 
-  lots: (mine = false) => get<{ items: Lot[] }>(mine ? '/lots?mine=true' : '/lots'),
-  lot: (id: number) => get<Lot>(`/lots/${id}`),
-  assignEmployee: (lotId: number, employeeId: number) => post<Lot>(`/lots/${lotId}/employees`, { employee_id: employeeId }),
+  lots: (mine = false) => call<'lots'>('GET', mine ? '/lots?mine=true' : '/lots'),
+  lot: (id: number) => call<'lot'>('GET', `/lots/${id}`),
+  assignEmployee: (lotId: number, employeeId: number) =>
+    call<'assign_employee'>('POST', `/lots/${lotId}/employees`, { employee_id: employeeId }),
 
-  bookings: () => get<{ items: Booking[] }>('/bookings'),
-  booking: (id: number) => get<Booking>(`/bookings/${id}`),
-  createBooking: (b: {
-    slot_id: number;
-    duration_minutes: number;
-    car_wash: boolean;
-    payment_method: PaymentMethod;
-    card_number?: string;
-  }) => post<Booking>('/bookings', b),
-  approve: (id: number) => post<Booking>(`/bookings/${id}/approve`),
-  decline: (id: number, reason?: string) => post<Booking>(`/bookings/${id}/decline`, reason ? { reason } : {}),
-  verifyCash: (id: number) => post<Booking>(`/bookings/${id}/verify-cash`),
-  carWashDone: (id: number) => post<Booking>(`/bookings/${id}/car-wash-done`),
-  renew: (id: number, r: { duration_minutes: number; payment_method: PaymentMethod; card_number?: string }) =>
-    post<Booking>(`/bookings/${id}/renew`, r),
+  bookings: () => call<'bookings', { items: Booking[] }>('GET', '/bookings'),
+  booking: (id: number) => call<'booking', Booking>('GET', `/bookings/${id}`),
+  createBooking: (b: Narrow<Body<'create_booking'>, { payment_method: PaymentMethod }>) =>
+    call<'create_booking', Booking>('POST', '/bookings', b),
+  approve: (id: number) => call<'approve', Booking>('POST', `/bookings/${id}/approve`),
+  decline: (id: number, reason?: string) => call<'decline', Booking>('POST', `/bookings/${id}/decline`, reason ? { reason } : {}),
+  verifyCash: (id: number) => call<'verify_cash', Booking>('POST', `/bookings/${id}/verify-cash`),
+  carWashDone: (id: number) => call<'car_wash_done', Booking>('POST', `/bookings/${id}/car-wash-done`),
+  renew: (id: number, r: Narrow<Body<'renew'>, { payment_method: PaymentMethod }>) =>
+    call<'renew', Booking>('POST', `/bookings/${id}/renew`, r),
 
+  // Not in the OpenAPI document yet: typed by hand (InboxPage, UnreadCount).
   inbox: (before?: number | null, limit = 20) =>
-    get<InboxPage>(`/inbox?limit=${limit}${before != null ? `&before=${before}` : ''}`),
-  markRead: (id: number) => post<{ unread_count: number }>(`/inbox/${id}/read`),
-  markAllRead: () => post<{ unread_count: number }>('/inbox/read-all'),
+    request<InboxPage>('GET', `/inbox?limit=${limit}${before != null ? `&before=${before}` : ''}`),
+  markRead: (id: number) => request<UnreadCount>('POST', `/inbox/${id}/read`, {}),
+  markAllRead: () => request<UnreadCount>('POST', '/inbox/read-all', {}),
 };
 
 /** The built-in test payment gateway's cards (docs/booking-api.md), shown as hints. */

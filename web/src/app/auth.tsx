@@ -1,7 +1,11 @@
-//! Who is signed in. The token and the user are kept in localStorage (as the original did), so a
-//! reload keeps the session; any 401 from the API signs out and sends the user to /login.
+/**
+ * Who is signed in. The token and the user are kept in localStorage (as the original did), so a
+ * reload keeps the session; any 401 from the API signs out and sends the user to /login.
+ *
+ * @packageDocumentation
+ */
 
-import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, configureApi, type User } from './api';
 import { navigate } from './router';
 import { notify } from '../notifications';
@@ -34,8 +38,8 @@ function load(): AuthState {
 
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<AuthState>(load);
+  /** The token as the API module reads it; changed only by login and logout, with the state. */
   const tokenRef = useRef(state.token);
-  tokenRef.current = state.token;
 
   const logout = useCallback((reason?: string) => {
     localStorage.removeItem(TOKEN_KEY);
@@ -55,15 +59,18 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     return user;
   }, []);
 
-  // Wired during render, not in an effect: React runs the children's effects before this provider's,
-  // so after a reload the pages' first requests would otherwise go out without the token, get 401 and
-  // sign the user out. Idempotent (tokenRef and logout are stable).
-  configureApi(
-    () => tokenRef.current,
-    () => {
-      if (tokenRef.current) logout('Your session has expired. Please sign in again.');
-    },
-  );
+  // A layout effect, not a passive one: React runs the children's effects before this provider's,
+  // but every layout effect of a commit before any passive effect, so the pages' first requests
+  // (fired from their effects) already carry the token after a reload instead of getting 401 and
+  // signing the user out.
+  useLayoutEffect(() => {
+    configureApi(
+      () => tokenRef.current,
+      () => {
+        if (tokenRef.current) logout('Your session has expired. Please sign in again.');
+      },
+    );
+  }, [logout]);
 
   // Refresh the stored user (name or role may have changed); a 401 here signs out via configureApi.
   useEffect(() => {

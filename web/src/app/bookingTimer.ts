@@ -1,10 +1,14 @@
-//! The booking countdown's two local events (the original front end's events 1 and 2), as a pure
-//! function of "time left" so it is testable and behaves the same after a reload.
-//!
-//! - Event 1 (warning) when 0 < left ≤ 5:00, once per booking window (booking id + end_at). The server
-//!   sends the same event as `booking_expiring`; both use expiringToastId(), so only one toast shows.
-//! - Event 2 (info) when left ≤ 0, once per window, but only within EXPIRED_GRACE_MS of the end, so
-//!   opening an old booking does not announce an expiry that happened long ago.
+/**
+ * The booking countdown's two local events (the original front end's events 1 and 2), as a pure
+ * function of "time left" so it is testable and behaves the same after a reload.
+ *
+ * - Event 1 (warning) when `0 < left ≤ 5:00`, once per booking window (booking id + end_at). The server
+ *   sends the same event as `booking_expiring`; both use expiringToastId(), so only one toast shows.
+ * - Event 2 (info) when left ≤ 0, once per window, but only within EXPIRED_GRACE_MS of the end, so
+ *   opening an old booking does not announce an expiry that happened long ago.
+ *
+ * @packageDocumentation
+ */
 
 import { expiredToastId, expiringToastId, notify } from '../notifications';
 import type { BookingStatus } from './api';

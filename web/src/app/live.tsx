@@ -1,7 +1,11 @@
-//! The app's one notification socket, shared through context: the header reads the badge and the
-//! connection state; pages refetch when a notification arrives (`useLiveVersion`).
+/**
+ * The app's one notification socket, shared through context: the header reads the badge and the
+ * connection state; pages refetch when a notification arrives (`useLiveVersion`).
+ *
+ * @packageDocumentation
+ */
 
-import { createContext, useCallback, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
 import { apiBaseUrl, useWebSocketNotifications, type Notification, type UseWebSocketNotificationsResult } from '../notifications';
 import { useAuth } from './auth';
 
@@ -38,8 +42,11 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     },
   });
 
+  // A stable serverNow (countdown effects depend on it) that still reads the latest offset.
   const offsetRef = useRef(live.serverOffsetMs);
-  offsetRef.current = live.serverOffsetMs;
+  useLayoutEffect(() => {
+    offsetRef.current = live.serverOffsetMs;
+  }, [live.serverOffsetMs]);
   const serverNow = useCallback(() => Date.now() + offsetRef.current, []);
 
   return (
@@ -63,12 +70,23 @@ export function useLiveData<T>(load: () => Promise<T>, deps: unknown[] = []) {
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [nonce, setNonce] = useState(0);
+  // The latest `load` without making it a dependency: callers pass a new arrow on every render.
   const loadRef = useRef(load);
-  loadRef.current = load;
+  useLayoutEffect(() => {
+    loadRef.current = load;
+  });
+
+  // Loading again whenever what triggers a load changes, set while rendering (React's pattern for
+  // state that follows props) rather than in the effect, which would cost a second render.
+  const trigger = [version, nonce, ...deps];
+  const [lastTrigger, setLastTrigger] = useState(trigger);
+  if (!sameValues(trigger, lastTrigger)) {
+    setLastTrigger(trigger);
+    setLoading(true);
+  }
 
   useEffect(() => {
     let cancelled = false;
-    setLoading(true);
     loadRef
       .current()
       .then((d) => {
@@ -91,4 +109,8 @@ export function useLiveData<T>(load: () => Promise<T>, deps: unknown[] = []) {
 
   const reload = useCallback(() => setNonce((n) => n + 1), []);
   return { data, error, loading, reload, setData };
+}
+
+function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 }

@@ -1,5 +1,9 @@
-//! A tiny history-API router: enough for a handful of pages, no dependency. The Rust server answers
-//! unknown paths with index.html, so deep links and reloads work.
+/**
+ * A tiny history-API router: enough for a handful of pages, no dependency. The Rust server answers
+ * unknown paths with index.html, so deep links and reloads work.
+ *
+ * @packageDocumentation
+ */
 
 import { createContext, useContext, useEffect, useState, type MouseEvent, type ReactNode } from 'react';
 

@@ -1,6 +1,10 @@
-//! Where the API and the notification socket live. Same names as the original front end
-//! (`VITE_API_BASE_URL`, `VITE_WS_URL`); both default to the origin that serves the page, which is
-//! how the Rust server (and the Vite dev proxy) serve the app.
+/**
+ * Where the API and the notification socket live. Same names as the original front end
+ * (`VITE_API_BASE_URL`, `VITE_WS_URL`); both default to the origin that serves the page, which is
+ * how the Rust server (and the Vite dev proxy) serve the app.
+ *
+ * @packageDocumentation
+ */
 
 interface LocationLike {
   protocol: string;

@@ -1,10 +1,15 @@
-//! Parkmate notifications for React: a lossless WebSocket hook and the original's toasts.
-//! Mount <NotificationToaster/> once, call useWebSocketNotifications(userId, { token, ... }) once
-//! (e.g. in the app shell), and use `notify.*` anywhere.
+/**
+ * Parkmate notifications for React: a lossless WebSocket hook and the original's toasts.
+ * Mount `<NotificationToaster/>` once, call `useWebSocketNotifications(userId, { token, ... })` once
+ * (e.g. in the app shell), and use `notify.*` anywhere.
+ *
+ * @packageDocumentation
+ */
 
 export { useWebSocketNotifications } from './useWebSocketNotifications';
 export type { UseWebSocketNotificationsOptions, UseWebSocketNotificationsResult } from './useWebSocketNotifications';
-export { NotificationClient, toastOptionsFor, INITIAL_STATE } from './client';
+export { NotificationClient, INITIAL_STATE } from './client';
+export { toastOptionsFor } from './frames';
 export type {
   ConnectionStatus,
   DeliveryInfo,
@@ -12,7 +17,7 @@ export type {
   NotificationState,
   WebSocketCtor,
   WebSocketLike,
-} from './client';
+} from './types';
 export {
   notify,
   NotificationToaster,

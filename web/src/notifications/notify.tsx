@@ -1,11 +1,15 @@
-//! Toasts for the five levels of the original front end, built on react-toastify and callable from
-//! anywhere (event handlers, the socket hook, plain modules) as long as one <NotificationToaster/> is
-//! mounted. Same look as the original: colour, lucide icon and vibration per level, 4 s auto-close,
-//! stacked with a limit, never blocking.
-//!
-//! Dedupe: a toast with a `toastId` (the hook uses the notification id) is shown at most once per page
-//! session; with `once: true` at most once ever on this device (remembered in localStorage), which is
-//! how the booking countdown and the server's `booking_expiring` event share one warning.
+/**
+ * Toasts for the five levels of the original front end, built on react-toastify and callable from
+ * anywhere (event handlers, the socket hook, plain modules) as long as one <NotificationToaster/> is
+ * mounted. Same look as the original: colour, lucide icon and vibration per level, 4 s auto-close,
+ * stacked with a limit, never blocking.
+ *
+ * Dedupe: a toast with a `toastId` (the hook uses the notification id) is shown at most once per page
+ * session; with `once: true` at most once ever on this device (remembered in localStorage), which is
+ * how the booking countdown and the server's `booking_expiring` event share one warning.
+ *
+ * @packageDocumentation
+ */
 
 import type { ComponentType } from 'react';
 import { toast, ToastContainer, type Id, type ToastContainerProps, type TypeOptions } from 'react-toastify';

@@ -1,4 +1,8 @@
-//! The frames of docs/protocol.md (v1) as TypeScript types, and a parser that never throws.
+/**
+ * The frames of docs/protocol.md (v1) as TypeScript types, and a parser that never throws.
+ *
+ * @packageDocumentation
+ */
 
 export type Level = 'success' | 'error' | 'warning' | 'info' | 'confirm';
 export const LEVELS: readonly Level[] = ['success', 'error', 'warning', 'info', 'confirm'];
@@ -71,7 +75,11 @@ export function parseServerFrame(text: unknown): ServerFrame | null {
     case 'pong':
       return { type: 'pong' };
     case 'error':
-      return { type: 'error', code: String(v.code ?? ''), message: String(v.message ?? '') };
+      return {
+        type: 'error',
+        code: typeof v.code === 'string' ? v.code : '',
+        message: typeof v.message === 'string' ? v.message : '',
+      };
     default:
       return null;
   }

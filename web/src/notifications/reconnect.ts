@@ -1,11 +1,15 @@
-//! The reconnect policy, as pure functions so it can be unit-tested without sockets or timers.
-//!
-//! - Which closes are worth a retry follows the close-code table of docs/protocol.md (the same table
-//!   as `CloseCode::reconnect()` in crates/parkmate-protocol).
-//! - How long to wait: the first retry comes within `firstRetryMs` (5 s, like the original client),
-//!   then a capped exponential backoff with *full jitter* (delay uniformly drawn in
-//!   `[minMs, min(capMs, firstRetryMs * 2^attempt)]`), so that thousands of browsers dropped by one
-//!   server restart (1012) do not come back in the same second.
+/**
+ * The reconnect policy, as pure functions so it can be unit-tested without sockets or timers.
+ *
+ * - Which closes are worth a retry follows the close-code table of docs/protocol.md (the same table
+ *   as `CloseCode::reconnect()` in crates/parkmate-protocol).
+ * - How long to wait: the first retry comes within `firstRetryMs` (5 s, like the original client),
+ *   then a capped exponential backoff with *full jitter* (delay uniformly drawn in
+ *   `[minMs, min(capMs, firstRetryMs * 2^attempt)]`), so that thousands of browsers dropped by one
+ *   server restart (1012) do not come back in the same second.
+ *
+ * @packageDocumentation
+ */
 
 export interface BackoffOptions {
   /** Upper bound of the first retry's delay; doubles per attempt. */

@@ -1,6 +1,10 @@
-//! Lossless delivery on the client side: the id of the last notification seen is remembered per user
-//! (in localStorage, so it survives reloads) and sent as `since` on every (re)connect; notifications are
-//! deduplicated by id so a replay never yields a duplicate or a second toast.
+/**
+ * Lossless delivery on the client side: the id of the last notification seen is remembered per user
+ * (in localStorage, so it survives reloads) and sent as `since` on every (re)connect; notifications are
+ * deduplicated by id so a replay never yields a duplicate or a second toast.
+ *
+ * @packageDocumentation
+ */
 
 export interface KeyValueStore {
   getItem(key: string): string | null;

@@ -1,16 +1,15 @@
-//! `useWebSocketNotifications(userId, options)`: the React face of NotificationClient.
-//!
-//! Options and callbacks live in a ref (as in react-use-websocket), so re-rendering the host component
-//! with new inline callbacks never reconnects; only a different user, token or `enabled` does.
+/**
+ * `useWebSocketNotifications(userId, options)`: the React face of NotificationClient.
+ *
+ * Options and callbacks live in a ref (as in react-use-websocket), so re-rendering the host component
+ * with new inline callbacks never reconnects; only a different user, token or `enabled` does.
+ *
+ * @packageDocumentation
+ */
 
-import { useCallback, useEffect, useRef, useState } from 'react';
-import {
-  INITIAL_STATE,
-  NotificationClient,
-  type ConnectionStatus,
-  type NotificationClientOptions,
-  type NotificationState,
-} from './client';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { INITIAL_STATE, NotificationClient } from './client';
+import type { ConnectionStatus, NotificationClientOptions, NotificationState } from './types';
 import { apiBaseUrl, wsBaseUrl } from './config';
 import type { Notification } from './protocol';
 
@@ -46,19 +45,28 @@ export function useWebSocketNotifications(
   userId: number | string | null | undefined,
   options: UseWebSocketNotificationsOptions,
 ): UseWebSocketNotificationsResult {
+  // Updated after every render, before any passive effect (so before the client below starts) and
+  // before any event can reach the client: it always reads this render's options.
   const optionsRef = useRef(options);
-  optionsRef.current = options;
+  useLayoutEffect(() => {
+    optionsRef.current = options;
+  });
   const clientRef = useRef<NotificationClient | null>(null);
   const token = options.token ?? null;
   const enabled = options.enabled ?? true;
   const active = userId != null && userId !== '' && token != null && token !== '' && enabled;
-  const [state, setState] = useState<NotificationState>(active ? INITIAL_STATE : IDLE);
+  // Which connection a reported state belongs to, so a new user or token starts from INITIAL_STATE
+  // (and an inactive hook shows IDLE) without a setState in the effect.
+  const session = active ? `${String(userId)}\u0000${token}` : null;
+  const [reported, setReported] = useState<{ session: string | null; state: NotificationState }>({
+    session: null,
+    state: IDLE,
+  });
+  const state = session == null ? IDLE : reported.session === session ? reported.state : INITIAL_STATE;
 
   useEffect(() => {
-    if (!active) {
-      setState(IDLE);
-      return;
-    }
+    if (!active) return;
+    const session = `${String(userId)}\u0000${token}`;
     const client = new NotificationClient(
       userId,
       () => {
@@ -70,14 +78,15 @@ export function useWebSocketNotifications(
           apiBase: apiBaseUrl(o.apiBase),
         };
       },
-      setState,
+      (s) => setReported({ session, state: s }),
     );
     clientRef.current = client;
-    setState(INITIAL_STATE);
     client.start();
     return () => {
       client.stop();
       if (clientRef.current === client) clientRef.current = null;
+      // Whatever comes next (the same session re-enabled, or nothing) starts from scratch.
+      setReported({ session: null, state: IDLE });
     };
   }, [active, userId, token]);
 

@@ -82,7 +82,7 @@ function Decision({ b, onChanged }: { b: Booking; onChanged: (b: Booking) => voi
         type="button"
         className="btn btn--small btn--primary"
         disabled={busy}
-        onClick={() => act(() => api.approve(b.id), `Approved booking #${b.id}`)}
+        onClick={() => void act(() => api.approve(b.id), `Approved booking #${b.id}`)}
         data-testid={`approve-${b.id}`}
       >
         <Check size={14} aria-hidden /> Approve
@@ -124,7 +124,7 @@ function AssignEmployee() {
       <h2>
         <UserPlus size={18} aria-hidden /> Assign an employee
       </h2>
-      <form className="form form--row" onSubmit={submit}>
+      <form className="form form--row" onSubmit={(e) => void submit(e)}>
         <label className="field">
           <span>Lot</span>
           <select value={lotId} onChange={(e) => setLotId(e.target.value)} data-testid="assign-lot" required>

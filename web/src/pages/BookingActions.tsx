@@ -54,7 +54,7 @@ export function BookingRow(props: {
             type="button"
             className="btn btn--small"
             disabled={busy != null}
-            onClick={() => run('verify-cash', () => api.verifyCash(b.id), `Cash payment verified for booking #${b.id}`)}
+            onClick={() => void run('verify-cash', () => api.verifyCash(b.id), `Cash payment verified for booking #${b.id}`)}
             data-testid={`verify-cash-${b.id}`}
           >
             <Banknote size={14} aria-hidden /> Verify cash
@@ -65,7 +65,7 @@ export function BookingRow(props: {
             type="button"
             className="btn btn--small"
             disabled={busy != null}
-            onClick={() => run('car-wash-done', () => api.carWashDone(b.id), `Car wash marked done for booking #${b.id}`)}
+            onClick={() => void run('car-wash-done', () => api.carWashDone(b.id), `Car wash marked done for booking #${b.id}`)}
             data-testid={`car-wash-done-${b.id}`}
           >
             <Droplets size={14} aria-hidden /> Car wash done

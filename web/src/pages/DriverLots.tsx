@@ -102,7 +102,7 @@ function BookingForm({ lot, slot, onCancel, onBooked }: { lot: Lot; slot: Slot; 
   };
 
   return (
-    <form className="form booking-form" onSubmit={submit} data-testid="booking-form">
+    <form className="form booking-form" onSubmit={(e) => void submit(e)} data-testid="booking-form">
       <h3>Book slot #{slot.number}</h3>
       <label className="field">
         <span>Duration (minutes)</span>
