@@ -148,10 +148,10 @@ export class Server {
       PARKMATE_WEB_DIR: path.join(WEB_DIR, 'dist'),
       PARKMATE_JWT_SECRET: JWT_SECRET,
       PARKMATE_API_KEY: API_KEY,
-      PARKMATE_DEMO_DATA: 'true',
+      PARKMATE_BOOKING_DEMO_DATA: 'true',
       PARKMATE_CLOCK: 'manual',
       PARKMATE_ENV: 'test',
-      PARKMATE_SHUTDOWN_GRACE_MS: '2000',
+      PARKMATE_SHUTDOWN_GRACE: '2s',
       PARKMATE_LOG: process.env.E2E_SERVER_LOG ?? 'info,sqlx=warn',
     };
   }

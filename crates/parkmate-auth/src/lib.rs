@@ -1,22 +1,21 @@
-//! Who is calling: HS256 user tokens and the extractors that verify them, plus [`ApiError`], the one
-//! JSON error shape of the HTTP edge (`{"code": "...", "message": "..."}` with a stable `code`).
+//! Who is calling, and how the HTTP edge says no: HS256 user tokens, the extractors that check
+//! credentials and parse request input ([`extract`]), and [`ApiError`], the one JSON error shape of
+//! the HTTP edge (`{"code": "...", "message": "..."}` with a stable `code`).
 //!
 //! Only HS256 is accepted: a token that names another algorithm (`none` included) is refused before
 //! its signature is even looked at.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parkmate_protocol::{Role, Viewer};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+mod error;
+pub mod extract;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiKey, ApiQuery, AuthUser, ExpectedApiKey, PathId, bearer};
 
 /// The claims of a Parkmate user token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,160 +118,6 @@ impl TokenKeys {
             role: data.claims.role,
             expires_at: data.claims.exp,
         })
-    }
-}
-
-/// The bearer token of an `Authorization` header, if it has one.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Extractor: the signed-in user of an `Authorization: Bearer <jwt>` request, or 401 JSON.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthUser(pub Identity);
-
-impl<S> FromRequestParts<S> for AuthUser
-where
-    Arc<TokenKeys>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = Arc::<TokenKeys>::from_ref(state);
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_token",
-                "an Authorization: Bearer token is required",
-            )
-        })?;
-        keys.verify(token)
-            .map(AuthUser)
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))
-    }
-}
-
-/// The HTTP edge's error: a status and a JSON body with a stable `code`. Server errors are logged
-/// with their cause and answered with a generic message, never the details.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-    pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, code, message)
-    }
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-    }
-    /// Logs `cause` (with its chain) and answers 500 without it.
-    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
-        let mut chain = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        tracing::error!(error = %chain, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code,
-            message: &self.message,
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
-    }
-}
-
-/// `Json<T>` whose rejections are [`ApiError`]s: 400 `invalid_json` for syntax, 422 `invalid_body`
-/// for a body of the wrong shape, 415 for a missing JSON content type.
-#[derive(Debug, Clone)]
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::bad_request("invalid_json", e.body_text()))
-            }
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::unprocessable("invalid_body", e.body_text()))
-            }
-            Err(JsonRejection::MissingJsonContentType(e)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                e.body_text(),
-            )),
-            Err(e) => Err(ApiError::bad_request("invalid_body", e.body_text())),
-        }
     }
 }
 

@@ -24,7 +24,7 @@ struct Cli {
     /// state per run); its pid is used for RSS. Overrides --target.
     #[arg(long, global = true)]
     spawn_server: Option<PathBuf>,
-    /// Extra setting for the spawned server, e.g. PARKMATE_QUEUE_CAPACITY=64 (repeatable).
+    /// Extra setting for the spawned server, e.g. PARKMATE_WS_QUEUE_CAPACITY=64 (repeatable).
     #[arg(long = "server-env", global = true, value_parser = parse_kv)]
     server_env: Vec<(String, String)>,
     /// Pid of a running server whose RSS to read (repeatable).

@@ -82,8 +82,7 @@ impl SpawnedServer {
         // Ask the kernel for a free port, then hand it to the server (it binds with a deep backlog).
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut cmd = tokio::process::Command::new(exe);
-        // `--config`, not PARKMATE_CONFIG: the server's settings loader rejects that variable as an
-        // unknown `PARKMATE_*` key.
+        // A configuration file that does not exist: no parkmate.toml of the working directory.
         cmd.arg("--config")
             .arg(dir.path().join("none.toml"))
             .arg("serve");
@@ -102,7 +101,7 @@ impl SpawnedServer {
             .env("PARKMATE_API_KEY", api_key)
             .env("PARKMATE_DATA_DIR", dir.path())
             .env("PARKMATE_WEB_DIR", dir.path().join("no-web"))
-            .env("PARKMATE_DEMO_DATA", "false")
+            .env("PARKMATE_BOOKING_DEMO_DATA", "false")
             .env("PARKMATE_LOG", "warn");
         for (k, v) in extra_env {
             // MALLOC_* (glibc tunables such as MALLOC_ARENA_MAX) and MIMALLOC_* (the allocator the

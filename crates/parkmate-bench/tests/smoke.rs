@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use parkmate_bench::fleet::Fleet;
 use parkmate_bench::scenario::{Bench, RunResult, Setup};
-use parkmate_server::{Application, RawSettings};
+use parkmate_server::config::DatabaseUrl;
+use parkmate_server::{Application, Settings};
 use tokio::sync::oneshot;
 
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret";
@@ -21,17 +22,21 @@ struct Server {
 
 async fn spawn_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let raw = RawSettings {
-        bind: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.into()),
         api_key: Some(API_KEY.into()),
         data_dir: dir.path().to_owned(),
         web_dir: dir.path().join("no-web"),
-        demo_data: false,
-        ..RawSettings::default()
+        ..Settings::default()
     };
-    let app = Application::build(raw.validate().unwrap()).await.unwrap();
+    settings.database.url = DatabaseUrl::try_from(format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .unwrap();
+    settings.booking.demo_data = false;
+    let app = Application::build(settings).await.unwrap();
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {

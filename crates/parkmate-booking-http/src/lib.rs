@@ -3,19 +3,21 @@
 //! `/api/openapi.json`).
 //!
 //! Handlers are thin: authenticate ([`AuthUser`]), parse the wire DTO into domain values (422 with
-//! a stable code), call the domain (which decides authorisation and state), map its error to JSON.
+//! a stable code), call the domain (which decides authorisation and state); `?` turns every
+//! failure into JSON through [`Error`]. Bad ids and queries are 400, as everywhere on the server
+//! ([`parkmate_auth::extract`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parkmate_auth::{ApiError, ApiJson, AuthUser, TokenKeys};
+use parkmate_auth::{
+    ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, ExpectedApiKey, PathId, TokenKeys,
+};
 use parkmate_domain::{
     Actor, BookingMinutes, DemoAccount, Domain, DomainError, Email, Name, NewBooking, Password,
     PaymentChoice,
@@ -25,8 +27,10 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 pub mod dto;
+mod error;
 
 use dto::*;
+pub use error::Error;
 
 /// Everything the booking routes need; the server constructs it and merges [`router`].
 #[derive(Clone)]
@@ -38,7 +42,7 @@ pub struct BookingApi {
     /// The demo logins when demo data is on (`GET /api/auth/demo-accounts`); `None` answers 404.
     pub demo_accounts: Option<Arc<Vec<DemoAccount>>>,
     /// The backend API key; required by `POST /api/test/clock`.
-    pub api_key: String,
+    pub api_key: ExpectedApiKey,
 }
 
 impl std::fmt::Debug for BookingApi {
@@ -52,6 +56,12 @@ impl std::fmt::Debug for BookingApi {
 impl FromRef<BookingApi> for Arc<TokenKeys> {
     fn from_ref(api: &BookingApi) -> Arc<TokenKeys> {
         api.keys.clone()
+    }
+}
+
+impl FromRef<BookingApi> for ExpectedApiKey {
+    fn from_ref(api: &BookingApi) -> ExpectedApiKey {
+        api.api_key.clone()
     }
 }
 
@@ -126,85 +136,10 @@ async fn openapi_json() -> impl IntoResponse {
 // ---------------------------------------------------------------------------------------------
 // Errors and extractors
 
-/// A domain error as the HTTP edge answers it.
-fn api_error(e: DomainError) -> ApiError {
-    let status = match &e {
-        DomainError::Invalid(_)
-        | DomainError::CarWashUnavailable
-        | DomainError::NotAnEmployee(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        DomainError::NotFound(_) | DomainError::ClockNotManual => StatusCode::NOT_FOUND,
-        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-        DomainError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-        DomainError::EmailTaken
-        | DomainError::SlotTaken
-        | DomainError::InvalidTransition { .. }
-        | DomainError::NotRenewable(_)
-        | DomainError::NotCash
-        | DomainError::NoCarWash => StatusCode::CONFLICT,
-        DomainError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
-        DomainError::PaymentUnavailable(_) => StatusCode::BAD_GATEWAY,
-        DomainError::Unavailable(_) => {
-            tracing::warn!(error = ?e, "database unavailable");
-            return ApiError::unavailable(
-                "unavailable",
-                "the database is unavailable, retry later",
-            );
-        }
-        DomainError::Db(_) | DomainError::Corrupt(_) | DomainError::Hashing(_) => {
-            return ApiError::internal(&e);
-        }
-    };
-    // The reason alone for payments (the client shows it as is), the error text otherwise.
-    let message = match &e {
-        DomainError::PaymentDeclined(reason) | DomainError::PaymentUnavailable(reason) => {
-            reason.clone()
-        }
-        other => other.to_string(),
-    };
-    ApiError::new(status, e.code(), message)
-}
-
-fn invalid(e: parkmate_domain::InvalidInput) -> ApiError {
-    ApiError::unprocessable(e.code(), e.to_string())
-}
-
 fn actor(user: &AuthUser) -> Actor {
     Actor {
         user_id: user.0.user_id,
         role: user.0.role,
-    }
-}
-
-/// A numeric path id; anything else is 400 JSON instead of axum's plain-text rejection.
-struct Id(i64);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<i64>::from_request_parts(parts, state).await {
-            Ok(Path(id)) if id > 0 => Ok(Id(id)),
-            Ok(_) => Err(ApiError::bad_request(
-                "invalid_id",
-                "ids are positive integers",
-            )),
-            Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
-                Err(ApiError::bad_request("invalid_id", e.body_text()))
-            }
-            Err(e) => Err(ApiError::bad_request("invalid_id", e.body_text())),
-        }
-    }
-}
-
-/// `Query<T>` whose rejection is 422 JSON.
-struct ApiQuery<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| ApiQuery(q))
-            .map_err(|e: QueryRejection| ApiError::unprocessable("invalid_query", e.body_text()))
     }
 }
 
@@ -222,7 +157,7 @@ fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
     })
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+type ApiResult<T> = Result<T, Error>;
 
 // ---------------------------------------------------------------------------------------------
 // Accounts
@@ -243,14 +178,10 @@ async fn register(
     State(api): State<BookingApi>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = Name::parse(&req.name).map_err(invalid)?;
-    let email = Email::parse(&req.email).map_err(invalid)?;
-    let password = Password::parse(&req.password).map_err(invalid)?;
-    let user = api
-        .domain
-        .register(name, email, password)
-        .await
-        .map_err(api_error)?;
+    let name = Name::parse(&req.name)?;
+    let email = Email::parse(&req.email)?;
+    let password = Password::parse(&req.password)?;
+    let user = api.domain.register(name, email, password).await?;
     Ok((StatusCode::CREATED, Json(issue(&api, user))))
 }
 
@@ -261,11 +192,7 @@ async fn login(
     State(api): State<BookingApi>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<AuthResponse>> {
-    let user = api
-        .domain
-        .login(&req.email, &req.password)
-        .await
-        .map_err(api_error)?;
+    let user = api.domain.login(&req.email, &req.password).await?;
     Ok(Json(issue(&api, user)))
 }
 
@@ -289,17 +216,16 @@ async fn me(State(api): State<BookingApi>, user: AuthUser) -> ApiResult<Json<Use
     match api.domain.user(user.0.user_id).await {
         Ok(u) => Ok(Json(u.into())),
         // A valid token for an account that no longer exists (e.g. a fresh database).
-        Err(DomainError::NotFound(_)) => Err(ApiError::unauthorized(
-            "invalid_token",
-            "the token's user does not exist",
-        )),
-        Err(e) => Err(api_error(e)),
+        Err(DomainError::NotFound(_)) => {
+            Err(ApiError::unauthorized("invalid_token", "the token's user does not exist").into())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Users, optionally of one role (admins only).
 #[utoipa::path(get, path = "/api/users", tag = "accounts", params(UsersQuery),
-    responses((status = 200, body = UsersResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = UsersResponse), (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn users(
     State(api): State<BookingApi>,
     user: AuthUser,
@@ -309,14 +235,10 @@ async fn users(
         None | Some("") => None,
         Some(r) => Some(
             r.parse::<Role>()
-                .map_err(|e| ApiError::unprocessable("invalid_value", e.to_string()))?,
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?,
         ),
     };
-    let items = api
-        .domain
-        .users(actor(&user), role)
-        .await
-        .map_err(api_error)?;
+    let items = api.domain.users(actor(&user), role).await?;
     Ok(Json(UsersResponse {
         items: items.into_iter().map(UserDto::from).collect(),
     }))
@@ -327,7 +249,7 @@ async fn users(
 
 /// All lots, or (`mine=true`) the caller's own.
 #[utoipa::path(get, path = "/api/lots", tag = "lots", params(LotsQuery),
-    responses((status = 200, body = LotsResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LotsResponse), (status = 400, description = "`invalid_query`", body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn lots(
     State(api): State<BookingApi>,
     user: AuthUser,
@@ -336,8 +258,7 @@ async fn lots(
     let items = api
         .domain
         .lots(actor(&user), q.mine.unwrap_or(false))
-        .await
-        .map_err(api_error)?;
+        .await?;
     Ok(Json(LotsResponse {
         items: items.into_iter().map(LotDto::from).collect(),
     }))
@@ -349,9 +270,9 @@ async fn lots(
 async fn lot(
     State(api): State<BookingApi>,
     _user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> ApiResult<Json<LotDto>> {
-    Ok(Json(api.domain.lot(id).await.map_err(api_error)?.into()))
+    Ok(Json(api.domain.lot(id).await?.into()))
 }
 
 /// Assign an employee to a lot (admins). Event 10 to the lot's owner.
@@ -362,14 +283,13 @@ async fn lot(
 async fn assign_employee(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     ApiJson(req): ApiJson<AssignEmployeeRequest>,
 ) -> ApiResult<Json<LotDto>> {
     let lot = api
         .domain
         .assign_employee(actor(&user), id, req.employee_id)
-        .await
-        .map_err(api_error)?;
+        .await?;
     Ok(Json(lot.into()))
 }
 
@@ -383,7 +303,7 @@ async fn bookings(
     State(api): State<BookingApi>,
     user: AuthUser,
 ) -> ApiResult<Json<BookingsResponse>> {
-    let items = api.domain.bookings(actor(&user)).await.map_err(api_error)?;
+    let items = api.domain.bookings(actor(&user)).await?;
     Ok(Json(BookingsResponse {
         items: items.into_iter().map(BookingDto::from).collect(),
     }))
@@ -404,16 +324,11 @@ async fn create_booking(
 ) -> ApiResult<impl IntoResponse> {
     let new = NewBooking {
         slot_id: req.slot_id,
-        minutes: BookingMinutes::parse(req.duration_minutes).map_err(invalid)?,
+        minutes: BookingMinutes::parse(req.duration_minutes)?,
         car_wash: req.car_wash,
-        payment: PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())
-            .map_err(invalid)?,
+        payment: PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())?,
     };
-    let b = api
-        .domain
-        .create_booking(actor(&user), new)
-        .await
-        .map_err(api_error)?;
+    let b = api.domain.create_booking(actor(&user), new).await?;
     Ok((StatusCode::CREATED, Json(BookingDto::from(b))))
 }
 
@@ -423,15 +338,9 @@ async fn create_booking(
 async fn booking(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(
-        api.domain
-            .booking(actor(&user), id)
-            .await
-            .map_err(api_error)?
-            .into(),
-    ))
+    Ok(Json(api.domain.booking(actor(&user), id).await?.into()))
 }
 
 /// Confirm a request (admins).
@@ -441,15 +350,9 @@ async fn booking(
 async fn approve(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(
-        api.domain
-            .approve(actor(&user), id)
-            .await
-            .map_err(api_error)?
-            .into(),
-    ))
+    Ok(Json(api.domain.approve(actor(&user), id).await?.into()))
 }
 
 /// Decline a request (admins). Event 6 to the driver.
@@ -460,15 +363,14 @@ async fn approve(
 async fn decline(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     body: Bytes,
 ) -> ApiResult<Json<BookingDto>> {
     let req: DeclineRequest = optional_json(&body)?;
     let b = api
         .domain
         .decline(actor(&user), id, req.reason.as_deref())
-        .await
-        .map_err(api_error)?;
+        .await?;
     Ok(Json(b.into()))
 }
 
@@ -479,15 +381,9 @@ async fn decline(
 async fn verify_cash(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(
-        api.domain
-            .verify_cash(actor(&user), id)
-            .await
-            .map_err(api_error)?
-            .into(),
-    ))
+    Ok(Json(api.domain.verify_cash(actor(&user), id).await?.into()))
 }
 
 /// Mark the car wash done (the lot's employees and owner). Event 9 to the driver.
@@ -497,14 +393,10 @@ async fn verify_cash(
 async fn car_wash_done(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
     Ok(Json(
-        api.domain
-            .car_wash_done(actor(&user), id)
-            .await
-            .map_err(api_error)?
-            .into(),
+        api.domain.car_wash_done(actor(&user), id).await?.into(),
     ))
 }
 
@@ -521,17 +413,12 @@ async fn car_wash_done(
 async fn renew(
     State(api): State<BookingApi>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     ApiJson(req): ApiJson<RenewRequest>,
 ) -> ApiResult<Json<BookingDto>> {
-    let minutes = BookingMinutes::parse(req.duration_minutes).map_err(invalid)?;
-    let payment =
-        PaymentChoice::parse(&req.payment_method, req.card_number.as_deref()).map_err(invalid)?;
-    let b = api
-        .domain
-        .renew(actor(&user), id, minutes, payment)
-        .await
-        .map_err(api_error)?;
+    let minutes = BookingMinutes::parse(req.duration_minutes)?;
+    let payment = PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())?;
+    let b = api.domain.renew(actor(&user), id, minutes, payment).await?;
     Ok(Json(b.into()))
 }
 
@@ -548,42 +435,21 @@ const MAX_ADVANCE_SECONDS: i64 = 30 * 24 * 3600;
               (status = 422, description = "`invalid_advance`", body = ErrorBody)))]
 async fn advance_clock(
     State(api): State<BookingApi>,
-    headers: HeaderMap,
+    _key: ApiKey,
     ApiJson(req): ApiJson<ClockRequest>,
 ) -> ApiResult<Json<ClockResponse>> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    if !presented.is_some_and(|k| constant_time_eq(k.as_bytes(), api.api_key.as_bytes()))
-        || api.api_key.is_empty()
-    {
-        return Err(ApiError::unauthorized(
-            "unauthorized",
-            "the API key is required",
-        ));
-    }
     if !(0..=MAX_ADVANCE_SECONDS).contains(&req.advance_seconds) {
         return Err(ApiError::unprocessable(
             "invalid_advance",
             format!("advance_seconds must be between 0 and {MAX_ADVANCE_SECONDS}"),
-        ));
+        )
+        .into());
     }
     let now = api
         .domain
         .advance_clock(chrono::Duration::seconds(req.advance_seconds))
-        .await
-        .map_err(api_error)?;
+        .await?;
     Ok(Json(ClockResponse {
         now: parkmate_protocol::rfc3339(now),
     }))
-}
-
-/// Compares without an early exit, so the time taken does not reveal how much of a key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

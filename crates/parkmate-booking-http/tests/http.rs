@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
-use parkmate_auth::TokenKeys;
+use parkmate_auth::{ExpectedApiKey, TokenKeys};
 use parkmate_booking_http::{BookingApi, router};
 use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
 use parkmate_protocol::Role;
@@ -37,7 +37,7 @@ async fn app_with(clock: Arc<dyn Clock>, demo: bool) -> App {
         keys: keys.clone(),
         token_ttl_secs: 3600,
         demo_accounts: demo.then(|| Arc::new(accounts)),
-        api_key: API_KEY.into(),
+        api_key: ExpectedApiKey::new(API_KEY),
     };
     App {
         _dir: dir,
@@ -65,9 +65,22 @@ impl App {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        self.call_authorized(method, path, authorization.as_deref(), body)
+            .await
+    }
+
+    /// [`App::call`] with the whole `Authorization` header given.
+    async fn call_authorized(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
         }
         let req = match body {
             Some(b) => req
@@ -377,8 +390,22 @@ async fn bookings_validation_payments_and_authorisation() {
         .await;
     assert_eq!(
         (s, v["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_value"))
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
     );
+    // Every bad path or query parameter is the same 400 JSON shape.
+    for (path, code) in [
+        ("/api/lots?mine=maybe", "invalid_query"),
+        ("/api/bookings/0", "invalid_id"),
+        ("/api/lots/-3", "invalid_id"),
+        ("/api/lots/99999999999999999999", "invalid_id"),
+    ] {
+        let (s, v) = app.call("GET", path, Some(&admin), None).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path}"
+        );
+    }
     let (s, v) = app
         .call("GET", "/api/users?role=employee", Some(&admin), None)
         .await;
@@ -485,6 +512,29 @@ async fn test_clock_needs_the_api_key_and_fires_due_deadlines() {
         (s, v["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
+    // The scheme is matched in any case, as on every other route; a wrong key is refused.
+    for (authorization, status) in [
+        (
+            format!("BEARER {API_KEY}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            format!("bearer  {API_KEY} "),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (format!("Bearer {API_KEY}x"), StatusCode::UNAUTHORIZED),
+        (format!("Basic {API_KEY}"), StatusCode::UNAUTHORIZED),
+    ] {
+        let (s, _) = app
+            .call_authorized(
+                "POST",
+                "/api/test/clock",
+                Some(&authorization),
+                Some(json!({"advance_seconds": -1})),
+            )
+            .await;
+        assert_eq!(s, status, "{authorization}");
+    }
     let (s, v) = app
         .call(
             "POST",

@@ -42,5 +42,7 @@ pub use exec::Exec;
 pub use model::*;
 pub use notifications::MAX_PAGE;
 pub use outbox::OutboxSignal;
+/// The driver error inside [`DbError`] variants, for callers that build one (tests).
+pub use sqlx::Error as SqlxError;
 
 pub(crate) use notifications::from_millis;

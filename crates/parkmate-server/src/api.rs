@@ -3,18 +3,17 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parkmate_auth::{ApiError, ApiJson, AuthUser};
-use parkmate_db::{DbError as StoreError, NewNotification, UnreadState};
-use parkmate_notifier::NotifyError;
+use parkmate_auth::{ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, PathId};
+use parkmate_db::{NewNotification, UnreadState};
 use parkmate_protocol::{Audience, Level, NotificationFrame, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::state::AppState;
 
 /// Longest message accepted: toasts show a sentence, not an essay.
@@ -35,30 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/inbox/{id}/read", post(read_one))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn require_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    match given {
-        Some(key) if constant_time_eq(key.as_bytes(), state.settings.api_key().as_bytes()) => {
-            Ok(())
-        }
-        Some(_) => Err(ApiError::unauthorized("unauthorized", "wrong API key")),
-        None => Err(ApiError::unauthorized(
-            "unauthorized",
-            "Authorization: Bearer <API key> is required",
-        )),
-    }
 }
 
 /// The publish body, mirroring the original `send_ws_notification(user_id, level, message)`.
@@ -204,27 +179,14 @@ pub fn validate(
         .collect())
 }
 
-pub(crate) fn notify_error(e: NotifyError) -> ApiError {
-    match e {
-        NotifyError::ShuttingDown => {
-            ApiError::unavailable("shutting_down", "the server is shutting down, retry")
-        }
-        NotifyError::Store(e) => ApiError::internal(&e),
-        NotifyError::StoreUnavailable => {
-            ApiError::unavailable("unavailable", "the store is unavailable, retry later")
-        }
-        NotifyError::CommitFailed(_) => ApiError::internal(&e),
-    }
-}
-
+/// Publishes a notification (backends, with the API key). The key is checked before the body is
+/// read, so an unauthenticated caller learns nothing about it.
 async fn publish(
     State(state): State<AppState>,
+    _key: ApiKey,
     headers: HeaderMap,
-    body: Result<ApiJson<PublishRequest>, ApiError>,
-) -> Result<impl IntoResponse, ApiError> {
-    // The key is checked before the body, so an unauthenticated caller learns nothing about it.
-    require_api_key(&state, &headers)?;
-    let ApiJson(req) = body?;
+    ApiJson(req): ApiJson<PublishRequest>,
+) -> Result<impl IntoResponse, Error> {
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or(""));
@@ -233,8 +195,7 @@ async fn publish(
         .await
         .map_err(|_| {
             ApiError::unavailable("overloaded", "the notification queue is full, retry later")
-        })?
-        .map_err(notify_error)?;
+        })??;
     let ids = stored.iter().map(|n| n.id).collect();
     Ok((StatusCode::CREATED, Json(PublishResponse { ids })))
 }
@@ -270,36 +231,19 @@ struct ReadResponse {
     unread_count: i64,
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("no such notification"),
-        e => ApiError::internal(&e),
-    }
-}
-
 async fn inbox(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    query: Result<Query<InboxQuery>, QueryRejection>,
-) -> Result<Json<InboxResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    ApiQuery(q): ApiQuery<InboxQuery>,
+) -> Result<Json<InboxResponse>, Error> {
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 100",
-        ));
+        return Err(
+            ApiError::bad_request("invalid_query", "limit must be between 1 and 100").into(),
+        );
     }
-    let page = state
-        .store
-        .inbox(who.viewer(), q.before, limit)
-        .await
-        .map_err(store_error)?;
-    let unread = state
-        .store
-        .unread(who.viewer())
-        .await
-        .map_err(store_error)?;
+    let page = state.store.inbox(who.viewer(), q.before, limit).await?;
+    let unread = state.store.unread(who.viewer()).await?;
     Ok(Json(InboxResponse {
         items: page
             .items
@@ -317,12 +261,8 @@ async fn inbox(
 async fn unread_count(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-) -> Result<Json<CountResponse>, ApiError> {
-    let s = state
-        .store
-        .unread(who.viewer())
-        .await
-        .map_err(store_error)?;
+) -> Result<Json<CountResponse>, Error> {
+    let s = state.store.unread(who.viewer()).await?;
     Ok(Json(CountResponse { count: s.count }))
 }
 
@@ -336,34 +276,23 @@ async fn announce(state: &AppState, user_id: i64, s: UnreadState) -> Json<ReadRe
 async fn read_one(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<ReadResponse>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_id", "notification id must be an integer"))?;
-    let s = state
-        .store
-        .mark_read(who.viewer(), id)
-        .await
-        .map_err(store_error)?;
+    PathId(id): PathId,
+) -> Result<Json<ReadResponse>, Error> {
+    let s = state.store.mark_read(who.viewer(), id).await?;
     Ok(announce(&state, who.user_id, s).await)
 }
 
 async fn read_all(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-) -> Result<Json<ReadResponse>, ApiError> {
-    let s = state
-        .store
-        .mark_all_read(who.viewer())
-        .await
-        .map_err(store_error)?;
+) -> Result<Json<ReadResponse>, Error> {
+    let s = state.store.mark_all_read(who.viewer()).await?;
     Ok(announce(&state, who.user_id, s).await)
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
     // Healthy means the store answers: a node that cannot read cannot replay.
-    state.store.max_id().await.map_err(store_error)?;
+    state.store.max_id().await?;
     Ok(Json(
         serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() }),
     ))
@@ -410,12 +339,5 @@ mod tests {
         assert_eq!(validate(&r, None).unwrap_err().code, "invalid_event");
         let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"data":[1]}));
         assert_eq!(validate(&r, None).unwrap_err().code, "invalid_data");
-    }
-
-    #[test]
-    fn api_key_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

@@ -1,11 +1,18 @@
 //! The `parkmate` command line.
+//!
+//! Some flags fall back to `PARKMATE_*` variables of their own (`PARKMATE_CONFIG`,
+//! `PARKMATE_SERVER`). Those share the settings' prefix, so the settings loader is handed their
+//! names, read from this very definition ([`own_env_vars`]), and skips them instead of refusing
+//! them as unknown settings. Only `serve` may create files besides the database: the development
+//! secrets; `token` and `notify` read them if they exist.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use parkmate_protocol::Role;
+use secrecy::ExposeSecret;
 
 use crate::config::Settings;
 use crate::startup::Application;
@@ -49,7 +56,7 @@ struct TokenArgs {
     /// The user's role: user, owner, admin or employee.
     #[arg(long, default_value = "user")]
     role: Role,
-    /// Lifetime in seconds (default: the configured token_ttl_secs).
+    /// Lifetime in seconds (default: the configured token_ttl).
     #[arg(long)]
     ttl_secs: Option<u64>,
 }
@@ -103,13 +110,35 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The `PARKMATE_*` variables the command line reads itself, from its definition (every flag of
+/// every subcommand with an `env` fallback).
+pub fn own_env_vars() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_env())
+                .filter_map(|v| v.to_str())
+                .filter(|v| v.starts_with(crate::config::ENV_PREFIX))
+                .map(str::to_owned),
+        );
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut vars = Vec::new();
+    walk(&Cli::command(), &mut vars);
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.config)?;
+    let mut settings = Settings::load(&cli.config, &own_env_vars())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let url = parkmate_db::redact_url(&settings.database_url);
-            let db = parkmate_db::Db::open(&settings.database_url)
+            let url = parkmate_db::redact_url(settings.database.url.as_str());
+            let db = parkmate_db::Db::open(settings.database.url.as_str())
                 .await
                 .with_context(|| format!("migrating the database at {url} failed"))?;
             db.close().await;
@@ -117,23 +146,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => {
-            let keys = parkmate_auth::TokenKeys::new(
-                secrecy::ExposeSecret::expose_secret(&settings.jwt_secret).as_bytes(),
-            );
+            settings.use_dev_secrets()?;
+            let keys =
+                parkmate_auth::TokenKeys::new(settings.jwt_secret()?.expose_secret().as_bytes());
             let ttl = args.ttl_secs.unwrap_or(settings.token_ttl.as_secs());
             println!("{}", keys.mint(args.user, args.role, ttl));
             Ok(())
         }
-        Command::Notify(args) => notify(settings, args).await,
+        Command::Notify(args) => {
+            settings.use_dev_secrets()?;
+            notify(settings, args).await
+        }
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     crate::telemetry::init_logs(&settings.log);
-    if settings.generated_secrets {
+    if let Some(path) = settings.generate_dev_secrets()? {
         tracing::warn!(
             "generated a development JWT secret and API key in {}; set PARKMATE_JWT_SECRET and PARKMATE_API_KEY in production",
-            settings.data_dir.join("dev-secrets.toml").display()
+            path.display()
         );
     }
     let app = Application::build(settings).await?;
@@ -212,7 +244,7 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     let url = format!("{}/api/notifications", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
-        .bearer_auth(settings.api_key())
+        .bearer_auth(settings.api_key()?.expose_secret())
         .json(&body)
         .send()
         .await
@@ -224,4 +256,35 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     }
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_variables_come_from_the_definition() {
+        let vars = own_env_vars();
+        assert!(vars.contains(&"PARKMATE_CONFIG".to_owned()), "{vars:?}");
+        assert!(vars.contains(&"PARKMATE_SERVER".to_owned()), "{vars:?}");
+    }
+
+    /// Skipping is only safe for variables that are not settings: a flag that took a setting's
+    /// variable as its fallback would silently hide that setting from the server.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn no_own_variable_is_a_setting() {
+        for var in own_env_vars() {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(&var, "x");
+                let err = Settings::load(std::path::Path::new("none.toml"), &[])
+                    .expect_err(&var)
+                    .to_string();
+                assert!(err.contains("unknown field"), "{var}: {err}");
+                Settings::load(std::path::Path::new("none.toml"), &own_env_vars())
+                    .unwrap_or_else(|e| panic!("{var}: {e}"));
+                Ok(())
+            });
+        }
+    }
 }

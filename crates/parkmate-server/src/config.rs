@@ -1,169 +1,392 @@
-//! Configuration: defaults < optional `parkmate.toml` < environment (`PARKMATE_*`), validated once
-//! at start-up into [`Settings`]. A bad value is an error naming its key; an unknown key is an error
-//! too (a typo must not silently fall back to a default).
+//! Configuration: defaults < optional `parkmate.toml` < environment (`PARKMATE_*`), into one typed
+//! [`Settings`]. Each setting is written once: its field, type, default and doc sit together, and
+//! its type is most of its validation (`NonZeroUsize`, durations such as `"20s"`, addresses,
+//! enums, and small checked types such as [`BufferBytes`] or [`RedisUrl`]). [`Settings::validate`]
+//! checks only what a type cannot say (one setting against another, production's refusals) and
+//! touches no file. A bad value is an error naming its key and variable; an unknown key is an
+//! error too (a typo must not silently fall back to a default).
 //!
-//! Secrets: in development a missing JWT secret or API key is generated once, kept in
-//! `<data_dir>/dev-secrets.toml` and announced with a warning; in production a missing or short one
-//! refuses to start.
+//! Environment variables follow one rule: `PARKMATE_<SECTION>_<KEY>` sets `key` of `[section]`
+//! (`PARKMATE_WS_QUEUE_CAPACITY` → `ws.queue_capacity`), `PARKMATE_<KEY>` a top-level key.
+//!
+//! Secrets: in production a missing or short JWT secret or API key refuses to start. In
+//! development they may be left out: `parkmate serve` then generates them once into
+//! `<data_dir>/dev-secrets.toml` ([`Settings::generate_dev_secrets`], an explicit step of `serve`
+//! only), and client commands read that file if it exists ([`Settings::use_dev_secrets`]) but never
+//! create it.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
+use figment::error::Kind;
 use figment::providers::{Env, Format, Toml};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use smart_default::SmartDefault;
 
 /// Shortest secret accepted in production: 32 bytes, the HS256 key size.
 pub const MIN_SECRET_LEN: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Every environment variable of the settings starts with this.
+pub const ENV_PREFIX: &str = "PARKMATE_";
+
+/// The `[section]`s of [`Settings`]: `PARKMATE_<SECTION>_<KEY>` sets `section.key`. No top-level
+/// key starts with one of these followed by `_` (a test holds the list to the struct).
+const SECTIONS: &[&str] = &["database", "ws", "redis", "tls", "booking"];
+
+/// Settings that moved when they became sections, old key → new key: an old name is still an
+/// error (no silent fallback), but one that says where the setting went.
+const RENAMED: &[(&str, &str)] = &[
+    ("database_url", "database.url"),
+    ("allowed_origins", "ws.allowed_origins"),
+    ("max_connections", "ws.max_connections"),
+    ("queue_capacity", "ws.queue_capacity"),
+    ("heartbeat_interval_ms", "ws.heartbeat_interval"),
+    ("heartbeat_timeout_ms", "ws.heartbeat_timeout"),
+    ("write_timeout_ms", "ws.write_timeout"),
+    ("max_frame_bytes", "ws.max_frame_bytes"),
+    ("read_buffer_bytes", "ws.read_buffer_bytes"),
+    ("token_ttl_secs", "token_ttl"),
+    ("shutdown_grace_ms", "shutdown_grace"),
+    ("redis_url", "redis.url"),
+    ("redis_prefix", "redis.prefix"),
+    ("tls_cert", "tls.cert"),
+    ("tls_key", "tls.key"),
+    ("booking_api", "booking.api"),
+    ("demo_data", "booking.demo_data"),
+];
+
+/// Keys whose values are never repeated in an error message.
+const SECRET_KEYS: &[&str] = &["jwt_secret", "api_key", "redis.url"];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
+    #[default]
     Development,
     Test,
     Production,
 }
 
 /// Where the booking domain's "now" comes from. `manual` only moves when told (end-to-end tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockKind {
+    #[default]
     System,
     Manual,
 }
 
-/// The configuration as written by a person: every key optional, names as in the docs.
-#[derive(Debug, Clone, Deserialize)]
+/// Everything the server can be told. Top-level keys, then one struct per `[section]`.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(default, deny_unknown_fields)]
-pub struct RawSettings {
+pub struct Settings {
+    /// `production` refuses to start without long secrets, and refuses the manual clock.
     pub env: Environment,
-    pub bind: String,
-    pub database_url: String,
-    pub jwt_secret: Option<String>,
-    pub api_key: Option<String>,
-    /// Comma-separated browser origins allowed to open sockets, besides the server's own origin.
-    pub allowed_origins: String,
-    pub max_connections: usize,
-    pub queue_capacity: usize,
-    pub heartbeat_interval_ms: u64,
-    pub heartbeat_timeout_ms: u64,
-    pub write_timeout_ms: u64,
-    pub max_frame_bytes: usize,
-    pub read_buffer_bytes: usize,
-    pub token_ttl_secs: u64,
-    pub shutdown_grace_ms: u64,
-    pub data_dir: PathBuf,
-    pub web_dir: PathBuf,
-    pub demo_data: bool,
-    pub clock: ClockKind,
+    /// The listen address.
+    #[default(SocketAddr::from(([127, 0, 0, 1], 8000)))]
+    pub bind: SocketAddr,
+    /// Log filter (`RUST_LOG` overrides it).
+    #[default("info,sqlx=warn")]
     pub log: String,
-    /// `redis://…` (or `rediss://…`): fan out between the nodes of a cluster through Redis
-    /// pub/sub. Unset: the in-process broker of a single node.
-    pub redis_url: Option<String>,
-    /// Every Redis key and channel of this cluster starts with this.
-    pub redis_prefix: String,
-    /// Serve the booking API; `false` runs the notification core alone.
-    pub booking_api: bool,
-    /// PEM certificate chain: with `tls_key`, this node serves `https://` and `wss://` itself.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    /// Where the development secrets live.
+    #[default("data")]
+    pub data_dir: PathBuf,
+    /// The built web client.
+    #[default("web/dist")]
+    pub web_dir: PathBuf,
+    pub clock: ClockKind,
+    /// HS256 key of user tokens; required (≥ 32 bytes) in production.
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub jwt_secret: Option<SecretString>,
+    /// The backends' bearer key for `POST /api/notifications`; required (≥ 32 bytes) in
+    /// production.
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub api_key: Option<SecretString>,
+    /// Lifetime of the tokens the server mints.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(12 * 3600))]
+    pub token_ttl: Duration,
+    /// How long shutdown waits for sockets and queued writes to drain.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(5))]
+    pub shutdown_grace: Duration,
+    pub database: DatabaseSettings,
+    pub ws: WsSettings,
+    pub redis: RedisSettings,
+    /// Native TLS (`tls.rs`); `None`: plain HTTP, e.g. behind a TLS-terminating proxy.
+    pub tls: Option<TlsFiles>,
+    pub booking: BookingSettings,
 }
 
-impl Default for RawSettings {
-    fn default() -> Self {
-        RawSettings {
-            env: Environment::Development,
-            bind: "127.0.0.1:8000".into(),
-            database_url: "sqlite://data/parkmate.db".into(),
-            jwt_secret: None,
-            api_key: None,
-            allowed_origins: "http://localhost:5173,http://127.0.0.1:5173".into(),
-            // One process may hold 20,000 file descriptors here; leave room for the database,
-            // the listener and HTTP clients.
-            max_connections: 18_000,
-            queue_capacity: 256,
-            heartbeat_interval_ms: 20_000,
-            heartbeat_timeout_ms: 45_000,
-            write_timeout_ms: 10_000,
-            max_frame_bytes: 4096,
-            // Clients send little; tungstenite's 128 KiB default would cost ~137 KB per socket.
-            read_buffer_bytes: 256,
-            token_ttl_secs: 12 * 3600,
-            shutdown_grace_ms: 5_000,
-            data_dir: "data".into(),
-            web_dir: "web/dist".into(),
-            demo_data: true,
-            clock: ClockKind::System,
-            log: "info,sqlx=warn".into(),
-            redis_url: None,
-            redis_prefix: "parkmate".into(),
-            booking_api: true,
-            tls_cert: None,
-            tls_key: None,
+/// `[database]`
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://…`, or `postgres://…` for a cluster.
+    #[default(DatabaseUrl("sqlite://data/parkmate.db".into()))]
+    pub url: DatabaseUrl,
+}
+
+/// `[ws]`: the sockets.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct WsSettings {
+    /// Browser origins allowed to open sockets besides the server's own: a list, or one
+    /// comma-separated string (as an environment variable is).
+    #[default(AllowedOrigins::of(["http://localhost:5173", "http://127.0.0.1:5173"]))]
+    pub allowed_origins: AllowedOrigins,
+    /// Sockets this node holds at most; the next handshake gets 503. One process may hold 20,000
+    /// file descriptors here: the default leaves room for the database, the listener and HTTP
+    /// clients.
+    #[default(NonZeroUsize::new(18_000).expect("non-zero"))]
+    pub max_connections: NonZeroUsize,
+    /// Frames queued per socket before it is closed as a slow consumer (4008).
+    #[default(NonZeroUsize::new(256).expect("non-zero"))]
+    pub queue_capacity: NonZeroUsize,
+    /// How often the server pings each socket.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(20))]
+    pub heartbeat_interval: Duration,
+    /// A peer silent for this long is dropped (4002); longer than `heartbeat_interval`.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(45))]
+    pub heartbeat_timeout: Duration,
+    /// A write that takes longer means the peer stopped reading: the socket is dropped.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub write_timeout: Duration,
+    /// Largest client message; a larger one closes the socket with 1009.
+    #[default(BufferBytes(4096))]
+    pub max_frame_bytes: BufferBytes,
+    /// Per-socket read buffer. Clients send little; tungstenite's 128 KiB default would cost
+    /// ~137 KB per socket, and a larger frame just takes more reads.
+    #[default(BufferBytes(256))]
+    pub read_buffer_bytes: BufferBytes,
+}
+
+/// `[redis]`: fan-out between the nodes of a cluster.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://…` (or `rediss://…`, `unix://…`): fan out through Redis pub/sub. Unset: the
+    /// in-process broker of a single node.
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub url: Option<RedisUrl>,
+    /// Every Redis key and channel of this cluster starts with this.
+    #[default(RedisPrefix("parkmate".into()))]
+    pub prefix: RedisPrefix,
+}
+
+/// `[tls]`: the node's certificate and key, read and checked by `tls::server_config` at
+/// start-up. Both or neither: half a TLS configuration is a mistake, not a request for plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+}
+
+/// `[booking]`: the parking domain.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct BookingSettings {
+    /// Serve the booking API; `false` runs the notification core alone (without its tables).
+    #[default(true)]
+    pub api: bool,
+    /// Seed demo accounts and lots on an empty database.
+    #[default(true)]
+    pub demo_data: bool,
+}
+
+/// A database URL: `sqlite:…` or `<scheme>://…` (the store picks the engine by scheme).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(String);
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+    fn try_from(url: String) -> Result<Self, String> {
+        if url.contains("://") || url.starts_with("sqlite:") {
+            Ok(DatabaseUrl(url))
+        } else {
+            Err(format!("`{url}` is not a URL"))
         }
     }
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub env: Environment,
-    pub bind: SocketAddr,
-    pub database_url: String,
-    pub jwt_secret: SecretString,
-    pub api_key: SecretString,
-    pub allowed_origins: Vec<String>,
-    /// Sockets this node holds at most; the next handshake gets 503.
-    pub max_connections: usize,
-    /// Frames queued per socket before it is closed as a slow consumer.
-    pub queue_capacity: usize,
-    pub heartbeat_interval: Duration,
-    /// A peer silent for this long is dropped (4002).
-    pub heartbeat_timeout: Duration,
-    /// A write that takes longer means the peer stopped reading: the socket is dropped.
-    pub write_timeout: Duration,
-    pub max_frame_bytes: usize,
-    pub read_buffer_bytes: usize,
-    pub token_ttl: Duration,
-    /// How long shutdown waits for sockets and queued writes to drain.
-    pub shutdown_grace: Duration,
-    pub data_dir: PathBuf,
-    pub web_dir: PathBuf,
-    pub demo_data: bool,
-    pub clock: ClockKind,
-    pub log: String,
-    /// The cluster's Redis; may hold a password, hence secret. `None`: in-process broker.
-    pub redis_url: Option<SecretString>,
-    pub redis_prefix: String,
-    pub booking_api: bool,
-    /// Native TLS (`tls.rs`); `None`: plain HTTP, e.g. behind a TLS-terminating proxy.
-    pub tls: Option<TlsFiles>,
-    /// Set when a development secret was generated on this start, to tell the person.
-    pub generated_secrets: bool,
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Where the node's certificate and key are; read and checked by `tls::server_config` at start-up.
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Browser origins (`http(s)://host[:port]`, no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+#[cfg_attr(test, derive(Serialize))]
+pub struct AllowedOrigins(BTreeSet<String>);
+
+impl AllowedOrigins {
+    fn of<const N: usize>(origins: [&str; N]) -> AllowedOrigins {
+        AllowedOrigins(origins.into_iter().map(str::to_owned).collect())
+    }
+
+    pub fn contains(&self, origin: &str) -> bool {
+        self.0.contains(origin)
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedOrigins {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Joined(String),
+            List(Vec<String>),
+        }
+        let origins: Vec<String> = match Written::deserialize(d)? {
+            Written::Joined(s) => s.split(',').map(str::to_owned).collect(),
+            Written::List(l) => l,
+        };
+        let mut set = BTreeSet::new();
+        for o in origins {
+            let o = o.trim().trim_end_matches('/');
+            if o.is_empty() {
+                continue;
+            }
+            if !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(serde::de::Error::custom(format!(
+                    "`{o}` is not an http(s) origin"
+                )));
+            }
+            set.insert(o.to_owned());
+        }
+        Ok(AllowedOrigins(set))
+    }
+}
+
+/// A buffer or frame size between 256 bytes and 1 MiB: below, a handshake's own frames may not
+/// fit; above, one socket could hold a large share of the node's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(try_from = "usize")]
+pub struct BufferBytes(usize);
+
+impl BufferBytes {
+    pub const MIN: usize = 256;
+    pub const MAX: usize = 1 << 20;
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl TryFrom<usize> for BufferBytes {
+    type Error = String;
+    fn try_from(n: usize) -> Result<Self, String> {
+        if (Self::MIN..=Self::MAX).contains(&n) {
+            Ok(BufferBytes(n))
+        } else {
+            Err(format!(
+                "must be between {} and {} bytes, not {n}",
+                Self::MIN,
+                Self::MAX
+            ))
+        }
+    }
+}
+
+/// The cluster's Redis URL. It may hold a password: `Debug` redacts it and errors never repeat it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RedisUrl(SecretString);
+
+impl TryFrom<String> for RedisUrl {
+    type Error = &'static str;
+    fn try_from(url: String) -> Result<Self, &'static str> {
+        let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if schemes.iter().any(|s| url.starts_with(s)) {
+            Ok(RedisUrl(url.into()))
+        } else {
+            Err("must be a redis://, rediss:// or unix:// URL")
+        }
+    }
+}
+
+impl RedisUrl {
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// A Redis key prefix: non-empty letters, digits, `_`, `-`, `:` or `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(try_from = "String")]
+pub struct RedisPrefix(String);
+
+impl TryFrom<String> for RedisPrefix {
+    type Error = &'static str;
+    fn try_from(p: String) -> Result<Self, &'static str> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-:.".contains(&b);
+        if !p.is_empty() && p.bytes().all(allowed) {
+            Ok(RedisPrefix(p))
+        } else {
+            Err("must be non-empty letters, digits, `_`, `-`, `:` or `.`")
+        }
+    }
+}
+
+impl RedisPrefix {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The files or variables do not fit [`Settings`]; one line per problem, each naming its key
+    /// and variable.
     #[error("configuration: {0}")]
-    Parse(Box<figment::Error>),
-    #[error("configuration key `{key}`: {message}")]
+    Parse(String),
+    #[error("configuration key `{key}` ({var}): {message}", var = env_var(key))]
     Invalid { key: &'static str, message: String },
+    #[error("no {key} configured: set {var}{hint}", var = env_var(key), hint = match dev_file {
+        Some(path) => format!(", or start `parkmate serve` once to generate development secrets in {}", path.display()),
+        None => String::new(),
+    })]
+    MissingSecret {
+        key: &'static str,
+        /// The development secrets file that would have provided it (not in production).
+        dev_file: Option<PathBuf>,
+    },
     #[error("cannot read or write development secrets at {path}: {source}")]
     DevSecrets {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("development secrets at {path} are malformed: {message}")]
+    DevSecretsMalformed { path: PathBuf, message: String },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -173,244 +396,255 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The environment variable that sets `key` (`ws.queue_capacity` → `PARKMATE_WS_QUEUE_CAPACITY`).
+pub fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The key a variable sets, given its name without the prefix: the inverse of [`env_var`].
+fn setting_key(var: &str) -> String {
+    let var = var.to_ascii_lowercase();
+    SECTIONS
+        .iter()
+        .find_map(|s| {
+            let rest = var.strip_prefix(s)?.strip_prefix('_')?;
+            Some(format!("{s}.{rest}"))
+        })
+        .unwrap_or(var)
+}
+
 impl Settings {
-    /// Loads defaults < `file` (if it exists) < `PARKMATE_*` environment, then validates.
-    pub fn load(file: &Path) -> Result<Settings, ConfigError> {
-        let raw: RawSettings = Figment::new()
+    /// Loads defaults < `file` (if it exists) < `PARKMATE_*` environment, then validates. Writes
+    /// nothing. `not_settings` are variables of the same prefix that belong to someone else (the
+    /// command line's own, such as `PARKMATE_CONFIG`): they are skipped rather than refused.
+    pub fn load(file: &Path, not_settings: &[String]) -> Result<Settings, ConfigError> {
+        let skipped: Vec<String> = not_settings
+            .iter()
+            .filter_map(|v| v.strip_prefix(ENV_PREFIX))
+            .map(str::to_owned)
+            .collect();
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(move |var| !skipped.iter().any(|s| var == s.as_str()))
+            .map(|var| setting_key(var.as_str()).into());
+        let settings: Settings = Figment::new()
             .merge(Toml::file(file))
-            // PARKMATE_CONFIG names the file itself (read by the CLI), so it is not a setting.
-            .merge(Env::prefixed("PARKMATE_").ignore(&["config"]))
+            .merge(env)
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
-        raw.validate()
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// What the types cannot say: one setting against another, and production's refusals.
+    /// Touches no file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(key, "must be longer than 0s"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("token_ttl", self.token_ttl)?;
+        positive("ws.heartbeat_interval", self.ws.heartbeat_interval)?;
+        positive("ws.write_timeout", self.ws.write_timeout)?;
+        if self.ws.heartbeat_timeout <= self.ws.heartbeat_interval {
+            return Err(invalid(
+                "ws.heartbeat_timeout",
+                "must be longer than ws.heartbeat_interval",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert.as_os_str().is_empty() {
+                return Err(invalid("tls.cert", "must be a path to a PEM file"));
+            }
+            if tls.key.as_os_str().is_empty() {
+                return Err(invalid("tls.key", "must be a path to a PEM file"));
+            }
+        }
+        for (key, secret) in [("jwt_secret", &self.jwt_secret), ("api_key", &self.api_key)] {
+            let len = secret.as_ref().map(|s| s.expose_secret().len());
+            match len {
+                Some(0) => return Err(invalid(key, "must not be empty")),
+                None if self.production() => {
+                    return Err(invalid(key, "is required when env = production"));
+                }
+                Some(n) if self.production() && n < MIN_SECRET_LEN => {
+                    return Err(invalid(
+                        key,
+                        format!("must be at least {MIN_SECRET_LEN} bytes in production"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if self.production() && self.clock == ClockKind::Manual {
+            return Err(invalid(
+                "clock",
+                "a manual clock is for tests and refused in production",
+            ));
+        }
+        Ok(())
+    }
+
+    fn production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// The JWT secret, or an error saying how to provide one.
+    pub fn jwt_secret(&self) -> Result<&SecretString, ConfigError> {
+        self.jwt_secret
+            .as_ref()
+            .ok_or_else(|| self.missing("jwt_secret"))
+    }
+
+    /// The API key, or an error saying how to provide one.
+    pub fn api_key(&self) -> Result<&SecretString, ConfigError> {
+        self.api_key.as_ref().ok_or_else(|| self.missing("api_key"))
+    }
+
+    fn missing(&self, key: &'static str) -> ConfigError {
+        ConfigError::MissingSecret {
+            key,
+            dev_file: (!self.production()).then(|| self.dev_secrets_path()),
+        }
+    }
+
+    /// `<data_dir>/dev-secrets.toml`.
+    pub fn dev_secrets_path(&self) -> PathBuf {
+        self.data_dir.join("dev-secrets.toml")
+    }
+
+    fn needs_dev_secrets(&self) -> bool {
+        !self.production() && (self.jwt_secret.is_none() || self.api_key.is_none())
+    }
+
+    /// For client commands (`token`, `notify`): outside production, fills a missing JWT secret or
+    /// API key from the development secrets file if there is one. Only reads.
+    pub fn use_dev_secrets(&mut self) -> Result<(), ConfigError> {
+        if !self.needs_dev_secrets() {
+            return Ok(());
+        }
+        let path = self.dev_secrets_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => self.fill(parse_dev_secrets(&path, &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::DevSecrets { path, source }),
+        }
+        Ok(())
+    }
+
+    /// For `parkmate serve` only: outside production, fills a missing JWT secret or API key from
+    /// the development secrets file, creating it with fresh random values on the first start.
+    /// Returns the file's path when it was created on this call, to tell the person.
+    pub fn generate_dev_secrets(&mut self) -> Result<Option<PathBuf>, ConfigError> {
+        self.use_dev_secrets()?;
+        if !self.needs_dev_secrets() {
+            return Ok(None);
+        }
+        let path = self.dev_secrets_path();
+        let io = |source| ConfigError::DevSecrets {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+        let secrets = DevSecrets {
+            jwt_secret: random_hex(32),
+            api_key: random_hex(24),
+        };
+        let text = format!(
+            "# Generated for development by `parkmate serve`; production sets PARKMATE_JWT_SECRET and PARKMATE_API_KEY.\n\
+             jwt_secret = \"{}\"\napi_key = \"{}\"\n",
+            secrets.jwt_secret, secrets.api_key
+        );
+        write_private(&path, &text).map_err(io)?;
+        self.fill(secrets);
+        Ok(Some(path))
+    }
+
+    fn fill(&mut self, dev: DevSecrets) {
+        self.jwt_secret
+            .get_or_insert_with(|| SecretString::from(dev.jwt_secret));
+        self.api_key
+            .get_or_insert_with(|| SecretString::from(dev.api_key));
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// Renders figment's errors one per line, each with the key, the variable that sets it, where the
+/// value came from, and for a renamed key where it went. Secret values are never repeated.
+fn describe(errors: figment::Error) -> String {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            // figment's path ends at the field for some errors and at its parent for others.
+            let mut path = e.path.clone();
+            let field = match &e.kind {
+                Kind::UnknownField(field, _) => Some(field.clone()),
+                Kind::MissingField(field) => Some(field.to_string()),
+                _ => None,
+            };
+            if let Some(field) = field
+                && path.last() != Some(&field)
+            {
+                path.push(field);
+            }
+            let key = path.join(".");
+            let what = if SECRET_KEYS.contains(&key.as_str()) {
+                // figment reads `123` or `[a]` in a variable as a number or a list.
+                format!(
+                    "must be a string (the value is not shown: it is a secret; quote one that \
+                     reads as a number or a list, e.g. {}='\"…\"')",
+                    env_var(&key)
+                )
+            } else {
+                e.kind.to_string()
+            };
+            let mut line = if key.is_empty() {
+                what
+            } else {
+                format!("`{key}` ({}): {what}", env_var(&key))
+            };
+            if let Some(md) = &e.metadata {
+                match &md.source {
+                    Some(source) => line.push_str(&format!(" [in {source}]")),
+                    None => line.push_str(&format!(" [in {}]", md.name)),
+                }
+            }
+            if let Kind::UnknownField(..) = e.kind
+                && let Some((old, now)) = RENAMED.iter().find(|(old, _)| *old == key)
+            {
+                line.push_str(&format!("; it was renamed `{now}` ({})", env_var(now)));
+                if old.ends_with("_ms") || old.ends_with("_secs") {
+                    line.push_str(", now a duration with its unit, such as \"20s\"");
+                }
+            }
+            line
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DevSecrets {
     jwt_secret: String,
     api_key: String,
+}
+
+fn parse_dev_secrets(path: &Path, text: &str) -> Result<DevSecrets, ConfigError> {
+    Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|e| ConfigError::DevSecretsMalformed {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
 }
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl RawSettings {
-    pub fn validate(self) -> Result<Settings, ConfigError> {
-        let bind: SocketAddr = self.bind.parse().map_err(|e| {
-            invalid(
-                "bind",
-                format!("`{}` is not an address:port ({e})", self.bind),
-            )
-        })?;
-        if !self.database_url.contains("://") && !self.database_url.starts_with("sqlite:") {
-            return Err(invalid(
-                "database_url",
-                format!("`{}` is not a URL", self.database_url),
-            ));
-        }
-        let positive = |key, v: u64| {
-            if v == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(v)
-            }
-        };
-        positive("max_connections", self.max_connections as u64)?;
-        positive("queue_capacity", self.queue_capacity as u64)?;
-        positive("heartbeat_interval_ms", self.heartbeat_interval_ms)?;
-        positive("write_timeout_ms", self.write_timeout_ms)?;
-        positive("token_ttl_secs", self.token_ttl_secs)?;
-        if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
-            return Err(invalid(
-                "heartbeat_timeout_ms",
-                "must be longer than heartbeat_interval_ms",
-            ));
-        }
-        if !(256..=1 << 20).contains(&self.max_frame_bytes) {
-            return Err(invalid(
-                "max_frame_bytes",
-                "must be between 256 and 1048576",
-            ));
-        }
-        if !(256..=1 << 20).contains(&self.read_buffer_bytes) {
-            return Err(invalid(
-                "read_buffer_bytes",
-                "must be between 256 and 1048576",
-            ));
-        }
-        let allowed_origins: Vec<String> = self
-            .allowed_origins
-            .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
-        for o in &allowed_origins {
-            if !(o.starts_with("http://") || o.starts_with("https://")) {
-                return Err(invalid(
-                    "allowed_origins",
-                    format!("`{o}` is not an http(s) origin"),
-                ));
-            }
-        }
-        if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://")
-                || url.starts_with("unix://"))
-        {
-            // Not echoed: the URL may carry a password.
-            return Err(invalid(
-                "redis_url",
-                "must be a redis://, rediss:// or unix:// URL",
-            ));
-        }
-        if self.redis_prefix.is_empty()
-            || !self
-                .redis_prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-:.".contains(&b))
-        {
-            return Err(invalid(
-                "redis_prefix",
-                "must be non-empty letters, digits, `_`, `-`, `:` or `.`",
-            ));
-        }
-        let tls = match (self.tls_cert, self.tls_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => {
-                if cert.as_os_str().is_empty() {
-                    return Err(invalid("tls_cert", "must be a path to a PEM file"));
-                }
-                if key.as_os_str().is_empty() {
-                    return Err(invalid("tls_key", "must be a path to a PEM file"));
-                }
-                Some(TlsFiles { cert, key })
-            }
-            // Half a TLS configuration is a mistake, not a request for plain HTTP.
-            (Some(_), None) => {
-                return Err(invalid(
-                    "tls_key",
-                    "is required when tls_cert is set (PARKMATE_TLS_CERT and PARKMATE_TLS_KEY go together)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "tls_cert",
-                    "is required when tls_key is set (PARKMATE_TLS_CERT and PARKMATE_TLS_KEY go together)",
-                ));
-            }
-        };
-        let production = self.env == Environment::Production;
-        if production && self.clock == ClockKind::Manual {
-            return Err(invalid(
-                "clock",
-                "a manual clock is for tests and refused in production",
-            ));
-        }
-
-        let mut generated_secrets = false;
-        let (jwt_secret, api_key) = match (self.jwt_secret, self.api_key) {
-            (Some(s), Some(k)) => (s, k),
-            (s, k) if production => {
-                let key = if s.is_none() { "jwt_secret" } else { "api_key" };
-                let _ = k;
-                return Err(invalid(
-                    key,
-                    "is required when env = production (PARKMATE_JWT_SECRET, PARKMATE_API_KEY)",
-                ));
-            }
-            (s, k) => {
-                let (dev, fresh) = dev_secrets(&self.data_dir)?;
-                generated_secrets = fresh;
-                (s.unwrap_or(dev.jwt_secret), k.unwrap_or(dev.api_key))
-            }
-        };
-        if production {
-            if jwt_secret.len() < MIN_SECRET_LEN {
-                return Err(invalid(
-                    "jwt_secret",
-                    format!("must be at least {MIN_SECRET_LEN} bytes in production"),
-                ));
-            }
-            if api_key.len() < MIN_SECRET_LEN {
-                return Err(invalid(
-                    "api_key",
-                    format!("must be at least {MIN_SECRET_LEN} bytes in production"),
-                ));
-            }
-        }
-        if jwt_secret.is_empty() {
-            return Err(invalid("jwt_secret", "must not be empty"));
-        }
-        if api_key.is_empty() {
-            return Err(invalid("api_key", "must not be empty"));
-        }
-
-        Ok(Settings {
-            env: self.env,
-            bind,
-            database_url: self.database_url,
-            jwt_secret: SecretString::from(jwt_secret),
-            api_key: SecretString::from(api_key),
-            allowed_origins,
-            max_connections: self.max_connections,
-            queue_capacity: self.queue_capacity,
-            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
-            heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
-            write_timeout: Duration::from_millis(self.write_timeout_ms),
-            max_frame_bytes: self.max_frame_bytes,
-            read_buffer_bytes: self.read_buffer_bytes,
-            token_ttl: Duration::from_secs(self.token_ttl_secs),
-            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            data_dir: self.data_dir,
-            web_dir: self.web_dir,
-            demo_data: self.demo_data,
-            clock: self.clock,
-            log: self.log,
-            redis_url: self.redis_url.map(SecretString::from),
-            redis_prefix: self.redis_prefix,
-            booking_api: self.booking_api,
-            tls,
-            generated_secrets,
-        })
-    }
-}
-
-/// Reads `<data_dir>/dev-secrets.toml`, creating it with fresh random values the first time.
-fn dev_secrets(data_dir: &Path) -> Result<(DevSecrets, bool), ConfigError> {
-    let path = data_dir.join("dev-secrets.toml");
-    let io = |source| ConfigError::DevSecrets {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let secrets: DevSecrets = Figment::new()
-                .merge(Toml::string(&text))
-                .extract()
-                .map_err(|e| ConfigError::Parse(Box::new(e)))?;
-            Ok((secrets, false))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(io)?;
-            let secrets = DevSecrets {
-                jwt_secret: random_hex(32),
-                api_key: random_hex(24),
-            };
-            let text = format!(
-                "# Generated for development by `parkmate`; production sets PARKMATE_JWT_SECRET and PARKMATE_API_KEY.\n\
-                 jwt_secret = \"{}\"\napi_key = \"{}\"\n",
-                secrets.jwt_secret, secrets.api_key
-            );
-            write_private(&path, &text).map_err(io)?;
-            Ok((secrets, true))
-        }
-        Err(e) => Err(io(e)),
-    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -425,144 +659,315 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
-impl Settings {
-    pub fn api_key(&self) -> &str {
-        self.api_key.expose_secret()
-    }
-}
-
 #[cfg(test)]
+// figment's Jail API returns its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
-    fn raw(dir: &Path) -> RawSettings {
-        RawSettings {
+    fn settings(dir: &Path) -> Settings {
+        Settings {
             data_dir: dir.to_owned(),
-            ..RawSettings::default()
+            ..Settings::default()
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_load_and_validate_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let s = settings(&data);
+        s.validate().unwrap();
+        assert!(s.jwt_secret.is_none() && s.api_key.is_none());
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARKMATE_DATA_DIR", data.display().to_string());
+            let s = Settings::load(Path::new("parkmate.toml"), &[]).unwrap();
+            assert_eq!(s.ws.queue_capacity.get(), 256);
+            assert!(files_in(jail.directory()).is_empty());
+            Ok(())
+        });
+        assert!(!data.exists(), "validate/load created {}", data.display());
+    }
+
+    #[test]
+    fn serve_generates_development_secrets_once_and_clients_only_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut client = settings(dir.path());
+        client.use_dev_secrets().unwrap();
+        assert!(client.api_key.is_none(), "nothing to read yet");
+        assert!(files_in(dir.path()).is_empty(), "a client created a file");
+        let err = client.api_key().unwrap_err().to_string();
+        assert!(
+            err.contains("PARKMATE_API_KEY") && err.contains("dev-secrets.toml"),
+            "{err}"
+        );
+
+        let mut a = settings(dir.path());
+        let created = a.generate_dev_secrets().unwrap();
+        assert_eq!(created, Some(dir.path().join("dev-secrets.toml")));
+        let mut b = settings(dir.path());
+        assert_eq!(b.generate_dev_secrets().unwrap(), None);
+        let secret = |s: &Settings| s.jwt_secret().unwrap().expose_secret().to_owned();
+        assert_eq!(secret(&a), secret(&b));
+        let mut client = settings(dir.path());
+        client.use_dev_secrets().unwrap();
+        assert_eq!(secret(&client), secret(&a));
+        assert!(
+            !format!("{a:?}").contains(&secret(&a)),
+            "Debug must redact secrets"
+        );
+
+        // Given secrets win over the file, and with both given it is not even read.
+        let mut given = settings(dir.path());
+        given.jwt_secret = Some("given".into());
+        given.use_dev_secrets().unwrap();
+        assert_eq!(secret(&given), "given");
+    }
+
+    #[test]
+    fn production_requires_long_secrets_and_never_touches_the_dev_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.env = Environment::Production;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("jwt_secret") && err.contains("PARKMATE_JWT_SECRET"),
+            "{err}"
+        );
+        s.jwt_secret = Some("short".into());
+        s.api_key = Some("k".repeat(40).into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("jwt_secret") && err.contains("32"), "{err}");
+        s.jwt_secret = Some("s".repeat(40).into());
+        s.validate().unwrap();
+        s.clock = ClockKind::Manual;
+        assert!(s.validate().unwrap_err().to_string().contains("`clock`"));
+
+        let mut s = settings(dir.path());
+        s.env = Environment::Production;
+        assert_eq!(s.generate_dev_secrets().unwrap(), None);
+        assert!(files_in(dir.path()).is_empty());
+        let err = s.jwt_secret().unwrap_err().to_string();
+        assert!(!err.contains("dev-secrets"), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_timeout_must_exceed_the_interval() {
+        let mut s = Settings::default();
+        s.ws.heartbeat_timeout = s.ws.heartbeat_interval;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("ws.heartbeat_timeout") && err.contains("PARKMATE_WS_HEARTBEAT_TIMEOUT"),
+            "{err}"
+        );
+        let s = Settings {
+            token_ttl: Duration::ZERO,
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("token_ttl"));
+    }
+
+    /// Loads `toml` (as `parkmate.toml`) under `env`, in a jail of its own.
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("parkmate.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            result =
+                Some(Settings::load(Path::new("parkmate.toml"), &[]).map_err(|e| e.to_string()));
+            Ok(())
+        });
+        result.unwrap()
+    }
+
+    #[test]
+    fn sections_come_from_files_and_from_one_variable_rule() {
+        let s = load(
+            "bind = \"127.0.0.1:9000\"\n[ws]\nqueue_capacity = 64\nheartbeat_interval = \"1m\"\nheartbeat_timeout = \"2m 30s\"\nallowed_origins = [\"https://a.example\", \"https://b.example/\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            &[
+                ("PARKMATE_WS_QUEUE_CAPACITY", "32"),
+                ("PARKMATE_WS_WRITE_TIMEOUT", "250ms"),
+                ("PARKMATE_DATABASE_URL", "postgres://db/parkmate"),
+                ("PARKMATE_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("PARKMATE_REDIS_PREFIX", "blue"),
+                ("PARKMATE_BOOKING_API", "false"),
+                ("PARKMATE_BOOKING_DEMO_DATA", "false"),
+                ("PARKMATE_TLS_KEY", "other.pem"),
+                ("PARKMATE_TOKEN_TTL", "1h"),
+                ("PARKMATE_WEB_DIR", "elsewhere"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.bind.port(), 9000);
+        assert_eq!(
+            s.ws.queue_capacity.get(),
+            32,
+            "the variable wins over the file"
+        );
+        assert_eq!(s.ws.heartbeat_interval, Duration::from_secs(60));
+        assert_eq!(s.ws.heartbeat_timeout, Duration::from_secs(150));
+        assert_eq!(s.ws.write_timeout, Duration::from_millis(250));
+        assert!(s.ws.allowed_origins.contains("https://b.example"));
+        assert!(!s.ws.allowed_origins.contains("http://localhost:5173"));
+        assert_eq!(s.database.url.as_str(), "postgres://db/parkmate");
+        assert_eq!(
+            s.redis.url.as_ref().map(RedisUrl::expose_secret),
+            Some("redis://127.0.0.1:6379")
+        );
+        assert_eq!(s.redis.prefix.as_str(), "blue");
+        assert!(!s.booking.api && !s.booking.demo_data);
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "other.pem".into()
+            })
+        );
+        assert_eq!(s.token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.web_dir, Path::new("elsewhere"));
+
+        let s = load(
+            "",
+            &[(
+                "PARKMATE_WS_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example/",
+            )],
+        )
+        .unwrap();
+        assert!(s.ws.allowed_origins.contains("https://a.example"));
+        assert!(s.ws.allowed_origins.contains("https://b.example"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_variable() {
+        for (env, expect) in [
+            (("PARKMATE_BIND", "nowhere"), "`bind` (PARKMATE_BIND)"),
+            (
+                ("PARKMATE_WS_QUEUE_CAPACITY", "lots"),
+                "`ws.queue_capacity` (PARKMATE_WS_QUEUE_CAPACITY)",
+            ),
+            (("PARKMATE_WS_QUEUE_CAPACITY", "0"), "`ws.queue_capacity`"),
+            (
+                ("PARKMATE_WS_HEARTBEAT_INTERVAL", "20"),
+                "`ws.heartbeat_interval`",
+            ),
+            (("PARKMATE_WS_MAX_FRAME_BYTES", "100"), "between 256 and"),
+            (("PARKMATE_REDIS_PREFIX", "has space"), "`redis.prefix`"),
+            (
+                ("PARKMATE_WS_ALLOWED_ORIGINS", "ftp://x"),
+                "not an http(s) origin",
+            ),
+            (("PARKMATE_DATABASE_URL", "parkmate.db"), "`database.url`"),
+            (("PARKMATE_ENV", "staging"), "`env` (PARKMATE_ENV)"),
+            (
+                ("PARKMATE_TLS_CERT", "cert.pem"),
+                "`tls.key` (PARKMATE_TLS_KEY)",
+            ),
+        ] {
+            let err = load("", &[env]).unwrap_err();
+            assert!(err.contains(expect), "{env:?}: {err}");
+        }
+        // A Redis URL may carry a password, and secrets are never repeated.
+        let err = load("", &[("PARKMATE_REDIS_URL", "http://secret@x")]).unwrap_err();
+        assert!(
+            err.contains("redis.url") && !err.contains("secret@"),
+            "{err}"
+        );
+        let err = load("", &[("PARKMATE_API_KEY", "[1, 2]")]).unwrap_err();
+        assert!(err.contains("`api_key`") && !err.contains("1, 2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_and_renamed_ones_say_where_they_went() {
+        let err = load("", &[("PARKMATE_WS_QUEUE_CAPACTY", "32")]).unwrap_err();
+        assert!(err.contains("`ws.queue_capacty`"), "{err}");
+        let err = load("", &[("PARKMATE_QUEUE_CAPACITY", "32")]).unwrap_err();
+        assert!(
+            err.contains("`queue_capacity`") && err.contains("PARKMATE_WS_QUEUE_CAPACITY"),
+            "{err}"
+        );
+        let err = load("heartbeat_interval_ms = 100\n", &[]).unwrap_err();
+        assert!(
+            err.contains("`ws.heartbeat_interval`") && err.contains("parkmate.toml"),
+            "{err}"
+        );
+        let err = load("[ws]\nsurprise = 1\n", &[]).unwrap_err();
+        assert!(err.contains("`ws.surprise`"), "{err}");
+        let err = load("[tls]\ncert = \"c\"\nkey = \"k\"\npassword = \"p\"\n", &[]).unwrap_err();
+        assert!(err.contains("`tls.password`"), "{err}");
+    }
+
+    #[test]
+    fn variables_of_someone_else_are_skipped_only_when_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARKMATE_SERVER", "http://127.0.0.1:1");
+            let err = Settings::load(Path::new("parkmate.toml"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`server`"), "{err}");
+            Settings::load(Path::new("parkmate.toml"), &["PARKMATE_SERVER".into()]).unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_section_is_listed_and_no_top_level_key_looks_like_one() {
+        let s = Settings {
+            tls: Some(TlsFiles {
+                cert: "c".into(),
+                key: "k".into(),
+            }),
+            ..Settings::default()
+        };
+        let value = figment::value::Value::serialize(&s).unwrap();
+        let dict = value.into_dict().unwrap();
+        let sections: BTreeSet<&str> = dict
+            .iter()
+            .filter(|(_, v)| v.as_dict().is_some())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(sections, SECTIONS.iter().copied().collect());
+        for key in dict.keys() {
+            assert_eq!(
+                setting_key(key),
+                *key,
+                "`{key}` would be read as a section key"
+            );
+        }
+        for (old, new) in RENAMED {
+            assert!(!dict.contains_key(*old), "`{old}` is a key again");
+            let (section, key) = new.split_once('.').unwrap_or(("", new));
+            let holder = if section.is_empty() {
+                Some(&dict)
+            } else {
+                dict.get(section).and_then(|v| v.as_dict())
+            };
+            let known = holder.is_some_and(|d| d.contains_key(key)) || ["redis.url"].contains(new);
+            assert!(known, "`{new}` is not a setting");
         }
     }
 
     #[test]
-    fn development_generates_secrets_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = raw(dir.path()).validate().unwrap();
-        assert!(a.generated_secrets);
-        let b = raw(dir.path()).validate().unwrap();
-        assert!(!b.generated_secrets);
-        assert_eq!(a.jwt_secret.expose_secret(), b.jwt_secret.expose_secret());
-        assert!(
-            !format!("{a:?}").contains(a.jwt_secret.expose_secret()),
-            "Debug must redact secrets"
-        );
-    }
-
-    #[test]
-    fn production_requires_long_secrets() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = raw(dir.path());
-        r.env = Environment::Production;
-        let err = r.clone().validate().unwrap_err().to_string();
-        assert!(err.contains("jwt_secret"), "{err}");
-        r.jwt_secret = Some("short".into());
-        r.api_key = Some("k".repeat(40));
-        let err = r.clone().validate().unwrap_err().to_string();
-        assert!(err.contains("jwt_secret") && err.contains("32"), "{err}");
-        r.jwt_secret = Some("s".repeat(40));
-        assert!(r.validate().is_ok());
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = raw(dir.path());
-        r.bind = "nowhere".into();
-        assert!(r.validate().unwrap_err().to_string().contains("`bind`"));
-        let mut r = raw(dir.path());
-        r.redis_url = Some("http://secret@x".into());
-        let err = r.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("redis_url") && !err.contains("secret"),
-            "{err}"
-        );
-        let mut r = raw(dir.path());
-        r.redis_prefix = "has space".into();
-        assert!(
-            r.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("redis_prefix")
-        );
-        let mut r = raw(dir.path());
-        r.allowed_origins = "ftp://x".into();
-        assert!(
-            r.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("allowed_origins")
-        );
-    }
-
-    #[test]
-    fn tls_needs_both_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = raw(dir.path());
-        r.tls_cert = Some("cert.pem".into());
-        let err = r.clone().validate().unwrap_err().to_string();
-        assert!(
-            err.contains("`tls_key`") && err.contains("PARKMATE_TLS_KEY"),
-            "{err}"
-        );
-        r.tls_cert = None;
-        r.tls_key = Some("key.pem".into());
-        let err = r.clone().validate().unwrap_err().to_string();
-        assert!(err.contains("`tls_cert`"), "{err}");
-        r.tls_cert = Some("".into());
-        let err = r.clone().validate().unwrap_err().to_string();
-        assert!(err.contains("`tls_cert`"), "{err}");
-        r.tls_cert = Some("cert.pem".into());
-        let s = r.validate().unwrap();
-        assert_eq!(
-            s.tls,
-            Some(TlsFiles {
-                cert: "cert.pem".into(),
-                key: "key.pem".into()
-            })
-        );
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
-    fn file_and_environment_layer_over_defaults() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "parkmate.toml",
-                "bind = \"127.0.0.1:9000\"\nqueue_capacity = 64\n",
-            )?;
-            jail.set_env("PARKMATE_QUEUE_CAPACITY", "32");
-            jail.set_env(
-                "PARKMATE_DATA_DIR",
-                jail.directory().join("d").display().to_string(),
-            );
-            let s = Settings::load(Path::new("parkmate.toml")).unwrap();
-            assert_eq!(s.bind.port(), 9000);
-            assert_eq!(s.queue_capacity, 32);
-            jail.set_env("PARKMATE_QUEUE_CAPACITY", "lots");
-            let err = Settings::load(Path::new("parkmate.toml"))
-                .unwrap_err()
-                .to_string()
-                .to_lowercase();
-            assert!(err.contains("queue_capacity"), "{err}");
-            jail.set_env("PARKMATE_QUEUE_CAPACITY", "32");
-            // The CLI's own variable is not a setting.
-            jail.set_env("PARKMATE_CONFIG", "parkmate.toml");
-            assert!(Settings::load(Path::new("parkmate.toml")).is_ok());
-            jail.set_env("PARKMATE_QUEUE_CAPACTY", "32");
-            let err = Settings::load(Path::new("parkmate.toml"))
-                .unwrap_err()
-                .to_string()
-                .to_lowercase();
-            assert!(err.contains("queue_capacty"), "{err}");
-            Ok(())
-        });
+    fn variable_names_and_keys_map_both_ways() {
+        for key in [
+            "bind",
+            "ws.queue_capacity",
+            "tls.cert",
+            "database.url",
+            "booking.demo_data",
+        ] {
+            let var = env_var(key);
+            assert_eq!(setting_key(var.strip_prefix(ENV_PREFIX).unwrap()), key);
+        }
+        assert_eq!(env_var("redis.url"), "PARKMATE_REDIS_URL");
+        assert_eq!(env_var("tls.key"), "PARKMATE_TLS_KEY");
     }
 }

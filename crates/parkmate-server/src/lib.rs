@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
@@ -11,5 +12,5 @@ pub mod tls;
 pub mod web;
 pub mod ws;
 
-pub use config::{RawSettings, Settings};
+pub use config::Settings;
 pub use startup::Application;

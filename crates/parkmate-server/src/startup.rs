@@ -5,6 +5,9 @@
 //! future resolves, then: stop accepting, close every socket with 1012 ("server restarting,
 //! reconnect"), let the writer store what was queued and the dispatcher publish what was stored,
 //! and wait for all of that under the `shutdown_grace` deadline.
+//!
+//! `build` validates the settings again (a test may build them by hand) and needs both secrets:
+//! the CLI's `serve` provides development ones first (`Settings::generate_dev_secrets`).
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -12,8 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::get;
-use parkmate_auth::TokenKeys;
+use parkmate_auth::{ExpectedApiKey, TokenKeys};
 use parkmate_booking_http::BookingApi;
 use parkmate_broker::redis::RedisBroker;
 use parkmate_broker::{Broker, BusEvent, BusSink, MemoryBroker};
@@ -92,6 +94,11 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let keys = Arc::new(TokenKeys::new(
+            settings.jwt_secret()?.expose_secret().as_bytes(),
+        ));
+        let api_key = ExpectedApiKey::new(settings.api_key()?.expose_secret());
         crate::telemetry::prometheus();
         // First, so a bad certificate stops the start before the database or Redis is touched.
         let tls = settings
@@ -101,26 +108,26 @@ impl Application {
             .transpose()?;
         // Opening migrates every table (the store's and the booking domain's), so nodes can
         // start in any order on an empty database.
-        let database = parkmate_db::Db::open(&settings.database_url)
+        let database = parkmate_db::Db::open(settings.database.url.as_str())
             .await
             .with_context(|| {
                 format!(
                     "cannot open the database at {}",
-                    parkmate_db::redact_url(&settings.database_url)
+                    parkmate_db::redact_url(settings.database.url.as_str())
                 )
             })?;
         let store = database.clone();
-        let hub = Hub::new(settings.queue_capacity);
+        let hub = Hub::new(settings.ws.queue_capacity.get());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let sink = Arc::new(HubSink(hub.clone()));
         // In-process unless a Redis URL is set; an unreachable Redis stops the start.
-        let broker: Arc<dyn Broker> = match &settings.redis_url {
+        let broker: Arc<dyn Broker> = match &settings.redis.url {
             None => Arc::new(MemoryBroker::new(sink)),
             Some(url) => Arc::new(
                 RedisBroker::connect(
                     url.expose_secret(),
-                    &settings.redis_prefix,
+                    settings.redis.prefix.as_str(),
                     sink,
                     &tracker,
                     shutdown.clone(),
@@ -153,9 +160,9 @@ impl Application {
             ClockKind::System => Arc::new(SystemClock),
             ClockKind::Manual => Arc::new(ManualClock::starting_at(chrono::Utc::now())),
         };
-        // `booking_api = false` runs the notification core alone. On PostgreSQL every node of a
+        // `booking.api = false` runs the notification core alone. On PostgreSQL every node of a
         // cluster serves the booking API on the one shared database.
-        let domain = if settings.booking_api {
+        let domain = if settings.booking.api {
             Some(Domain::new(
                 database.clone(),
                 clock.clone(),
@@ -183,7 +190,7 @@ impl Application {
                 lease.clone().cancelled_owned(),
             );
         }
-        let demo_accounts = if settings.demo_data
+        let demo_accounts = if settings.booking.demo_data
             && let Some(domain) = &domain
         {
             domain
@@ -201,13 +208,12 @@ impl Application {
         let served_demo_accounts =
             demo_accounts.filter(|_| settings.env != Environment::Production);
         let state = AppState::new(crate::state::Shared {
-            keys: Arc::new(TokenKeys::new(
-                settings.jwt_secret.expose_secret().as_bytes(),
-            )),
+            keys,
+            api_key,
             store,
             notifier,
             hub,
-            connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            connection_slots: Arc::new(Semaphore::new(settings.ws.max_connections.get())),
             shutdown,
             tracker,
             settings: settings.clone(),
@@ -219,8 +225,7 @@ impl Application {
         });
 
         let mut router = Router::new()
-            .route("/ws/notifications/{user_id}", get(crate::ws::handshake))
-            .route("/ws/notifications/{user_id}/", get(crate::ws::handshake))
+            .merge(crate::ws::router())
             .merge(crate::api::router());
         // BOOKING DOMAIN HOOK
         // One scheduler task for every booking's timers; it stops with the other tasks, and it
@@ -232,7 +237,7 @@ impl Application {
                 keys: state.keys.clone(),
                 token_ttl_secs: settings.token_ttl.as_secs(),
                 demo_accounts: served_demo_accounts,
-                api_key: settings.api_key().to_owned(),
+                api_key: state.api_key.clone(),
             }));
         }
         router = router.merge(crate::web::router(&settings.web_dir));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use parkmate_auth::TokenKeys;
+use parkmate_auth::{ExpectedApiKey, TokenKeys};
 use parkmate_db::Db;
 use parkmate_hub::Hub;
 use parkmate_notifier::Notifier;
@@ -34,10 +34,12 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub settings: Arc<Settings>,
     pub keys: Arc<TokenKeys>,
+    /// The backends' key, checked by the [`parkmate_auth::ApiKey`] extractor.
+    pub api_key: ExpectedApiKey,
     pub store: Db,
     pub notifier: Notifier,
     pub hub: Hub,
-    /// One permit per open socket, `max_connections` in all: a handshake that finds none gets 503.
+    /// One permit per open socket, `ws.max_connections` in all: a handshake that finds none gets 503.
     pub connection_slots: Arc<Semaphore>,
     /// Cancelled at shutdown; every socket task watches it.
     pub shutdown: CancellationToken,
@@ -55,5 +57,11 @@ pub struct Shared {
 impl FromRef<AppState> for Arc<TokenKeys> {
     fn from_ref(state: &AppState) -> Self {
         state.keys.clone()
+    }
+}
+
+impl FromRef<AppState> for ExpectedApiKey {
+    fn from_ref(state: &AppState) -> Self {
+        state.api_key.clone()
     }
 }

@@ -107,6 +107,39 @@ async fn publish_refuses_bad_requests_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn the_api_key_scheme_is_matched_in_any_case_and_the_key_trimmed() {
+    let app = spawn_app().await;
+    let ok = json!({"level":"info","message":"hi","user_id":1});
+    // As for every `Authorization` the server reads; another scheme is not a bearer key.
+    for (authorization, status) in [
+        (format!("bearer {API_KEY}"), 201),
+        (format!("BEARER   {API_KEY} "), 201),
+        (format!("Basic {API_KEY}"), 401),
+        (format!("Bearer {API_KEY}-and-more"), 401),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/api/notifications"))
+            .header("authorization", &authorization)
+            .json(&ok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{authorization}");
+    }
+    // The key is checked before the body is read: a caller without it learns nothing of the body.
+    let r = app
+        .http
+        .post(app.url("/api/notifications"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
 async fn publish_answers_ids_and_honours_idempotency_keys() {
     let app = spawn_app().await;
     let (s, b) = app
@@ -204,6 +237,10 @@ async fn inbox_needs_a_valid_token_and_sane_paging() {
         .post_json("/api/inbox/abc/read", &app.token(1, Role::User))
         .await;
     assert_eq!((s, b["code"].as_str()), (400, Some("invalid_id")));
+    let (s, b) = app
+        .post_json("/api/inbox/0/read", &app.token(1, Role::User))
+        .await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("invalid_id")));
     for i in 0..5 {
         app.send(1, &format!("m{i}")).await;
     }
@@ -247,7 +284,7 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
     let app = spawn_app().await;
     let mut c = app.connect(42, Role::User, None).await;
     let bin = env!("CARGO_BIN_EXE_parkmate");
-    let out = tokio::process::Command::new(bin)
+    let out = parkmate(bin)
         .args([
             "notify",
             "--user",
@@ -278,7 +315,7 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
         )
     );
 
-    let out = tokio::process::Command::new(bin)
+    let out = parkmate(bin)
         .args(["token", "--user", "42", "--role", "owner"])
         .env("PARKMATE_JWT_SECRET", JWT_SECRET)
         .env("PARKMATE_API_KEY", API_KEY)
@@ -289,7 +326,7 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
     let id = app.keys.verify(token.trim()).unwrap();
     assert_eq!((id.user_id, id.role), (42, Role::Owner));
 
-    let out = tokio::process::Command::new(bin)
+    let out = parkmate(bin)
         .args([
             "notify",
             "--user",
@@ -307,4 +344,102 @@ async fn the_cli_mints_tokens_and_notifies_a_running_server() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_level"));
+}
+
+/// Issue 17.4 and 17.8: `PARKMATE_SERVER`, offered by `parkmate notify --help`, is the command's
+/// own variable and not an unknown setting; and a client command run with only the API key, in a
+/// directory of its own, sends the notification and leaves that directory empty (no
+/// `data/dev-secrets.toml`).
+#[tokio::test]
+async fn notify_takes_parkmate_server_and_creates_no_secrets() {
+    let app = spawn_app().await;
+    let mut c = app.connect(42, Role::User, None).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_parkmate");
+    let out = parkmate(bin)
+        .args(["notify", "--user", "42", "from a clean directory"])
+        .current_dir(cwd.path())
+        .env("PARKMATE_SERVER", app.url(""))
+        .env("PARKMATE_API_KEY", API_KEY)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.next_notification().await.message,
+        "from a clean directory"
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "notify left {left:?}");
+
+    // Without a key there is nothing to send with: an error naming the variable, still no file.
+    let out = parkmate(bin)
+        .args(["notify", "--user", "42", "no key"])
+        .current_dir(cwd.path())
+        .env("PARKMATE_SERVER", app.url(""))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PARKMATE_API_KEY"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "notify left {left:?}");
+}
+
+/// `parkmate token` reads the development secrets `serve` generated (and creates none itself).
+#[tokio::test]
+async fn token_uses_the_development_secrets_serve_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_parkmate");
+    let token = || {
+        parkmate(bin)
+            .args(["token", "--user", "5"])
+            .current_dir(dir.path())
+            .output()
+    };
+    let out = token().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PARKMATE_JWT_SECRET") && stderr.contains("parkmate serve"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists());
+
+    // What `serve` does on its first development start.
+    let mut settings = parkmate_server::Settings {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    settings.generate_dev_secrets().unwrap().expect("created");
+    let keys = parkmate_auth::TokenKeys::new(
+        secrecy::ExposeSecret::expose_secret(settings.jwt_secret().unwrap()).as_bytes(),
+    );
+    let out = token().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = keys
+        .verify(String::from_utf8(out.stdout).unwrap().trim())
+        .unwrap();
+    assert_eq!(id.user_id, 5);
+}
+
+/// The `parkmate` binary with no `PARKMATE_*` variable of the test's own environment: the
+/// settings refuse unknown ones, and the developer's own must not leak in.
+fn parkmate(bin: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PARKMATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }

@@ -426,8 +426,8 @@ async fn login(node: &TestApp, who: &str, password: &str) -> (i64, Role, String)
 /// Three nodes with demo data started at the same moment on one empty database: the seed must
 /// happen once, and no start may fail on it.
 async fn three_demo_nodes(cluster: &Cluster, clock: ClockKind) -> Vec<Option<TestApp>> {
-    let configure = move |raw: &mut parkmate_server::RawSettings| {
-        raw.demo_data = true;
+    let configure = move |raw: &mut parkmate_server::Settings| {
+        raw.booking.demo_data = true;
         raw.clock = clock;
     };
     let (a, b, c) = tokio::join!(

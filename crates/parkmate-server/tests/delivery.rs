@@ -73,7 +73,7 @@ async fn role_and_broadcast_reach_the_right_sockets() {
 
 #[tokio::test]
 async fn client_frames_ping_errors_and_oversize() {
-    let app = spawn_app_with(|s| s.max_frame_bytes = 1024).await;
+    let app = spawn_app_with(|s| s.ws.max_frame_bytes = 1024.try_into().unwrap()).await;
     let mut c = app.connect(7, Role::User, None).await;
 
     c.send_text(r#"{"type":"ping"}"#).await;
@@ -125,8 +125,8 @@ async fn a_stream_of_garbage_is_closed_with_4009() {
 #[tokio::test]
 async fn a_silent_peer_is_dropped_by_the_heartbeat() {
     let app = spawn_app_with(|s| {
-        s.heartbeat_interval_ms = 100;
-        s.heartbeat_timeout_ms = 300;
+        s.ws.heartbeat_interval = Duration::from_millis(100);
+        s.ws.heartbeat_timeout = Duration::from_millis(300);
     })
     .await;
     // This client never reads, so it never answers the server's pings.
@@ -149,7 +149,7 @@ async fn a_silent_peer_is_dropped_by_the_heartbeat() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_with_4008_and_recovers_everything_by_replay() {
-    let app = spawn_app_with(|s| s.queue_capacity = 2).await;
+    let app = spawn_app_with(|s| s.ws.queue_capacity = 2.try_into().unwrap()).await;
     let mut c = app.connect(7, Role::User, None).await;
     // One commit of 50 notifications reaches the hub faster than any socket drains a queue of 2.
     let batch: Vec<_> = (0..50)
@@ -239,7 +239,7 @@ async fn graceful_shutdown_says_reconnect_and_keeps_what_was_published() {
     store.close().await;
 
     let mut raw = test_settings(dir.path());
-    raw.bind = addr.to_string();
+    raw.bind = addr;
     let app = start(raw, dir).await;
     let mut a = app.connect(7, Role::User, Some(last)).await;
     let n = a.next_notification().await;

@@ -38,7 +38,7 @@ const PEOPLE: [(&str, &str); 6] = [
 impl Demo {
     async fn start() -> Demo {
         let app = spawn_app_with(|r| {
-            r.demo_data = true;
+            r.booking.demo_data = true;
             r.clock = ClockKind::Manual;
         })
         .await;

@@ -197,14 +197,49 @@ async fn bad_since_and_user_id_are_400() {
         (status, body["code"].as_str()),
         (400, Some("invalid_since"))
     );
-    let url = format!("ws://{}/ws/notifications/abc/", app.addr);
-    let (status, _) = refused(with_header(&url, "authorization", &token)).await;
-    assert!(status == 400 || status == 403, "{status}");
+    for user in ["abc", "99999999999999999999"] {
+        let url = format!("ws://{}/ws/notifications/{user}/", app.addr);
+        let (status, body) = refused(with_header(&url, "authorization", &token)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_user_id")),
+            "{user}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_authorization_scheme_is_matched_in_any_case() {
+    let app = spawn_app().await;
+    let token = app.token(7, Role::User);
+    for authorization in [format!("bearer {token}"), format!("BEARER  {token} ")] {
+        let mut c = Client::open(with_header(
+            &app.ws_url(7, None),
+            "authorization",
+            &authorization,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{authorization}: {e}"));
+        assert!(matches!(
+            c.next_frame().await,
+            ServerFrame::Hello { user_id: 7, .. }
+        ));
+    }
+    let (status, body) = refused(with_header(
+        &app.ws_url(7, None),
+        "authorization",
+        &format!("Basic {token}"),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
 }
 
 #[tokio::test]
 async fn the_connection_cap_answers_503() {
-    let app = spawn_app_with(|s| s.max_connections = 1).await;
+    let app = spawn_app_with(|s| s.ws.max_connections = std::num::NonZeroUsize::MIN).await;
     let _first = app.connect(7, Role::User, None).await;
     let token = format!("Bearer {}", app.token(8, Role::User));
     let (status, body) = refused(with_header(&app.ws_url(8, None), "authorization", &token)).await;

@@ -1,4 +1,4 @@
-//! Native TLS on one node (`PARKMATE_TLS_CERT` + `PARKMATE_TLS_KEY`): `wss://` and `https://` with
+//! Native TLS on one node (`[tls] cert` + `key`: `PARKMATE_TLS_CERT` + `PARKMATE_TLS_KEY`): `wss://` and `https://` with
 //! a certificate generated for the test, plain `ws://` refused on that port, graceful shutdown
 //! still closing sockets with 1012, and misconfiguration stopping the start.
 
@@ -8,13 +8,13 @@ use common::tls::{self, TestCert};
 use common::{TestApp, spawn_app_with, test_settings};
 use parkmate_protocol::Role;
 use parkmate_server::Application;
+use parkmate_server::config::TlsFiles;
 use serde_json::json;
 
 async fn spawn_tls_app(cert: &TestCert) -> TestApp {
     let (c, k) = (cert.cert_path.clone(), cert.key_path.clone());
     spawn_app_with(move |raw| {
-        raw.tls_cert = Some(c);
-        raw.tls_key = Some(k);
+        raw.tls = Some(TlsFiles { cert: c, key: k });
     })
     .await
 }
@@ -88,15 +88,17 @@ async fn a_bad_pem_or_a_missing_certificate_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::generate(dir.path());
 
-    // (Half a configuration is refused by the settings: config.rs, `tls_needs_both_files`.)
+    // (Half a configuration is refused by the settings: config.rs,
+    // `bad_values_name_their_key_and_variable`.)
 
     // A key file that is not PEM: the start fails, naming the file.
     let garbage = dir.path().join("garbage-key.pem");
     std::fs::write(&garbage, "this is not a key").unwrap();
-    let mut raw = test_settings(dir.path());
-    raw.tls_cert = Some(cert.cert_path.clone());
-    raw.tls_key = Some(garbage);
-    let settings = raw.validate().expect("paths alone are valid settings");
+    let mut settings = test_settings(dir.path());
+    settings.tls = Some(TlsFiles {
+        cert: cert.cert_path.clone(),
+        key: garbage,
+    });
     let err = match Application::build(settings).await {
         Ok(_) => panic!("a node with an unreadable key must not start"),
         Err(e) => format!("{e:#}"),
@@ -104,10 +106,11 @@ async fn a_bad_pem_or_a_missing_certificate_stops_the_start() {
     assert!(err.contains("garbage-key.pem"), "{err}");
 
     // A certificate file that does not exist.
-    let mut raw = test_settings(dir.path());
-    raw.tls_cert = Some(dir.path().join("nowhere.pem"));
-    raw.tls_key = Some(cert.key_path.clone());
-    let settings = raw.validate().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.tls = Some(TlsFiles {
+        cert: dir.path().join("nowhere.pem"),
+        key: cert.key_path.clone(),
+    });
     let err = match Application::build(settings).await {
         Ok(_) => panic!("a node without its certificate must not start"),
         Err(e) => format!("{e:#}"),

@@ -985,6 +985,15 @@ export interface operations {
                     "application/json": components["schemas"]["LotsResponse"];
                 };
             };
+            /** @description `invalid_query` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1162,7 +1171,8 @@ export interface operations {
                     "application/json": components["schemas"]["UsersResponse"];
                 };
             };
-            403: {
+            /** @description `invalid_query` */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1170,7 +1180,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            422: {
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

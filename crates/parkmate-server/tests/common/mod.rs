@@ -11,8 +11,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use parkmate_auth::TokenKeys;
 use parkmate_protocol::{NotificationFrame, Role, ServerFrame};
+use parkmate_server::Application;
+use parkmate_server::config::{DatabaseUrl, RedisPrefix, RedisUrl, Settings};
 use parkmate_server::state::AppState;
-use parkmate_server::{Application, RawSettings};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -38,32 +39,37 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-pub fn test_settings(dir: &std::path::Path) -> RawSettings {
-    RawSettings {
-        bind: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.join("parkmate.db").display()),
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.into()),
         api_key: Some(API_KEY.into()),
         data_dir: dir.to_owned(),
         web_dir: dir.join("no-web"),
-        demo_data: false,
-        ..RawSettings::default()
-    }
+        ..Settings::default()
+    };
+    s.database.url = sqlite_url(dir);
+    s.booking.demo_data = false;
+    s
+}
+
+/// The test's own SQLite file in `dir`.
+pub fn sqlite_url(dir: &std::path::Path) -> DatabaseUrl {
+    DatabaseUrl::try_from(format!("sqlite://{}", dir.join("parkmate.db").display())).unwrap()
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut raw = test_settings(dir.path());
     configure(&mut raw);
     start(raw, dir).await
 }
 
-pub async fn start(raw: RawSettings, dir: tempfile::TempDir) -> TestApp {
-    let settings = raw.validate().expect("test settings are valid");
+pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(settings).await.expect("app builds");
     let addr = app.local_addr();
     let state = app.state().clone();
@@ -345,7 +351,7 @@ impl Cluster {
     }
 
     /// Starts one more node with settings of its own on top of the cluster's.
-    pub async fn spawn_node_with(&self, configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+    pub async fn spawn_node_with(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         self.spawn_node_at_with("127.0.0.1:0".parse().unwrap(), configure)
             .await
     }
@@ -359,16 +365,16 @@ impl Cluster {
     async fn spawn_node_at_with(
         &self,
         addr: SocketAddr,
-        configure: impl FnOnce(&mut RawSettings),
+        configure: impl FnOnce(&mut Settings),
     ) -> TestApp {
         let url = self.pg.url.clone();
         let redis = self.redis_url.clone();
         let prefix = self.prefix.clone();
         spawn_app_with(move |raw| {
-            raw.bind = addr.to_string();
-            raw.database_url = url;
-            raw.redis_url = Some(redis);
-            raw.redis_prefix = prefix;
+            raw.bind = addr;
+            raw.database.url = DatabaseUrl::try_from(url).unwrap();
+            raw.redis.url = Some(RedisUrl::try_from(redis).unwrap());
+            raw.redis.prefix = RedisPrefix::try_from(prefix).unwrap();
             configure(raw);
         })
         .await

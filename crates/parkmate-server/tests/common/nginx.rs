@@ -81,7 +81,7 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             # With the port: the node's same-origin check compares it with the browser's Origin.
             proxy_set_header Host $http_host;
-            # A socket is idle between frames; nodes ping every 20 s (heartbeat_interval_ms), so
+            # A socket is idle between frames; nodes ping every 20 s (ws.heartbeat_interval), so
             # a read timeout above that never cuts a healthy socket.
             proxy_read_timeout 60s;
             proxy_send_timeout 60s;

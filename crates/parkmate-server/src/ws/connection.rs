@@ -1,8 +1,4 @@
-//! The socket: `GET /ws/notifications/{user_id}/`.
-//!
-//! Handshake: authenticate (sub-protocol `bearer.<jwt>`, `Authorization`, or `?token=`), check the
-//! path's user is the token's, check the browser `Origin`, take a connection slot — or refuse with
-//! an HTTP status and a JSON body. Then one task per socket runs [`Connection::run`]:
+//! One accepted socket's life, in its own task ([`Connection::run`]):
 //!
 //! 1. subscribe to the hub **first**, so nothing published from now on is missed;
 //! 2. snapshot the unread count, say `hello`;
@@ -10,24 +6,20 @@
 //! 4. then forward live deliveries, skipping any id already sent — the replay/live seam has neither
 //!    gap (subscribed before the replay query) nor duplicate (ids are only ever sent increasing).
 //!
-//! Queued frames are written together and flushed once (one syscall for a burst); every write has a
-//! deadline, so a peer that stops reading cannot pin the task.
+//! Like mini-redis's `Handler::run`: one loop over one `select!`, and every step returns
+//! `Result<_, End>`, so `?` is the only way out; [`Connection::run`] then picks the close code from
+//! the [`End`] in one `match`. Queued frames are written together and flushed once (one syscall
+//! for a burst); every write has a deadline, so a peer that stops reading cannot pin the task.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use parkmate_auth::{ApiError, Identity, now_secs};
+use parkmate_auth::{Identity, now_secs};
 use parkmate_db::{DbError as StoreError, StoredNotification};
 use parkmate_hub::{Delivery, Subscription};
-use parkmate_protocol::{
-    BEARER_PROTOCOL_PREFIX, ClientFrame, CloseCode, FrameError, SUBPROTOCOL, ServerFrame, Viewer,
-    rfc3339,
-};
+use parkmate_protocol::{ClientFrame, CloseCode, FrameError, ServerFrame, Viewer, rfc3339};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -43,145 +35,53 @@ const MAX_INVALID_FRAMES: u32 = 10;
 /// How long a goodbye (close frame) may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn refuse(reason: &'static str, err: ApiError) -> Response {
-    metrics::counter!("parkmate_handshake_refusals_total", "reason" => reason).increment(1);
-    err.into_response()
+/// Why a connection ends: every step of the loop returns `Result<_, End>`, and
+/// [`Connection::run`] turns the `End` into a close code (or none).
+#[derive(Debug)]
+pub(super) enum End {
+    /// The server is shutting down: 1012, reconnect.
+    Shutdown,
+    /// The hub removed this socket because its queue filled up: 4008.
+    SlowConsumer,
+    /// The hub's sending side is gone (only if the hub itself is): 1011.
+    HubGone,
+    /// The peer sent a close frame: answered with 1000.
+    PeerClosed,
+    /// The peer vanished: end of stream or a transport error. Nobody to say goodbye to.
+    PeerGone,
+    /// A write failed or missed its deadline: the peer cannot be written to, so no goodbye.
+    Unwritable,
+    /// An inbound message above `ws.max_frame_bytes`: 1009.
+    TooBig,
+    /// [`MAX_INVALID_FRAMES`] invalid frames in a row: 4009.
+    ProtocolViolation,
+    /// Silent for `ws.heartbeat_timeout`: 4002.
+    HeartbeatTimeout,
+    /// The token expired while connected: 4001.
+    TokenExpired,
+    /// The store failed: 1011 (and logged).
+    Store(StoreError),
 }
 
-/// The token a client offered: sub-protocol `bearer.<jwt>`, then `Authorization`, then `?token=`.
-fn offered_token<'a>(
-    headers: &'a HeaderMap,
-    query: &'a HashMap<String, String>,
-) -> Option<&'a str> {
-    let from_protocol = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
-    let from_header = || {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-    };
-    from_protocol
-        .or_else(from_header)
-        .or_else(|| query.get("token").map(String::as_str))
-        .filter(|t| !t.is_empty())
+impl From<StoreError> for End {
+    fn from(e: StoreError) -> End {
+        End::Store(e)
+    }
 }
 
-/// Same-origin, or listed in `allowed_origins`. Non-browser clients send no `Origin` and pass.
-fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let origin = origin.trim_end_matches('/');
-    if state.settings.allowed_origins.iter().any(|o| o == origin) {
-        return true;
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| !host.is_empty() && rest.eq_ignore_ascii_case(host))
-}
-
-pub async fn handshake(
-    State(state): State<AppState>,
-    Path(user_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(e) => {
-            return refuse(
-                "not_websocket",
-                ApiError::new(e.status(), "not_websocket", e.body_text()),
-            );
+impl End {
+    /// A failed read. axum wraps tungstenite's error, which reports a message over the size limit
+    /// as a capacity error; anything else means the transport is gone.
+    fn from_read(e: axum::Error) -> End {
+        match e.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => End::TooBig,
+            _ => End::PeerGone,
         }
-    };
-    let Some(token) = offered_token(&headers, &query) else {
-        return refuse(
-            "missing_token",
-            ApiError::unauthorized("missing_token", "a token is required"),
-        );
-    };
-    let identity = match state.keys.verify(token) {
-        Ok(id) => id,
-        Err(e) => {
-            return refuse(
-                "invalid_token",
-                ApiError::unauthorized("invalid_token", e.to_string()),
-            );
-        }
-    };
-    let Ok(path_user) = user_id.parse::<i64>() else {
-        return refuse(
-            "invalid_user_id",
-            ApiError::bad_request("invalid_user_id", "user id must be an integer"),
-        );
-    };
-    if path_user != identity.user_id {
-        return refuse(
-            "forbidden",
-            ApiError::forbidden("this token may not listen to that user"),
-        );
     }
-    if !origin_allowed(&state, &headers) {
-        return refuse(
-            "origin",
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "origin not allowed",
-            ),
-        );
-    }
-    let since = match query.get("since").map(|s| s.parse::<i64>()) {
-        None => None,
-        Some(Ok(n)) if n >= 0 => Some(n),
-        Some(_) => {
-            return refuse(
-                "invalid_since",
-                ApiError::bad_request("invalid_since", "since must be a non-negative integer"),
-            );
-        }
-    };
-    let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-        return refuse(
-            "full",
-            ApiError::unavailable("too_many_connections", "this node is full, retry later"),
-        );
-    };
-
-    let s = &state.settings;
-    let upgrade = upgrade
-        .protocols([SUBPROTOCOL])
-        .read_buffer_size(s.read_buffer_bytes)
-        // Frames are coalesced in this buffer and written on flush; above it they go out early.
-        .write_buffer_size(16 * 1024)
-        .max_message_size(s.max_frame_bytes)
-        .max_frame_size(s.max_frame_bytes);
-    let tracker = state.tracker.clone();
-    upgrade.on_upgrade(move |socket| {
-        // A task of its own rather than running inside axum's upgrade task: that task's future
-        // also keeps the upgrade's captures (~1 KiB) for as long as the socket lives.
-        tracker.spawn(Connection::new(state, socket, identity, since, permit).run());
-        std::future::ready(())
-    })
 }
 
 /// One socket's state. Lives in the socket's task only.
-struct Connection {
+pub(super) struct Connection {
     state: AppState,
     socket: WebSocket,
     identity: Identity,
@@ -196,18 +96,12 @@ struct Connection {
     replay_floor: i64,
     invalid_in_a_row: u32,
     last_heard: Instant,
+    /// This socket's permit of `ws.max_connections`, given back when the task ends.
     _slot: OwnedSemaphorePermit,
 }
 
-/// Why the loop ended, and what to tell the peer.
-enum End {
-    Close(CloseCode),
-    /// The peer is gone or cannot be written to: no goodbye.
-    Drop,
-}
-
 impl Connection {
-    fn new(
+    pub(super) fn new(
         state: AppState,
         socket: WebSocket,
         identity: Identity,
@@ -233,42 +127,48 @@ impl Connection {
         self.identity.viewer()
     }
 
-    async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let mut sub = self
             .state
             .hub
             .subscribe(self.identity.user_id, self.identity.role);
-        let end = match self.serve(&mut sub).await {
-            Ok(end) => end,
-            Err(e) => {
-                tracing::warn!(error = ?e, user = self.identity.user_id, "socket failed");
-                End::Close(CloseCode::InternalError)
-            }
-        };
+        let Err(end) = self.serve(&mut sub).await;
         drop(sub);
-        if let End::Close(code) = end {
-            let frame = CloseFrame {
-                code: code.code(),
-                reason: Utf8Bytes::from_static(code.reason()),
-            };
-            let _ = Box::pin(timeout(
-                CLOSE_TIMEOUT,
-                self.socket.send(Message::Close(Some(frame))),
-            ))
-            .await;
-        }
+        let code = match end {
+            End::Shutdown => CloseCode::ServiceRestart,
+            End::SlowConsumer => CloseCode::SlowConsumer,
+            End::PeerClosed => CloseCode::Normal,
+            End::TooBig => CloseCode::TooBig,
+            End::ProtocolViolation => CloseCode::ProtocolViolation,
+            End::HeartbeatTimeout => CloseCode::HeartbeatTimeout,
+            End::TokenExpired => CloseCode::TokenExpired,
+            End::HubGone => CloseCode::InternalError,
+            End::Store(e) => {
+                tracing::warn!(error = ?e, user = self.identity.user_id, "socket failed");
+                CloseCode::InternalError
+            }
+            End::PeerGone | End::Unwritable => return,
+        };
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: Utf8Bytes::from_static(code.reason()),
+        };
+        let _ = Box::pin(timeout(
+            CLOSE_TIMEOUT,
+            self.socket.send(Message::Close(Some(frame))),
+        ))
+        .await;
     }
 
-    async fn serve(&mut self, sub: &mut Subscription) -> Result<End, StoreError> {
+    /// The loop. It only ever ends with an [`End`]; `Infallible` says so to the type checker.
+    async fn serve(&mut self, sub: &mut Subscription) -> Result<Infallible, End> {
         // Boxed here and below: the rare, large futures (the greeting and replay, client frames
         // that touch the store) would otherwise be laid out inside this task's future and be
         // carried by every idle socket for its whole life (BENCHMARKS.md, idle memory).
-        if let Err(end) = Box::pin(self.open()).await? {
-            return Ok(end);
-        }
+        Box::pin(self.open()).await?;
 
-        let heartbeat_interval = self.state.settings.heartbeat_interval;
-        let heartbeat_timeout = self.state.settings.heartbeat_timeout;
+        let heartbeat_interval = self.state.settings.ws.heartbeat_interval;
+        let heartbeat_timeout = self.state.settings.ws.heartbeat_timeout;
         let shutdown = self.state.shutdown.clone();
         let expires = Instant::now()
             + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
@@ -286,50 +186,34 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut stopping => return Ok(End::Close(CloseCode::ServiceRestart)),
-                _ = &mut too_slow => return Ok(End::Close(CloseCode::SlowConsumer)),
+                _ = &mut stopping => return Err(End::Shutdown),
+                _ = &mut too_slow => return Err(End::SlowConsumer),
                 delivery = sub.rx.recv_async() => {
-                    let Ok(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
-                    let mut batch = vec![first];
+                    let mut batch = vec![delivery.map_err(|_| End::HubGone)?];
                     while batch.len() < MAX_COALESCE {
                         match sub.rx.try_recv() {
                             Ok(d) => batch.push(d),
                             Err(_) => break,
                         }
                     }
-                    if let Err(end) = Box::pin(self.deliver(batch)).await? {
-                        return Ok(end);
-                    }
+                    Box::pin(self.deliver(batch)).await?;
                 }
                 inbound = self.socket.recv() => {
-                    match inbound {
-                        None => return Ok(End::Drop),
-                        Some(Err(e)) => {
-                            // tungstenite reports an over-long message as a capacity error.
-                            let too_big = format!("{e:?}").contains("Capacity");
-                            return Ok(if too_big { End::Close(CloseCode::TooBig) } else { End::Drop });
-                        }
-                        Some(Ok(msg)) => {
-                            self.last_heard = Instant::now();
-                            if let Err(end) = Box::pin(self.inbound(msg)).await? {
-                                return Ok(end);
-                            }
-                        }
-                    }
+                    let msg = inbound.ok_or(End::PeerGone)?.map_err(End::from_read)?;
+                    self.last_heard = Instant::now();
+                    Box::pin(self.inbound(msg)).await?;
                 }
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= expires {
-                        return Ok(End::Close(CloseCode::TokenExpired));
+                        return Err(End::TokenExpired);
                     }
                     if now >= next_beat {
                         if self.last_heard.elapsed() >= heartbeat_timeout {
                             metrics::counter!("parkmate_heartbeat_timeouts_total").increment(1);
-                            return Ok(End::Close(CloseCode::HeartbeatTimeout));
+                            return Err(End::HeartbeatTimeout);
                         }
-                        if let Err(end) = Box::pin(self.write(&[Message::Ping(bytes::Bytes::new())])).await {
-                            return Ok(end);
-                        }
+                        Box::pin(self.write(&[Message::Ping(bytes::Bytes::new())])).await?;
                         // Counted from now: a late tick delays the next one rather than bunching.
                         next_beat = now + heartbeat_interval;
                     }
@@ -341,7 +225,7 @@ impl Connection {
 
     /// Says hello (with the unread count), then replays what the client missed when it gave
     /// `since`.
-    async fn open(&mut self) -> Result<Result<(), End>, StoreError> {
+    async fn open(&mut self) -> Result<(), End> {
         // A resuming client's unread count and first replay page come from one store call (one
         // statement on SQLite): a reconnect storm pays per round trip.
         let (snapshot, first_page) = match self.since {
@@ -373,14 +257,14 @@ impl Connection {
             role: self.identity.role,
             resume_from: self.since,
             unread_count: self.unread,
-            heartbeat_ms: self.state.settings.heartbeat_interval.as_millis() as u64,
+            heartbeat_ms: self.state.settings.ws.heartbeat_interval.as_millis() as u64,
             server_time: rfc3339((self.state.now)()),
         };
         let hello = vec![Message::Text(hello.to_json().into())];
         if first_page.is_some() {
             return self.catch_up(true, hello, first_page).await;
         }
-        Ok(self.write(&hello).await)
+        self.write(&hello).await
     }
 
     /// Sends from the store everything after `last_sent`, page by page, after the frames already
@@ -392,7 +276,7 @@ impl Connection {
         announce: bool,
         mut frames: Vec<Message>,
         mut first_page: Option<Vec<StoredNotification>>,
-    ) -> Result<Result<(), End>, StoreError> {
+    ) -> Result<(), End> {
         let mut count = 0u64;
         loop {
             let page = match first_page.take() {
@@ -420,9 +304,7 @@ impl Connection {
                 break;
             }
             // More pages follow: send this one before reading the next.
-            if let Err(end) = self.write(&frames).await {
-                return Ok(Err(end));
-            }
+            self.write(&frames).await?;
             frames.clear();
         }
         metrics::counter!("parkmate_replayed_total").increment(count);
@@ -434,12 +316,10 @@ impl Connection {
             frames.push(Message::Text(done.to_json().into()));
             frames.push(self.unread_frame());
         }
-        if !frames.is_empty()
-            && let Err(end) = self.write(&frames).await
-        {
-            return Ok(Err(end));
+        if !frames.is_empty() {
+            self.write(&frames).await?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     fn note_sent(&mut self, id: i64) {
@@ -458,7 +338,7 @@ impl Connection {
         )
     }
 
-    async fn deliver(&mut self, batch: Vec<Delivery>) -> Result<Result<(), End>, StoreError> {
+    async fn deliver(&mut self, batch: Vec<Delivery>) -> Result<(), End> {
         let mut frames = Vec::with_capacity(batch.len() + 1);
         let mut count_changed = false;
         for d in batch {
@@ -487,14 +367,10 @@ impl Connection {
                     count_changed = true;
                 }
                 Delivery::Resync => {
-                    if !frames.is_empty()
-                        && let Err(end) = self.write(&std::mem::take(&mut frames)).await
-                    {
-                        return Ok(Err(end));
+                    if !frames.is_empty() {
+                        self.write(&std::mem::take(&mut frames)).await?;
                     }
-                    if let Err(end) = Box::pin(self.catch_up(false, Vec::new(), None)).await? {
-                        return Ok(Err(end));
-                    }
+                    Box::pin(self.catch_up(false, Vec::new(), None)).await?;
                 }
             }
         }
@@ -502,18 +378,18 @@ impl Connection {
             frames.push(self.unread_frame());
         }
         if frames.is_empty() {
-            return Ok(Ok(()));
+            return Ok(());
         }
-        Ok(self.write(&frames).await)
+        self.write(&frames).await
     }
 
-    async fn inbound(&mut self, msg: Message) -> Result<Result<(), End>, StoreError> {
+    async fn inbound(&mut self, msg: Message) -> Result<(), End> {
         let parsed = match msg {
             Message::Text(text) => ClientFrame::parse(text.as_str()),
             Message::Binary(_) => Err(FrameError::Binary),
-            Message::Close(_) => return Ok(Err(End::Close(CloseCode::Normal))),
+            Message::Close(_) => return Err(End::PeerClosed),
             // tungstenite answers pings itself; a pong only proves the peer is alive.
-            Message::Ping(_) | Message::Pong(_) => return Ok(Ok(())),
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
         };
         let reply = match parsed {
             Ok(frame) => {
@@ -533,7 +409,7 @@ impl Connection {
                                 code: "not_found".into(),
                                 message: format!("no notification {id} for you"),
                             }),
-                            Err(e) => return Err(e),
+                            Err(e) => return Err(e.into()),
                         }
                     }
                     ClientFrame::MarkAllRead {} => {
@@ -549,7 +425,7 @@ impl Connection {
             Err(e) => {
                 self.invalid_in_a_row += 1;
                 if self.invalid_in_a_row >= MAX_INVALID_FRAMES {
-                    return Ok(Err(End::Close(CloseCode::ProtocolViolation)));
+                    return Err(End::ProtocolViolation);
                 }
                 Some(ServerFrame::Error {
                     code: e.code().into(),
@@ -558,8 +434,8 @@ impl Connection {
             }
         };
         match reply {
-            Some(frame) => Ok(self.write(&[Message::Text(frame.to_json().into())]).await),
-            None => Ok(Ok(())),
+            Some(frame) => self.write(&[Message::Text(frame.to_json().into())]).await,
+            None => Ok(()),
         }
     }
 
@@ -572,13 +448,45 @@ impl Connection {
             }
             socket.flush().await
         };
-        match timeout(self.state.settings.write_timeout, work).await {
+        match timeout(self.state.settings.ws.write_timeout, work).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Drop),
+            Ok(Err(_)) => Err(End::Unwritable),
             Err(_) => {
                 metrics::counter!("parkmate_write_timeouts_total").increment(1);
-                Err(End::Drop)
+                Err(End::Unwritable)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::error::{CapacityError, ProtocolError};
+
+    #[test]
+    fn an_over_long_message_is_told_apart_by_its_type() {
+        let too_long = tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+            size: 5000,
+            max_size: 4096,
+        });
+        assert!(matches!(
+            End::from_read(axum::Error::new(too_long)),
+            End::TooBig
+        ));
+        for other in [
+            tungstenite::Error::ConnectionClosed,
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+        ] {
+            assert!(matches!(
+                End::from_read(axum::Error::new(other)),
+                End::PeerGone
+            ));
+        }
+        let io = std::io::Error::other("Capacity exceeded, says the text");
+        assert!(matches!(
+            End::from_read(axum::Error::new(io)),
+            End::PeerGone
+        ));
     }
 }
