@@ -56,7 +56,7 @@ def server_env(port: int, data_dir: Path) -> dict[str, str]:
         "PARKMATE_DATA_DIR": str(data_dir),
         "PARKMATE_JWT_SECRET": JWT_SECRET,
         "PARKMATE_API_KEY": API_KEY,
-        "PARKMATE_DEMO_DATA": "false",
+        "PARKMATE_BOOKING_DEMO_DATA": "false",
         "PARKMATE_LOG": "warn",
     }
 

@@ -110,8 +110,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The `PARKMATE_*` variables the command line reads itself, from its definition (every flag of
-/// every subcommand with an `env` fallback).
+/// Variables of the same prefix that belong to our clients, not to the server: the Python
+/// client's (`clients/python`, the original `send_ws_notification` for Django). A shell that
+/// exports them for a Django project must still be able to start the server.
+const CLIENT_ENV_VARS: [&str; 2] = ["PARKMATE_NOTIFY_URL", "PARKMATE_NOTIFY_API_KEY"];
+
+/// The `PARKMATE_*` variables that are not settings: the command line's own, from its definition
+/// (every flag of every subcommand with an `env` fallback), and our clients'.
 pub fn own_env_vars() -> Vec<String> {
     fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
         out.extend(
@@ -125,7 +130,7 @@ pub fn own_env_vars() -> Vec<String> {
             walk(sub, out);
         }
     }
-    let mut vars = Vec::new();
+    let mut vars: Vec<String> = CLIENT_ENV_VARS.iter().map(|v| (*v).to_owned()).collect();
     walk(&Cli::command(), &mut vars);
     vars.sort();
     vars.dedup();

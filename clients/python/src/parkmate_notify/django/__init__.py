@@ -47,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger("parkmate_notify")
 
-#: The server's own default token lifetime (``PARKMATE_TOKEN_TTL_SECS``). The server closes a socket
+#: The server's own default token lifetime (``PARKMATE_TOKEN_TTL``, 12 h). The server closes a socket
 #: whose token expires (4001), so the front end asks this view again at each (re)connect.
 DEFAULT_TOKEN_TTL = timedelta(hours=12)
 
