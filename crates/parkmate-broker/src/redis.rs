@@ -156,19 +156,23 @@ async fn subscriber(
                 }
             },
         };
+        // Every message this node takes off Redis, whatever its channel: the cluster's cost per
+        // notification is this, summed over the nodes (BENCHMARKS.md, "bus traffic").
+        let received = metrics::counter!("parkmate_bus_messages_received_total");
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                msg = stream.next() => match msg {
-                    Some(msg) => match decode(msg.get_payload_bytes()) {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { break };
+                    received.increment(1);
+                    match decode(msg.get_payload_bytes()) {
                         Some(event) => sink.deliver(&event),
                         None => tracing::warn!(%channel, "undecodable bus message dropped"),
-                    },
-                    None => break,
-                },
+                    }
+                }
                 _ = ping.tick() => {
                     let alive = tokio::time::timeout(COMMAND_TIMEOUT, pinger.ping::<::redis::Value>()).await;
                     if !matches!(alive, Ok(Ok(_))) {

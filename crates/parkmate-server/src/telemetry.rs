@@ -32,6 +32,10 @@ fn describe() {
         "Notifications handed to the broker by the dispatcher"
     );
     describe_counter!(
+        "parkmate_bus_messages_received_total",
+        "Messages this node took off the Redis bus (any channel; 0 without Redis)"
+    );
+    describe_counter!(
         "parkmate_deliveries_total",
         "Frames queued for sockets by the hub"
     );
