@@ -287,13 +287,13 @@ impl Connection {
                 biased;
                 _ = &mut stopping => return Ok(End::Close(CloseCode::ServiceRestart)),
                 _ = &mut too_slow => return Ok(End::Close(CloseCode::SlowConsumer)),
-                delivery = sub.rx.recv_async() => {
-                    let Ok(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
+                delivery = sub.recv() => {
+                    let Some(first) = delivery else { return Ok(End::Close(CloseCode::InternalError)) };
                     let mut batch = vec![first];
                     while batch.len() < MAX_COALESCE {
-                        match sub.rx.try_recv() {
-                            Ok(d) => batch.push(d),
-                            Err(_) => break,
+                        match sub.try_recv() {
+                            Some(d) => batch.push(d),
+                            None => break,
                         }
                     }
                     if let Err(end) = Box::pin(self.deliver(batch)).await? {
