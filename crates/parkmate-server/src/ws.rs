@@ -4,7 +4,8 @@
 //! path's user is the token's, check the browser `Origin`, take a connection slot — or refuse with
 //! an HTTP status and a JSON body. Then one task per socket runs [`Connection::run`]:
 //!
-//! 1. subscribe to the hub **first**, so nothing published from now on is missed;
+//! 1. subscribe to the hub **first**, so nothing published from now on is missed (in a cluster,
+//!    once the node hears the user's Redis channel: [`Subscription::ready`]);
 //! 2. snapshot the unread count, say `hello`;
 //! 3. if the client gave `since`, replay from the store everything after it, page by page;
 //! 4. then forward live deliveries, skipping any id already sent — the replay/live seam has neither
@@ -259,6 +260,8 @@ impl Connection {
     }
 
     async fn serve(&mut self, sub: &mut Subscription) -> Result<End, StoreError> {
+        // In a cluster, not before this node hears the user's channel (invariant 3).
+        sub.ready().await;
         // Boxed here and below: the rare, large futures (the greeting and replay, client frames
         // that touch the store) would otherwise be laid out inside this task's future and be
         // carried by every idle socket for its whole life (BENCHMARKS.md, idle memory).
