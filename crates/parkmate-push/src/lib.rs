@@ -24,9 +24,15 @@
 //! push (escalation after an unacknowledged socket delivery), and which node sends.
 
 pub mod encryption;
+pub mod endpoint;
+pub mod message;
+pub mod subscription;
 pub mod vapid;
 
 pub use encryption::{AuthSecret, EncryptError, KeyFormatError, MAX_PLAINTEXT};
+pub use endpoint::{EndpointError, EndpointPolicy};
+pub use message::{Message, MessageError, Topic, TopicError, Urgency};
+pub use subscription::{Subscription, SubscriptionError, SubscriptionJson, SubscriptionKeys};
 pub use vapid::{Subject, SubjectError, Vapid, VapidClaims, VapidError, VapidKeys};
 
 /// base64url as Web Push writes it: RFC 4648 §5's alphabet, no padding on output. Input is read
