@@ -23,15 +23,19 @@
 //! What this crate does not do (the server's part): storing subscriptions, deciding *when* to
 //! push (escalation after an unacknowledged socket delivery), and which node sends.
 
+pub mod deliver;
 pub mod encryption;
 pub mod endpoint;
 pub mod message;
+mod retry;
 pub mod subscription;
 pub mod vapid;
 
+pub use deliver::{BuildError, Delivery, Outcome, PushSettings, Pusher, RetryReason, SendError};
 pub use encryption::{AuthSecret, EncryptError, KeyFormatError, MAX_PLAINTEXT};
 pub use endpoint::{EndpointError, EndpointPolicy};
 pub use message::{Message, MessageError, Topic, TopicError, Urgency};
+pub use retry::RetryPolicy;
 pub use subscription::{Subscription, SubscriptionError, SubscriptionJson, SubscriptionKeys};
 pub use vapid::{Subject, SubjectError, Vapid, VapidClaims, VapidError, VapidKeys};
 
