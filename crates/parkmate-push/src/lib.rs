@@ -29,6 +29,8 @@ pub mod endpoint;
 pub mod message;
 mod retry;
 pub mod subscription;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod vapid;
 
 pub use deliver::{BuildError, Delivery, Outcome, PushSettings, Pusher, RetryReason, SendError};
