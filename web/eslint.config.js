@@ -47,6 +47,6 @@ export default tseslint.config(
   {
     // Callbacks handed to Playwright's page.evaluate()/addInitScript() run in the browser.
     files: ['e2e/**/*.mjs'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly' } },
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', getComputedStyle: 'readonly' } },
   },
 );

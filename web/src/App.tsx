@@ -1,7 +1,7 @@
 import { AuthProvider, homeFor, useAuth } from './app/auth';
 import { Header } from './app/Header';
 import { LiveProvider } from './app/live';
-import { match, Redirect, RouterProvider, usePath } from './app/router';
+import { match, Redirect, RouterProvider, useFocusOnNavigate, usePath } from './app/router';
 import type { Role } from './app/api';
 import { NotificationToaster } from './notifications';
 import { AdminDashboardPage } from './pages/AdminDashboard';
@@ -15,6 +15,7 @@ import { OwnerDashboardPage } from './pages/OwnerDashboard';
 function Routes() {
   const path = usePath();
   const { user } = useAuth();
+  useFocusOnNavigate();
 
   if (!user) return path === '/login' ? <LoginPage /> : <Redirect to="/login" />;
   if (path === '/login' || path === '/') return <Redirect to={homeFor(user.role)} />;
@@ -38,6 +39,20 @@ function Routes() {
   );
 }
 
+/** When the toast holding focus closes and focus has nowhere better to go: the page's heading. */
+function pageHeading(): HTMLElement | null {
+  return document.querySelector<HTMLElement>('main h1') ?? document.querySelector<HTMLElement>('main');
+}
+
+/**
+ * On narrow screens the stack sits at the bottom and the open inbox must end above it: publish the
+ * space it takes (viewport bottom to the stack's top) for styles.css.
+ */
+function publishToastSpace(box: DOMRectReadOnly | null): void {
+  const space = box ? Math.max(0, Math.ceil(window.innerHeight - box.top)) : 0;
+  document.documentElement.style.setProperty('--toasts-space', `${space}px`);
+}
+
 export function App() {
   return (
     <RouterProvider>
@@ -45,9 +60,13 @@ export function App() {
         <LiveProvider>
           <div className="app">
             <Header />
-            <Routes />
+            {/* Right after the header: in the Tab order the toasts follow the bell and log out. */}
+            <NotificationToaster hint="Also in your inbox" focusFallback={pageHeading} onStackBox={publishToastSpace} />
+            {/* The skip link's target (router.tsx focusMain). */}
+            <div id="main" tabIndex={-1}>
+              <Routes />
+            </div>
           </div>
-          <NotificationToaster />
         </LiveProvider>
       </AuthProvider>
     </RouterProvider>

@@ -85,9 +85,10 @@ describe('useWebSocketNotifications', () => {
       data: { booking_id: 5, end_at: '2026-11-25T18:05:00Z' },
       created_at: '2026-11-25T18:00:00Z',
     });
-    expect(opts).toEqual({ toastId: 'expiring-5-2026-11-25T18:05:00.000Z', once: true });
+    expect(opts).toEqual({ toastId: 'expiring-5-2026-11-25T18:05:00.000Z', once: true, inInbox: true });
     expect(toastOptionsFor({ id: 32, level: 'info', event: 'custom', message: 'x', data: {}, created_at: '' })).toEqual({
       toastId: 'notification-32',
+      inInbox: true,
     });
   });
 });

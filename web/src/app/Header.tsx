@@ -1,8 +1,9 @@
 import { useEffect, useRef, useState } from 'react';
 import { Bell, Car, LogOut, RefreshCw, Wifi, WifiOff } from 'lucide-react';
+import { focusToasts } from '../notifications';
 import { useAuth } from './auth';
 import { useLive } from './live';
-import { Link } from './router';
+import { focusMain, Link } from './router';
 import { InboxPanel } from './InboxPanel';
 import type { Role } from './api';
 
@@ -50,17 +51,58 @@ export function ConnectionStatus() {
   );
 }
 
+/**
+ * The first Tab stops of every signed-in page, shown when focused: past the header (and the toasts
+ * after it) to the page, and to the notifications, which is where Alt+T is said on screen.
+ */
+function SkipLinks() {
+  return (
+    <div className="skip-links">
+      <a
+        href="#main"
+        className="skip-link"
+        data-testid="skip-to-main"
+        onClick={(e) => {
+          e.preventDefault(); // no history entry, and focus lands even where the hash would not move it
+          focusMain();
+        }}
+      >
+        Skip to main content
+      </a>
+      {/* Always there (it may hold focus when the last toast goes): with no toast, to the bell. */}
+      <button
+        type="button"
+        className="skip-link"
+        data-testid="skip-to-toasts"
+        onClick={() => focusToasts() || document.querySelector<HTMLElement>('[data-testid="bell"]')?.focus()}
+      >
+        Notifications (Alt+T)
+      </button>
+    </div>
+  );
+}
+
 function BellButton() {
   const { unreadCount } = useLive();
   const [open, setOpen] = useState(false);
   const wrap = useRef<HTMLDivElement>(null);
+  const bell = useRef<HTMLButtonElement>(null);
 
   useEffect(() => {
     if (!open) return;
-    const onDown = (e: MouseEvent) => {
+    const onDown = (e: globalThis.MouseEvent) => {
       if (wrap.current && !wrap.current.contains(e.target as Node)) setOpen(false);
     };
-    const onKey = (e: KeyboardEvent) => e.key === 'Escape' && setOpen(false);
+    // Escape closes the inbox when focus is in it (or nowhere), and focus goes back to the bell;
+    // claimed with preventDefault so the toasts' "Escape dismisses the newest" leaves it alone.
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== 'Escape') return;
+      const at = document.activeElement;
+      if (at && at !== document.body && !wrap.current?.contains(at)) return;
+      e.preventDefault();
+      setOpen(false);
+      bell.current?.focus();
+    };
     document.addEventListener('mousedown', onDown);
     document.addEventListener('keydown', onKey);
     return () => {
@@ -72,6 +114,7 @@ function BellButton() {
   return (
     <div className="bell-wrap" ref={wrap}>
       <button
+        ref={bell}
         type="button"
         className="icon-btn bell"
         data-testid="bell"
@@ -97,6 +140,7 @@ export function Header() {
   if (!user) return null;
   return (
     <header className="topbar">
+      <SkipLinks />
       <div className="topbar__row">
         <Link to="/" className="brand" testId="brand">
           <Car size={22} aria-hidden /> <span>Parkmate</span>

@@ -1,6 +1,6 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { AlertTriangle, CheckCircle, Info, XCircle } from 'lucide-react';
-import type { Level, Notification } from '../notifications';
+import { useToastHistory, type Level, type Notification } from '../notifications';
 import { api, errorMessage } from './api';
 import { useAuth } from './auth';
 import { ago } from './format';
@@ -15,6 +15,13 @@ const ICONS: Record<Level, typeof Info> = {
   info: Info,
 };
 
+/**
+ * The inbox, a non-modal dialog under the bell. Focus moves into it when it opens (the bell's
+ * Escape handler brings it back), and never drops to `<body>` when the control holding it goes away:
+ * 'Mark read' hands it to its item, 'Mark all read' to the dialog. It also lists this session's
+ * toasts that the server does not keep (confirmations, the countdown's "expired"), so every toast
+ * can be read again after it closed.
+ */
 export function InboxPanel({ onClose }: { onClose: () => void }) {
   const { version, markRead, markAllRead, unreadCount } = useLive();
   const { user } = useAuth();
@@ -22,6 +29,19 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
   const [nextBefore, setNextBefore] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
+  const local = useToastHistory().filter((t) => !t.inInbox);
+  const panel = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    panel.current?.focus();
+  }, []);
+
+  /** Focuses `target` (or the dialog) if the control that held focus is gone or disabled now. */
+  const keepFocus = (target: () => HTMLElement | null | undefined) => {
+    const at = document.activeElement;
+    const lost = !at || at === document.body || !at.isConnected || (at instanceof HTMLButtonElement && at.disabled);
+    if (lost) (target() ?? panel.current)?.focus();
+  };
 
   // First page, reloaded whenever a live notification arrives while the panel is open.
   useEffect(() => {
@@ -41,21 +61,28 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
     };
   }, [version]);
 
-  const loadMore = useCallback(async () => {
+  const mainButton = (id: number) => panel.current?.querySelector<HTMLElement>(`#inbox-open-${id}`);
+
+  const loadMore = async () => {
     if (nextBefore == null) return;
     try {
       const page = await api.inbox(nextBefore, 20);
       setItems((old) => [...old, ...page.items.filter((n) => !old.some((o) => o.id === n.id))]);
       setNextBefore(page.next_before);
+      // 'Load older' is gone when there is nothing older: continue at the first item it loaded.
+      const firstNew = page.items[0];
+      if (page.next_before == null && firstNew) requestAnimationFrame(() => keepFocus(() => mainButton(firstNew.id)));
     } catch (e) {
       setError(errorMessage(e));
     }
-  }, [nextBefore]);
+  };
 
-  const readOne = async (id: number) => {
+  const readOne = async (id: number, fromButton = false) => {
     try {
       await markRead(id);
       setItems((old) => old.map((n) => (n.id === id ? { ...n, read: true } : n)));
+      // Its 'Mark read' button is gone: the item itself takes focus.
+      if (fromButton) requestAnimationFrame(() => keepFocus(() => mainButton(id)));
     } catch (e) {
       setError(errorMessage(e));
     }
@@ -65,6 +92,8 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
     try {
       await markAllRead();
       setItems((old) => old.map((n) => ({ ...n, read: true })));
+      // The button is disabled now: the dialog itself takes focus.
+      requestAnimationFrame(() => keepFocus(() => panel.current));
     } catch (e) {
       setError(errorMessage(e));
     }
@@ -80,9 +109,11 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
   };
 
   return (
-    <div className="inbox" data-testid="inbox" role="dialog" aria-label="Notifications">
+    <div className="inbox" data-testid="inbox" role="dialog" aria-labelledby="inbox-title" tabIndex={-1} ref={panel}>
       <div className="inbox__head">
-        <strong>Notifications</strong>
+        <h2 className="inbox__title" id="inbox-title">
+          Notifications
+        </h2>
         <button type="button" className="link-btn" onClick={() => void readAll()} disabled={unreadCount === 0} data-testid="inbox-mark-all">
           Mark all read
         </button>
@@ -105,7 +136,7 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
               data-read={n.read ? 'true' : 'false'}
               data-event={n.event}
             >
-              <button type="button" className="inbox__main" onClick={() => open(n)}>
+              <button type="button" className="inbox__main" id={`inbox-open-${n.id}`} onClick={() => open(n)}>
                 <Icon size={18} aria-hidden className="inbox__icon" />
                 <span className="inbox__text">
                   <span className="inbox__msg">{n.message}</span>
@@ -116,9 +147,10 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
                 <button
                   type="button"
                   className="link-btn inbox__read"
-                  onClick={() => void readOne(n.id)}
+                  onClick={() => void readOne(n.id, true)}
                   data-testid={`inbox-mark-read-${n.id}`}
-                  aria-label="Mark as read"
+                  // The name starts with the visible text (WCAG 2.5.3) and says which item.
+                  aria-label={`Mark read: ${n.message}`}
                 >
                   Mark read
                 </button>
@@ -131,6 +163,28 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
         <button type="button" className="btn btn--ghost btn--block" onClick={() => void loadMore()} data-testid="inbox-load-more">
           Load older
         </button>
+      )}
+      {local.length > 0 && (
+        <section aria-labelledby="inbox-local-title" data-testid="inbox-local">
+          <h3 className="inbox__section" id="inbox-local-title">
+            Other alerts
+          </h3>
+          <p className="muted inbox__note">Shown on this device since you signed in; not saved.</p>
+          <ul className="inbox__list">
+            {local.map((t) => {
+              const Icon = ICONS[t.level] ?? Info;
+              return (
+                <li key={t.id} className={`inbox__item inbox__local inbox__item--${t.level}`} data-testid="inbox-local-item">
+                  <Icon size={18} aria-hidden className="inbox__icon" />
+                  <span className="inbox__text">
+                    <span className="inbox__msg">{t.message}</span>
+                    <span className="inbox__time">{ago(new Date(t.at).toISOString())}</span>
+                  </span>
+                </li>
+              );
+            })}
+          </ul>
+        </section>
       )}
     </div>
   );

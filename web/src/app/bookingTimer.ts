@@ -32,7 +32,8 @@ export function timerAlert(leftMs: number, status: BookingStatus): TimerAlert {
 /** Fires the alert for this moment, at most once per booking window on this device. */
 export function fireTimerAlert(bookingId: number, endAt: string, leftMs: number, status: BookingStatus): TimerAlert {
   const alert = timerAlert(leftMs, status);
-  if (alert === 'expiring') notify.warning(EXPIRING_MESSAGE, { toastId: expiringToastId(bookingId, endAt), once: true });
+  // The server sends the same warning (booking_expiring) and keeps it in the inbox.
+  if (alert === 'expiring') notify.warning(EXPIRING_MESSAGE, { toastId: expiringToastId(bookingId, endAt), once: true, inInbox: true });
   if (alert === 'expired') notify.info(EXPIRED_MESSAGE, { toastId: expiredToastId(bookingId, endAt), once: true });
   return alert;
 }

@@ -6,7 +6,13 @@
  */
 
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
-import { apiBaseUrl, useWebSocketNotifications, type Notification, type UseWebSocketNotificationsResult } from '../notifications';
+import {
+  apiBaseUrl,
+  clearToastHistory,
+  useWebSocketNotifications,
+  type Notification,
+  type UseWebSocketNotificationsResult,
+} from '../notifications';
 import { useAuth } from './auth';
 
 interface LiveValue extends UseWebSocketNotificationsResult {
@@ -31,6 +37,12 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     if (!res.ok) throw new Error(`GET /me ${res.status}`);
     return true;
   }, [token]);
+
+  // The inbox lists this session's toasts too: a new user starts with none.
+  const userId = user?.id ?? null;
+  useEffect(() => {
+    if (userId == null) clearToastHistory();
+  }, [userId]);
 
   const live = useWebSocketNotifications(user?.id ?? null, {
     token,

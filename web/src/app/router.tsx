@@ -1,11 +1,12 @@
 /**
  * A tiny history-API router: enough for a handful of pages, no dependency. The Rust server answers
- * unknown paths with index.html, so deep links and reloads work.
+ * unknown paths with index.html, so deep links and reloads work. After a navigation the user made,
+ * focus moves to the new page's heading (WCAG 2.4.3), as a full page load would start reading there.
  *
  * @packageDocumentation
  */
 
-import { createContext, useContext, useEffect, useState, type MouseEvent, type ReactNode } from 'react';
+import { createContext, useContext, useEffect, useRef, useState, type MouseEvent, type ReactNode } from 'react';
 
 const RouteContext = createContext<string>('/');
 
@@ -31,6 +32,61 @@ export function RouterProvider({ children }: { children: ReactNode }) {
 
 export function usePath(): string {
   return useContext(RouteContext);
+}
+
+/** Focuses `el`, making it focusable from script only if it is not focusable already. */
+function focusElement(el: HTMLElement): void {
+  if (!el.hasAttribute('tabindex')) el.setAttribute('tabindex', '-1');
+  el.focus();
+}
+
+/** The skip link's target: `#main` around the page (App.tsx), else the page's `<main>`. */
+export function focusMain(): void {
+  const main = document.getElementById('main') ?? document.querySelector<HTMLElement>('main');
+  if (main) focusElement(main);
+}
+
+/** How long a page may take to render its heading (it may wait for data) before we give up. */
+const HEADING_WAIT_MS = 10_000;
+
+/**
+ * On every path change after the user has interacted with the page, moves focus to the new page's
+ * `<main> h1` as soon as it is rendered, unless the user has put focus somewhere else meanwhile.
+ * A fresh load (and its redirects) leaves focus alone: the browser starts at the top by itself.
+ */
+export function useFocusOnNavigate(): void {
+  const path = usePath();
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const activation = (navigator as Navigator & { userActivation?: { hasBeenActive: boolean } }).userActivation;
+    if (activation && !activation.hasBeenActive) return;
+    const before = document.activeElement;
+    const untouched = () => {
+      const now = document.activeElement;
+      return !now || now === document.body || now === before || !now.isConnected || (before != null && !before.isConnected);
+    };
+    const tryFocus = () => {
+      const h1 = document.querySelector<HTMLElement>('main h1');
+      if (!h1) return false;
+      if (untouched()) focusElement(h1);
+      return true;
+    };
+    if (tryFocus()) return;
+    const watch = new MutationObserver(() => {
+      if (tryFocus()) stop();
+    });
+    const timer = setTimeout(() => stop(), HEADING_WAIT_MS);
+    const stop = () => {
+      watch.disconnect();
+      clearTimeout(timer);
+    };
+    watch.observe(document.body, { childList: true, subtree: true });
+    return stop;
+  }, [path]);
 }
 
 /** Matches `/bookings/:id` style patterns; returns the params or null. */

@@ -12,14 +12,17 @@ import { parseServerFrame, type Notification } from './protocol';
 import { defaultStore, loadLastSeen, saveLastSeen, SeenIds, type KeyValueStore } from './resume';
 import type { DeliveryInfo, NotificationState, OptionsSource } from './types';
 
-/** The toast options for a notification: its id, except the expiry warning shared with the timer. */
+/**
+ * The toast options for a notification: its id, except the expiry warning shared with the timer.
+ * Always `inInbox`: the server keeps every notification in the inbox.
+ */
 export function toastOptionsFor(n: Notification): NotifyOptions {
   const bookingId = n.data.booking_id;
   const endAt = n.data.end_at;
   if (n.event === 'booking_expiring' && bookingId != null && typeof endAt === 'string') {
-    return { toastId: expiringToastId(bookingId as number | string, endAt), once: true };
+    return { toastId: expiringToastId(bookingId as number | string, endAt), once: true, inInbox: true };
   }
-  return { toastId: `notification-${n.id}` };
+  return { toastId: `notification-${n.id}`, inInbox: true };
 }
 
 /** Where the dispatcher reads and writes the client's state. */
@@ -105,6 +108,7 @@ export class FrameDispatcher {
       const last = buffered[buffered.length - 1];
       show('info', `${hidden} more notification${hidden === 1 ? '' : 's'} while you were away: see the inbox.`, {
         toastId: `replay-summary-${last.id}`,
+        inInbox: true, // it only points at the inbox
       });
     }
     for (const n of shown) this.toast(n, { replayed: true });

@@ -26,9 +26,13 @@ export {
   wasShownOnce,
   LEVEL_STYLES,
   AUTO_CLOSE_MS,
+  WARNING_AUTO_CLOSE_MS,
   TOAST_LIMIT,
 } from './notify';
-export type { NotifyOptions } from './notify';
+export type { NotifyOptions, NotificationToasterProps } from './notify';
+export { focusToasts } from './toastFocus';
+export { useToastHistory, toastHistory, subscribeToastHistory, clearToastHistory, TOAST_HISTORY_LIMIT } from './toastHistory';
+export type { ShownToast } from './toastHistory';
 export { backoffDelay, backoffCeiling, decideClose, nextAttempt, CLOSE, DEFAULT_BACKOFF } from './reconnect';
 export type { BackoffOptions, CloseDecision } from './reconnect';
 export { loadLastSeen, saveLastSeen, lastSeenKey, SeenIds } from './resume';

@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { Droplets, MapPin } from 'lucide-react';
 import { api, errorMessage, type Lot, type PaymentMethod, type Slot } from '../app/api';
 import { cardPayload, Empty, ErrorBox, PageHead, PaymentFields } from '../app/components';
@@ -57,7 +57,11 @@ export function DriverLotsPage() {
                 <BookingForm
                   lot={lot}
                   slot={selected.slot}
-                  onCancel={() => setSelected(null)}
+                  onCancel={() => {
+                    // Back to the slot that opened the form, not to <body>.
+                    document.querySelector<HTMLElement>(`[data-testid="slot-${selected.slot.id}"]`)?.focus();
+                    setSelected(null);
+                  }}
                   onBooked={(id) => {
                     reload();
                     navigate(`/bookings/${id}`);
@@ -80,6 +84,9 @@ function BookingForm({ lot, slot, onCancel, onBooked }: { lot: Lot; slot: Slot; 
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const estimate = Math.round((lot.price_per_hour_cents * minutes) / 60);
+  // Picking a slot opens this form: focus follows, to its heading (WCAG 2.4.3).
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), [slot.id]);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -103,7 +110,9 @@ function BookingForm({ lot, slot, onCancel, onBooked }: { lot: Lot; slot: Slot; 
 
   return (
     <form className="form booking-form" onSubmit={(e) => void submit(e)} data-testid="booking-form">
-      <h3>Book slot #{slot.number}</h3>
+      <h3 ref={heading} tabIndex={-1}>
+        Book slot #{slot.number}
+      </h3>
       <label className="field">
         <span>Duration (minutes)</span>
         <input
