@@ -2,6 +2,9 @@
 //! and levels are exactly the original system's (tests assert them); `event` and `data` let the
 //! client link a toast to its booking.
 //!
+//! Besides the ten, the domain sends `booking_lapsed` (a request not approved within the hold),
+//! which is not one of the original texts.
+//!
 //! Every builder sets a dedupe key naming the state change it reports (and, for events tied to a
 //! window, that window's end), so a retried action or a scheduler pass that repeats after a crash
 //! stores nothing new.
@@ -18,6 +21,9 @@ pub const DECLINED: &str = "Admin declined your booking request";
 pub const CASH_VERIFIED: &str = "Your cash payment has been verified";
 pub const CAR_WASH_DONE: &str = "Your car wash service completed";
 
+pub fn lapsed_text(slot_number: i64) -> String {
+    format!("Your booking request for Slot #{slot_number} lapsed: it was not approved in time")
+}
 pub fn renewal_failed_text(reason: &str) -> String {
     format!("Renewal failed: {reason}")
 }
@@ -92,21 +98,47 @@ pub fn renewal_failed(b: &Booking, reason: &str) -> NewNotification {
     ))
 }
 
-/// Event 5: the server expired the booking and released its slot.
-pub fn expired(b: &Booking) -> NewNotification {
-    to_driver(
+/// Event 5: the server expired the booking and released its slot. A request that was never
+/// approved is refunded as it expires: `refund_cents` then says how much.
+pub fn expired(b: &Booking, refund_cents: i64) -> NewNotification {
+    let mut n = to_driver(
         b,
         Level::Warning,
         "booking_expired",
         expired_text(b.slot_number),
     )
-    .with_dedupe_key(format!("booking:{}:expired:{}", b.id, end_ms(b)))
+    .with_dedupe_key(format!("booking:{}:expired:{}", b.id, end_ms(b)));
+    if refund_cents > 0 {
+        n.data["refund_cents"] = json!(refund_cents);
+    }
+    n
 }
 
-/// Event 6: an admin declined the request (terminal, so one key per booking).
-pub fn declined(b: &Booking) -> NewNotification {
+/// Not one of the ten: a request not approved within the hold lapsed, its slot released and
+/// its online payments (`refund_cents`) refunded. Keyed by the request it ends.
+pub fn lapsed(b: &Booking, refund_cents: i64) -> NewNotification {
+    let mut data = booking_data(b);
+    data["refund_cents"] = json!(refund_cents);
+    NewNotification::new(
+        Audience::User(b.user_id),
+        Level::Warning,
+        "booking_lapsed",
+        lapsed_text(b.slot_number),
+    )
+    .with_data(data)
+    .with_dedupe_key(format!(
+        "booking:{}:lapsed:{}",
+        b.id,
+        b.requested_at.timestamp_millis()
+    ))
+}
+
+/// Event 6: an admin declined the request (terminal, so one key per booking). The text stays the
+/// original's; what was refunded is in `data.refund_cents` (0 when nothing was paid online).
+pub fn declined(b: &Booking, refund_cents: i64) -> NewNotification {
     let mut data = booking_data(b);
     data["reason"] = json!(b.decline_reason);
+    data["refund_cents"] = json!(refund_cents);
     NewNotification::new(
         Audience::User(b.user_id),
         Level::Warning,
@@ -117,13 +149,10 @@ pub fn declined(b: &Booking) -> NewNotification {
     .with_dedupe_key(format!("booking:{}:declined", b.id))
 }
 
-/// Event 7: cash verified. A cash renewal needs verifying again, hence the window in the key.
-pub fn cash_verified(b: &Booking) -> NewNotification {
-    to_driver(b, Level::Success, "cash_payment_verified", CASH_VERIFIED).with_dedupe_key(format!(
-        "booking:{}:cash_verified:{}",
-        b.id,
-        end_ms(b)
-    ))
+/// Event 7: the cash of window `seq` verified: once per window, hence the window in the key.
+pub fn cash_verified(b: &Booking, seq: u32) -> NewNotification {
+    to_driver(b, Level::Success, "cash_payment_verified", CASH_VERIFIED)
+        .with_dedupe_key(format!("booking:{}:cash_verified:{seq}", b.id))
 }
 
 /// Event 8: to the lot's owner.
