@@ -386,7 +386,7 @@ pub async fn every_charge_ends_booked_declined_or_refunded(db: Db) {
     );
     assert_eq!(
         payments::refunds_due(&mut r, at(4), 10).await.unwrap(),
-        [due.clone()]
+        std::slice::from_ref(&due)
     );
     drop(r);
     let mut tx = db.begin().await.unwrap();

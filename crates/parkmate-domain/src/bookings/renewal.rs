@@ -77,7 +77,8 @@ struct Plan {
 
 /// What the write transaction of a renewal found.
 enum Committed {
-    Renewed(Booking),
+    /// Boxed: a booking with its windows is large, the other outcomes are nothing.
+    Renewed(Box<Booking>),
     /// Someone (this driver's other click) renewed it between our read and our write.
     AlreadyRenewed,
     SlotTaken,
@@ -187,7 +188,7 @@ impl Domain {
             self.give_back(p.payment_id).await;
         }
         match committed? {
-            Committed::Renewed(b) => Ok(b),
+            Committed::Renewed(b) => Ok(*b),
             Committed::AlreadyRenewed => {
                 let current = self.drivers_booking(plan.actor, plan.booking.id).await?;
                 if is_retried_renewal(&current, plan.minutes, plan.now) {
@@ -314,7 +315,7 @@ impl Domain {
         }
         let b = reload(&mut tx, id).await?;
         self.commit_with(tx, &[events::renewed(&b)]).await?;
-        Ok(Committed::Renewed(b))
+        Ok(Committed::Renewed(Box::new(b)))
     }
 
     /// Commits event 4 for a refused renewal and gives back the error to answer. If even that
