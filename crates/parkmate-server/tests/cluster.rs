@@ -596,6 +596,18 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
     )
     .await;
     assert_eq!(status, 201, "{booking}");
+    // Approved (through the leader): a request nobody approves lapses after the hold, long
+    // before its warning.
+    let (_, _, admin_token) = login(node(leader), "admin", "admin-demo-123").await;
+    let (status, body) = call(
+        node(leader),
+        "POST",
+        &format!("/api/bookings/{}/approve", booking["id"]),
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // 56 minutes later on every node: the warning fires once, on the leader (the followers only
     // move their clocks; the leader's advance answers once the warning is stored).

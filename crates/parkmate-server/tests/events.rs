@@ -111,6 +111,19 @@ impl Demo {
         b
     }
 
+    /// The admin approves booking `b` (a request nobody approves lapses after the hold).
+    async fn approve(&self, b: &Value) {
+        let (status, body) = self
+            .call(
+                "admin",
+                "POST",
+                &format!("/api/bookings/{}/approve", b["id"]),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     async fn advance(&self, seconds: i64) {
         let (status, body) = call(
             &self.app,
@@ -210,6 +223,7 @@ fn assert_booking_data(f: &NotificationFrame, b: &Value) {
 async fn event_1_booking_expiring_reaches_the_driver_five_minutes_before_the_end() {
     let d = Demo::start().await;
     let b = d.book(3, 60, false).await;
+    d.approve(&b).await;
     let sockets = d.sockets().await;
     d.advance(55 * 60).await;
     let f = only(sockets, "dana").await;
@@ -226,6 +240,8 @@ async fn event_1_booking_expiring_reaches_the_driver_five_minutes_before_the_end
 async fn event_3_booking_renewed_reaches_the_driver() {
     let d = Demo::start().await;
     let b = d.book(3, 10, false).await;
+    // Approved once, so the renewal confirms it (a never-approved one would be a new request).
+    d.approve(&b).await;
     d.advance(11 * 60).await;
     let sockets = d.sockets().await;
     let (status, renewed) = d
@@ -445,4 +461,33 @@ async fn a_double_click_notifies_once() {
     assert_eq!((a.0, b2.0), (200, 200));
     let f = only(sockets, "dana").await;
     assert_eq!(f.event, "cash_payment_verified");
+}
+
+/// Not one of the ten: a request nobody approves within the hold lapses; the driver hears of
+/// it, with what was refunded, and the slot is free again.
+#[tokio::test]
+async fn a_request_nobody_approves_lapses_and_the_driver_is_told() {
+    let d = Demo::start().await;
+    let (status, b) = d
+        .call("dana", "POST", "/api/bookings", Some(json!({"slot_id": d.slot(3), "duration_minutes": 60, "payment_method": "online", "card_number": "4242424242424242"})))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let sockets = d.sockets().await;
+    d.advance(15 * 60).await;
+    let f = only(sockets, "dana").await;
+    assert_frame(
+        &f,
+        Level::Warning,
+        "booking_lapsed",
+        "Your booking request for Slot #3 lapsed: it was not approved in time",
+    );
+    assert_eq!(f.data["refund_cents"], b["amount_cents"]);
+    let (_, after) = d
+        .call("dana", "GET", &format!("/api/bookings/{}", b["id"]), None)
+        .await;
+    assert_eq!(
+        (after["status"].as_str(), after["payment_status"].as_str()),
+        (Some("lapsed"), Some("refunded"))
+    );
+    assert_eq!(after["windows"][0]["refund"]["status"], "succeeded");
 }
