@@ -134,7 +134,40 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     assert.equal(await owner.tid(`verify-cash-${declinedId}`).count(), 0, 'no Verify cash on a declined booking');
   });
 
-  test('approve: the admin confirms the first request', async () => {
+  test('refund: the admin declines a paid request; driver, owner and admin see the money given back', async () => {
+    const b = await server.call(
+      'POST',
+      '/api/bookings',
+      { auth: driver.token, body: { slot_id: plainSlot.id, duration_minutes: 45, payment_method: 'online', card_number: '4242424242424242' } },
+      201,
+    );
+    assert.equal(b.payment_status, 'paid');
+    const refunded = `Refunded $${(b.amount_cents / 100).toFixed(2)}`;
+    await admin.page.reload();
+    await admin.waitConnected();
+    await admin.tid(`decline-${b.id}`).click();
+    await admin.tid(`decline-confirm-${b.id}`).click();
+    await expectToast(admin, `Declined booking #${b.id}`, 'success');
+    await admin.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+
+    // The driver's toast keeps the original text; the refund is its second line.
+    await until('the driver\'s decline toast with the refund', async () =>
+      (await driver.toasts()).some((t) => t.text === 'Admin declined your booking request' && t.detail === refunded),
+    );
+    await driver.page.goto(`/bookings/${b.id}`);
+    await driver.waitConnected();
+    await driver.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+    await driver.page.locator(`[data-testid="window-${b.id}-1"][data-payment="refunded"]`).waitFor();
+    await driver.page.locator('[data-testid="payment-status"][data-payment="refunded"]').waitFor();
+
+    await owner.page.reload();
+    await owner.waitConnected();
+    await owner.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+    const after = await server.call('GET', `/api/bookings/${b.id}`, { auth: driver.token });
+    assert.equal(after.windows[0].refund.status, 'succeeded');
+  });
+
+    test('approve: the admin confirms the first request', async () => {
     await admin.tid(`approve-${bookingId}`).click();
     await expectToast(admin, `Approved booking #${bookingId}`, 'success');
     shots.admin = await admin.screenshot('admin.png', `Approved booking #${bookingId}`);
@@ -237,19 +270,20 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
 
   test('unread badge and inbox: the driver marks all read', async () => {
     const { count } = await server.call('GET', '/api/inbox/unread-count', { auth: driver.token });
-    // 6, 7, 9, 1, 5, 4, 3
-    assert.equal(count, 7);
+    // 6 (twice: the second one refunded), 7, 9, 1, 5, 4, 3
+    assert.equal(count, 8);
     await driver.tid('unread-badge').filter({ hasText: String(count) }).waitFor();
     await driver.tid('bell').click();
     await driver.tid('inbox').waitFor();
     const items = driver.page.locator('[data-testid^="inbox-item-"]');
-    await until('seven inbox items', async () => (await items.count()) === 7);
+    await until('eight inbox items', async () => (await items.count()) === 8);
     const events = await items.evaluateAll((els) => els.map((e) => e.getAttribute('data-event')));
     assert.deepEqual(
       [...events].sort(),
-      ['booking_declined', 'booking_expired', 'booking_expiring', 'booking_renewed', 'car_wash_completed', 'cash_payment_verified', 'renewal_failed'],
+      ['booking_declined', 'booking_declined', 'booking_expired', 'booking_expiring', 'booking_renewed', 'car_wash_completed', 'cash_payment_verified', 'renewal_failed'],
     );
-    assert.equal(await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count(), 7);
+    assert.equal(await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count(), 8);
+    assert.equal(await driver.page.locator('[data-testid^="inbox-refund-"]').count(), 1, 'the refunded decline says so in the inbox');
     await driver.tid('inbox-mark-all').click();
     await driver.tid('unread-badge').waitFor({ state: 'detached' });
     await until('all items read', async () => (await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count()) === 0);

@@ -6,8 +6,16 @@
  */
 
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
-import { apiBaseUrl, useWebSocketNotifications, type Notification, type UseWebSocketNotificationsResult } from '../notifications';
+import {
+  apiBaseUrl,
+  notify,
+  toastOptionsFor,
+  useWebSocketNotifications,
+  type Notification,
+  type UseWebSocketNotificationsResult,
+} from '../notifications';
 import { useAuth } from './auth';
+import { refundText } from './components';
 
 interface LiveValue extends UseWebSocketNotificationsResult {
   /** Increments on every new notification; pages put it in their effect dependencies. */
@@ -18,6 +26,21 @@ interface LiveValue extends UseWebSocketNotificationsResult {
 }
 
 const LiveContext = createContext<LiveValue | null>(null);
+
+/** What a notification's data says was refunded (events 5 and 6, `booking_lapsed`), if anything. */
+export function refundOf(n: Pick<Notification, 'data'>): number | null {
+  const cents = n.data?.refund_cents;
+  return typeof cents === 'number' && cents > 0 ? cents : null;
+}
+
+/**
+ * The app's toast for a notification: the message exactly as sent, plus a "Refunded $X.XX" line
+ * when the booking's money was given back.
+ */
+export function toastNotification(n: Notification): void {
+  const refund = refundOf(n);
+  notify.show(n.level, n.message, { ...toastOptionsFor(n), detail: refund == null ? undefined : refundText(refund) });
+}
 
 export function LiveProvider({ children }: { children: ReactNode }) {
   const { user, token, logout } = useAuth();
@@ -40,6 +63,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       setLast(n);
       setVersion((v) => v + 1);
     },
+    toast: toastNotification,
   });
 
   // A stable serverNow (countdown effects depend on it) that still reads the latest offset.

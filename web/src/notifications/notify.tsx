@@ -47,6 +47,8 @@ export interface NotifyOptions {
   autoClose?: number | false;
   /** Skip the vibration even where supported. */
   silent?: boolean;
+  /** A second, smaller line under the message (e.g. "Refunded $3.60"); the message stays as sent. */
+  detail?: string;
   onClick?: () => void;
 }
 
@@ -97,7 +99,7 @@ function vibrate(pattern: number | number[] | null): void {
   }
 }
 
-export function ToastBody({ level, message }: { level: Level; message: string }) {
+export function ToastBody({ level, message, detail }: { level: Level; message: string; detail?: string }) {
   const style = LEVEL_STYLES[level] ?? LEVEL_STYLES.info;
   const Icon = style.icon;
   return (
@@ -105,8 +107,15 @@ export function ToastBody({ level, message }: { level: Level; message: string })
       <span className="pm-toast__icon" data-icon={style.iconName}>
         <Icon size={20} aria-hidden />
       </span>
-      {/* Rendered as a text node: a message is never interpreted as HTML. */}
-      <span className="pm-toast__message">{message}</span>
+      <span className="pm-toast__text">
+        {/* Rendered as a text node: a message is never interpreted as HTML. */}
+        <span className="pm-toast__message">{message}</span>
+        {detail && (
+          <span className="pm-toast__detail" data-testid="toast-detail">
+            {detail}
+          </span>
+        )}
+      </span>
     </div>
   );
 }
@@ -128,7 +137,7 @@ export function show(level: Level, message: string, opts: NotifyOptions = {}): I
   }
   const style = LEVEL_STYLES[lvl];
   if (!opts.silent) vibrate(style.vibration);
-  return toast(<ToastBody level={lvl} message={text} />, {
+  return toast(<ToastBody level={lvl} message={text} detail={opts.detail} />, {
     toastId: id,
     type: style.type,
     icon: false,
