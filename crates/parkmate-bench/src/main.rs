@@ -419,8 +419,13 @@ async fn cluster(bench: &mut Bench, messages: usize, rate: f64) -> anyhow::Resul
     if bench.setup.targets.len() < 2 {
         bail!("cluster needs two or more --target nodes");
     }
+    // The bus counters around each phase: what the cluster paid per notification between nodes.
+    let bus_start = bench.bus_received().await?;
     let b = bench.broadcast().await?;
+    let bus_after_broadcast = bench.bus_received().await?;
     let u = bench.unicast(messages, rate).await?;
+    let bus_end = bench.bus_received().await?;
+    let unicasts = u.get("published").unwrap_or(0.0);
     let mut r = RunResult::default();
     for (prefix, part) in [("bcast_", b), ("uni_", u)] {
         r.metrics.extend(
@@ -429,6 +434,28 @@ async fn cluster(bench: &mut Bench, messages: usize, rate: f64) -> anyhow::Resul
                 .map(|(k, v)| (format!("{prefix}{k}"), v)),
         );
         r.notes.extend(part.notes);
+    }
+    match (bus_start, bus_after_broadcast, bus_end) {
+        (Some(start), Some(mid), Some(end)) => {
+            let nodes = start.len() as f64;
+            let sum =
+                |from: &[f64], to: &[f64]| -> f64 { to.iter().zip(from).map(|(t, f)| t - f).sum() };
+            // One broadcast: every node must hear it once.
+            r.metrics
+                .push(("bcast_bus_msgs_per_node".into(), sum(&start, &mid) / nodes));
+            if unicasts > 0.0 {
+                let heard = sum(&mid, &end);
+                r.metrics
+                    .push(("uni_bus_msgs_per_notification".into(), heard / unicasts));
+                r.metrics.push((
+                    "uni_bus_msgs_per_node_per_notification".into(),
+                    heard / unicasts / nodes,
+                ));
+            }
+        }
+        _ => r.notes.push(
+            "a node does not report parkmate_bus_messages_received_total: no bus figures".into(),
+        ),
     }
     Ok(r)
 }

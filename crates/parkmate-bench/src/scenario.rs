@@ -239,6 +239,34 @@ impl Bench {
         }
     }
 
+    /// Every target's count of messages taken off the Redis bus
+    /// (`parkmate_bus_messages_received_total`), read once it stops moving: after every socket
+    /// has its copy, a node that holds none of the recipients may still be reading its own.
+    /// `None` when a node does not report the counter (no Redis, or a build without it).
+    pub async fn bus_received(&self) -> anyhow::Result<Option<Vec<f64>>> {
+        let mut last = self.bus_received_now().await?;
+        let until = (tokio::time::Instant::now() + Duration::from_secs(3)).min(self.setup.until);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.bus_received_now().await?;
+            if now == last || tokio::time::Instant::now() >= until {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
+    async fn bus_received_now(&self) -> anyhow::Result<Option<Vec<f64>>> {
+        let mut all = Vec::with_capacity(self.setup.targets.len());
+        for t in &self.setup.targets {
+            match server::metric(&self.http, *t, "parkmate_bus_messages_received_total").await? {
+                Some(v) => all.push(v),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(all))
+    }
+
     fn note_totals(r: &mut RunResult, t: &Totals) {
         if !t.server_closes.is_empty() {
             r.notes.push(format!(

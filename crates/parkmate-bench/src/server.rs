@@ -41,6 +41,28 @@ pub async fn connections(http: &reqwest::Client, target: SocketAddr) -> anyhow::
     Ok(v["connections"].as_u64().unwrap_or(0) as usize)
 }
 
+/// The value of the unlabelled counter or gauge `name` in a node's Prometheus text
+/// (`GET /metrics`); `None` when the node does not report it (yet, or an older build).
+pub async fn metric(
+    http: &reqwest::Client,
+    target: SocketAddr,
+    name: &str,
+) -> anyhow::Result<Option<f64>> {
+    let text = http
+        .get(format!("http://{target}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .context("metrics")?
+        .text()
+        .await
+        .context("metrics body")?;
+    Ok(text.lines().find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok())?
+    }))
+}
+
 /// Polls `/healthz` until the servers together hold `want` sockets, or `within` passes.
 pub async fn wait_for_connections(
     http: &reqwest::Client,

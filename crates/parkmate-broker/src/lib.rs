@@ -4,7 +4,8 @@
 //!
 //! The in-process [`MemoryBroker`] is the embedded default: one node, no network, delivery is a
 //! function call.
-//! [`redis::RedisBroker`] fans events out between the nodes of a cluster over Redis pub/sub.
+//! [`redis::RedisBroker`] fans events out between the nodes of a cluster over Redis pub/sub, a
+//! user's events only to the nodes holding that user's sockets.
 
 use std::sync::Arc;
 
@@ -49,7 +50,8 @@ pub enum BrokerError {
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Sends an event to every node, this one included.
+    /// Sends an event to every node that holds its audience (every node for a role or everyone),
+    /// this one included.
     async fn publish(&self, event: BusEvent) -> Result<(), BrokerError>;
 }
 

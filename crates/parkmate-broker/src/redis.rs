@@ -1,16 +1,58 @@
 //! Redis pub/sub between the nodes of a cluster.
 //!
-//! Every node publishes to, and subscribes to, one channel: `<prefix>:bus`. The prefix is
-//! configurable so several clusters (or parallel test runs) can share one Redis without hearing
-//! each other. A node hears its own events through its subscription too, so local and remote
-//! delivery take the same path and nothing is delivered twice.
+//! ## Routing: a unicast crosses only to the nodes that hold its recipient
 //!
-//! Two connections per node, because a subscribed RESP2 connection can do nothing else:
+//! - `<prefix>:u:<user_id>` carries one user's notifications and read-state changes. A node
+//!   subscribes to it while it holds a socket of that user: the hub tells [`Interest`] when the
+//!   node's first socket of a user arrives and when its last one leaves.
+//! - `<prefix>:bus` carries role and broadcast notifications. Every node subscribes: they concern
+//!   (nearly) every node, and one `PUBLISH` reaches them all.
+//!
+//! So what a notification costs the cluster between nodes is the number of nodes holding its
+//! recipient, not the number of nodes (BENCHMARKS.md, "bus traffic"). The prefix is configurable so
+//! several clusters (or parallel test runs) can share one Redis without hearing each other. A node
+//! hears its own events through its subscriptions too, so local and remote delivery take the same
+//! path and nothing is delivered twice.
+//!
+//! A channel per user rather than a fixed number of user shards: a node holding N users hears a
+//! share 1 − e^(−N/S) of all unicasts with S shards, so 1,024 shards are nearly all subscribed on
+//! every node at a few thousand users each (95 % at 3,000), and traffic is back to "every node
+//! hears everything". A channel is a dictionary entry to Redis and a `PUBLISH` one lookup plus one
+//! write per subscribed node; on a node it is one [`Interest`] entry per user held (~40 bytes) plus
+//! redis-rs's record of the subscription.
+//!
+//! Plain `SUBSCRIBE`, all on one connection, rather than sharded pub/sub (`SSUBSCRIBE`): a socket
+//! drops a live notification whose id is not above the last one it sent (the replay/live seam of
+//! ARCHITECTURE.md, invariant 3), so a node must hear notifications in id order across a user's
+//! channel and the shared one. Redis writes a connection's messages in the order it ran the
+//! `PUBLISH`es, and the one dispatcher publishes in id order, so one connection keeps that order.
+//! Sharded pub/sub pays off on a Redis Cluster, where shard channels live on different masters and
+//! that order is lost; on one Redis it behaves like `SUBSCRIBE`.
+//!
+//! ## No gap, no duplicate when a user's first socket arrives
+//!
+//! A socket registers in the hub, then waits for [`Interest::ready`] before it reads the store.
+//! `ready` resolves once Redis has confirmed this node's subscription to the user's channel (at
+//! once if it already had): whatever was published before the confirmation was committed before
+//! it, so the store read has it; whatever is published after reaches the hub, where the socket is
+//! already registered; what arrives both ways is dropped by id. While the subscriber's connection
+//! is down, `ready` resolves at once (waiting cannot help): the reconnection resubscribes every
+//! user held, those that arrived meanwhile included, before it marks the connection up and calls
+//! [`BusSink::resync`], so those sockets catch up after their channel is heard.
+//!
+//! A channel whose user left stays subscribed for [`LINGER`], so a page reload or a reconnect
+//! storm does not thrash `SUBSCRIBE`/`UNSUBSCRIBE`; every [`PING_INTERVAL`] the subscriber drops
+//! the channels that lingered that long.
+//!
+//! ## Connections
+//!
+//! Two per node, because a subscribed RESP2 connection can do nothing else:
 //! - **publishing** goes through a [`ConnectionManager`], which reconnects by itself. While Redis
 //!   is down a publish fails with [`BrokerError::Unavailable`] after a short timeout; the
 //!   dispatcher then retries without moving its cursor, so nothing stored is skipped.
-//! - **subscribing** is a background task that forwards every event to the [`BusSink`]. When the
-//!   connection drops (or stops answering pings) it reconnects with capped exponential backoff,
+//! - **subscribing** is a background task that forwards every event to the [`BusSink`] and
+//!   subscribes and unsubscribes user channels as [`Interest`] asks. When the connection drops (or
+//!   stops answering pings, or a command times out) it reconnects with capped exponential backoff,
 //!   resubscribes, and only then calls [`BusSink::resync`]: events published while it was away are
 //!   gone from pub/sub (at-most-once), so every socket catches up from the store. Sockets stay open
 //!   throughout.
@@ -20,8 +62,9 @@
 //!   `notification` frame, carried as-is so no node serialises it again;
 //! - `R{"user_id":42,"count":3,"as_of":18}` — a read-state change.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use async_trait::async_trait;
@@ -29,46 +72,307 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parkmate_protocol::{Audience, Role};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::{Broker, BrokerError, BusEvent, BusSink, Published};
 
 /// How long connecting, or one command, may take before Redis counts as unavailable. Short, so a
-/// publish during an outage fails fast and the dispatcher retries instead of hanging.
+/// publish during an outage fails fast and the dispatcher retries instead of hanging, and a socket
+/// waiting for its user's channel waits at most about this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// First pause before resubscribing after the subscription dropped; doubles on each failure...
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// ...up to this: a restarted Redis is noticed within about a second, without hammering a dead one.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// The subscriber pings this often: a connection that silently died (no FIN, e.g. a network
-/// partition) is otherwise never noticed on a quiet channel.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// The subscriber pings this often (a connection that silently died, with no FIN, is otherwise
+/// never noticed on a quiet channel), and drops the user channels that lingered past [`LINGER`].
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a user's channel stays subscribed after this node's last socket of that user left:
+/// long enough for a reload or a reconnect storm to come back to a channel still heard, short
+/// enough that a user who moved to another node stops costing this one soon.
+pub const LINGER: Duration = Duration::from_secs(30);
+/// Channels per `SUBSCRIBE`/`UNSUBSCRIBE`: after a reconnect a node holding 18k users resubscribes
+/// in 18 round trips, and no single command makes Redis answer more than this many confirmations.
+const CHANNELS_PER_COMMAND: usize = 1000;
 
-/// Where a cluster's events travel: `<prefix>:bus`.
+/// Where role and broadcast notifications travel, heard by every node: `<prefix>:bus`.
 pub fn channel_name(prefix: &str) -> String {
     format!("{prefix}:bus")
+}
+
+/// Where one user's notifications and read-state changes travel: `<prefix>:u:<user_id>`.
+pub fn user_channel(prefix: &str, user_id: i64) -> String {
+    format!("{prefix}:u:{user_id}")
+}
+
+/// The channel an event is published on.
+fn route(prefix: &str, shared: &str, event: &BusEvent) -> String {
+    match event {
+        BusEvent::Notification(p) => match p.audience {
+            Audience::User(user_id) => user_channel(prefix, user_id),
+            Audience::Role(_) | Audience::All => shared.to_owned(),
+        },
+        BusEvent::ReadState { user_id, .. } => user_channel(prefix, *user_id),
+    }
+}
+
+/// Which users this node holds sockets of, and whether Redis has confirmed that the node hears
+/// their channels. The hub feeds it (through a `parkmate_hub::Presence`, see the server's
+/// start-up); the broker's subscriber task acts on it. Every method takes one short lock and never
+/// waits on Redis, so the hub may call them under its own locks.
+pub struct Interest {
+    table: Mutex<Table>,
+    /// Wakes the subscriber task when `pending` gained a user.
+    wake: Notify,
+    /// How long a channel outlives its user's last socket here ([`LINGER`] but in tests).
+    linger: Duration,
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Interest::with_linger(LINGER)
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    users: HashMap<i64, UserChannel>,
+    /// Users whose channel the subscriber should subscribe to. May list a user twice, or one that
+    /// left or got subscribed meanwhile: [`Interest::take_pending`] checks each.
+    pending: Vec<i64>,
+    /// Sockets waiting in [`Interest::ready`] for their user's channel; empty once they are heard.
+    waiters: HashMap<i64, Vec<oneshot::Sender<()>>>,
+    /// The subscriber's connection is up, and every channel marked subscribed really is.
+    up: bool,
+    /// User channels subscribed now (the `parkmate_bus_user_channels` gauge).
+    subscribed: usize,
+}
+
+struct UserChannel {
+    /// `None` while this node holds a socket of the user; since when it holds none otherwise.
+    idle_since: Option<Instant>,
+    state: ChannelState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelState {
+    Unsubscribed,
+    /// A `SUBSCRIBE` is on its way; Redis has not confirmed it yet.
+    Subscribing,
+    Subscribed,
+    /// An `UNSUBSCRIBE` is on its way; messages may still arrive.
+    Unsubscribing,
+}
+
+impl Table {
+    /// Users to subscribe now, marked as on their way. Users that left before their turn are
+    /// forgotten; users listed twice, or already on their way, are skipped.
+    fn take_pending(&mut self) -> Vec<i64> {
+        let Table { users, pending, .. } = self;
+        let mut batch = Vec::new();
+        for user_id in pending.drain(..) {
+            match users.get_mut(&user_id) {
+                Some(u) if u.state == ChannelState::Unsubscribed && u.idle_since.is_none() => {
+                    u.state = ChannelState::Subscribing;
+                    batch.push(user_id);
+                }
+                Some(u) if u.state == ChannelState::Unsubscribed => {
+                    users.remove(&user_id);
+                }
+                _ => {}
+            }
+        }
+        batch
+    }
+}
+
+impl Interest {
+    /// A table whose channels linger `linger` after their user's last socket left (tests use a
+    /// short one; nodes use [`LINGER`] through `default()`).
+    pub fn with_linger(linger: Duration) -> Interest {
+        Interest {
+            table: Mutex::default(),
+            wake: Notify::new(),
+            linger,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node's first socket of `user_id` arrived: hear the user's channel.
+    pub fn arrived(&self, user_id: i64) {
+        let mut t = self.lock();
+        let user = t.users.entry(user_id).or_insert(UserChannel {
+            idle_since: None,
+            state: ChannelState::Unsubscribed,
+        });
+        user.idle_since = None;
+        if user.state == ChannelState::Unsubscribed {
+            t.pending.push(user_id);
+            drop(t);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The node's last socket of `user_id` left: its channel lingers, then goes.
+    pub fn left(&self, user_id: i64) {
+        if let Some(user) = self.lock().users.get_mut(&user_id) {
+            user.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// `None` when every event for `user_id` published from now on reaches this node (its channel
+    /// is confirmed, or the connection is down and a resync follows the reconnection); otherwise
+    /// a receiver that completes once that holds (its sender is dropped instead if the connection
+    /// is lost meanwhile or the broker stops: go ahead then too).
+    pub fn ready(&self, user_id: i64) -> Option<oneshot::Receiver<()>> {
+        let mut t = self.lock();
+        if !t.up {
+            return None;
+        }
+        match t.users.get(&user_id) {
+            Some(user) if user.state != ChannelState::Subscribed => {}
+            // Subscribed, or never announced (nothing to wait for).
+            _ => return None,
+        }
+        let (tx, rx) = oneshot::channel();
+        t.waiters.entry(user_id).or_default().push(tx);
+        Some(rx)
+    }
+
+    /// Whether the subscriber's connection is up (and every channel it counts as heard is).
+    pub fn is_up(&self) -> bool {
+        self.lock().up
+    }
+
+    /// Whether Redis has confirmed this node hears `user_id`'s channel.
+    pub fn hears(&self, user_id: i64) -> bool {
+        let t = self.lock();
+        t.up && t
+            .users
+            .get(&user_id)
+            .is_some_and(|u| u.state == ChannelState::Subscribed)
+    }
+
+    /// Users to subscribe now, marked as on their way.
+    fn take_pending(&self) -> Vec<i64> {
+        self.lock().take_pending()
+    }
+
+    /// Like [`take_pending`](Self::take_pending), but when nothing is left it marks the connection
+    /// up, under the same lock: a user arriving after that waits for its own subscription, and
+    /// one arriving before is in this batch or in the next.
+    fn take_pending_or_mark_up(&self) -> Vec<i64> {
+        let mut t = self.lock();
+        let batch = t.take_pending();
+        if batch.is_empty() {
+            t.up = true;
+        }
+        batch
+    }
+
+    /// Redis confirmed these users' channels: their waiting sockets may read the store.
+    fn confirmed(&self, batch: &[i64]) {
+        let mut t = self.lock();
+        for user_id in batch {
+            if let Some(u) = t.users.get_mut(user_id)
+                && u.state == ChannelState::Subscribing
+            {
+                u.state = ChannelState::Subscribed;
+                t.subscribed += 1;
+            }
+            for waiter in t.waiters.remove(user_id).into_iter().flatten() {
+                let _ = waiter.send(());
+            }
+        }
+        metrics::gauge!("parkmate_bus_user_channels").set(t.subscribed as f64);
+    }
+
+    /// Channels whose user left at least `linger` before `now`, marked as on their way out.
+    fn take_lingering(&self, now: Instant) -> Vec<i64> {
+        let linger = self.linger;
+        let mut t = self.lock();
+        let mut batch = Vec::new();
+        for (&user_id, u) in t.users.iter_mut() {
+            if u.state == ChannelState::Subscribed
+                && u.idle_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= linger)
+            {
+                u.state = ChannelState::Unsubscribing;
+                batch.push(user_id);
+            }
+        }
+        batch
+    }
+
+    /// Redis confirmed these channels are no longer heard. A user who came back meanwhile is
+    /// subscribed again.
+    fn unsubscribed(&self, batch: &[i64]) {
+        let mut t = self.lock();
+        let mut again = false;
+        for &user_id in batch {
+            match t.users.get_mut(&user_id) {
+                Some(u) if u.idle_since.is_none() => {
+                    u.state = ChannelState::Unsubscribed;
+                    t.pending.push(user_id);
+                    again = true;
+                }
+                Some(_) => {
+                    t.users.remove(&user_id);
+                }
+                None => continue,
+            }
+            t.subscribed -= 1;
+        }
+        metrics::gauge!("parkmate_bus_user_channels").set(t.subscribed as f64);
+        drop(t);
+        if again {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The subscriber's connection is gone (or the broker stops): nothing is heard any more. Every
+    /// user still held is to be subscribed again, and waiting sockets go ahead (the reconnection
+    /// resyncs them).
+    fn lost(&self) {
+        let mut t = self.lock();
+        t.up = false;
+        t.subscribed = 0;
+        t.users.retain(|_, u| u.idle_since.is_none());
+        t.pending = t.users.keys().copied().collect();
+        for u in t.users.values_mut() {
+            u.state = ChannelState::Unsubscribed;
+        }
+        t.waiters.clear();
+        metrics::gauge!("parkmate_bus_user_channels").set(0.0);
+    }
 }
 
 /// The broker of a cluster node. Cheap to share behind an `Arc`.
 pub struct RedisBroker {
     publisher: ConnectionManager,
-    channel: String,
+    prefix: String,
+    /// `<prefix>:bus`, built once.
+    shared: String,
 }
 
 impl RedisBroker {
     /// Connects, subscribes and starts the subscriber task on `tracker` (it stops when `shutdown`
-    /// is cancelled). Fails when Redis is unreachable now: a node must not start without its
-    /// cluster's fan-out.
+    /// is cancelled). `interest` is the table this node's hub feeds. Fails when Redis is
+    /// unreachable now: a node must not start without its cluster's fan-out.
     pub async fn connect(
         url: &str,
         prefix: &str,
+        interest: Arc<Interest>,
         sink: Arc<dyn BusSink>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<RedisBroker, BrokerError> {
         let client = ::redis::Client::open(url).map_err(unavailable)?;
-        let channel = channel_name(prefix);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -77,15 +381,20 @@ impl RedisBroker {
         let publisher = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
-        let subscription = subscribe(&client, &channel).await?;
-        tracker.spawn(subscriber(
+        let subscriber = Subscriber {
             client,
-            channel.clone(),
-            subscription,
+            prefix: prefix.to_owned(),
+            shared: channel_name(prefix),
+            interest,
             sink,
-            shutdown,
-        ));
-        Ok(RedisBroker { publisher, channel })
+        };
+        let connection = subscriber.subscribe().await?;
+        tracker.spawn(subscriber.run(connection, shutdown));
+        Ok(RedisBroker {
+            publisher,
+            prefix: prefix.to_owned(),
+            shared: channel_name(prefix),
+        })
     }
 }
 
@@ -93,9 +402,10 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     async fn publish(&self, event: BusEvent) -> Result<(), BrokerError> {
         let payload = encode(&event);
+        let channel = route(&self.prefix, &self.shared, &event);
         let mut conn = self.publisher.clone();
         ::redis::cmd("PUBLISH")
-            .arg(&self.channel)
+            .arg(channel)
             .arg(payload.as_ref())
             .query_async::<i64>(&mut conn)
             .await
@@ -108,76 +418,170 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("redis: {e}"))
 }
 
-async fn subscribe(
-    client: &::redis::Client,
-    channel: &str,
-) -> Result<(PubSubSink, PubSubStream), BrokerError> {
-    let connect = async {
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        sink.subscribe(channel).await?;
-        Ok::<_, ::redis::RedisError>((sink, stream))
-    };
-    match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
+/// Runs `command` under [`COMMAND_TIMEOUT`].
+async fn timed<T>(
+    what: &str,
+    command: impl Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
         Ok(result) => result.map_err(unavailable),
-        Err(_) => Err(unavailable("subscribe timed out")),
+        Err(_) => Err(unavailable(format!("{what} timed out"))),
     }
 }
 
-/// Forwards every event to `sink`; resubscribes by itself whenever the connection is lost.
-async fn subscriber(
+/// Why the subscriber stopped serving a connection.
+enum Stopped {
+    Shutdown,
+    Lost(BrokerError),
+}
+
+/// The subscribing side: one connection at a time, and what it needs to rebuild one.
+struct Subscriber {
     client: ::redis::Client,
-    channel: String,
-    first: (PubSubSink, PubSubStream),
+    prefix: String,
+    shared: String,
+    interest: Arc<Interest>,
     sink: Arc<dyn BusSink>,
-    shutdown: CancellationToken,
-) {
-    let mut current = Some(first);
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let (mut pinger, mut stream) = match current.take() {
-            Some(subscription) => subscription,
-            None => match subscribe(&client, &channel).await {
-                Ok(subscription) => {
-                    tracing::info!(%channel, "resubscribed to redis; resyncing sockets from the store");
-                    backoff = MIN_BACKOFF;
-                    // Subscribed again: from here on nothing is missed, so whatever was published
-                    // while we were away can now be caught up from the store without a gap.
-                    sink.resync();
-                    subscription
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "redis subscription down, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            },
-        };
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await; // the first tick is immediate
+}
+
+impl Subscriber {
+    /// A new connection subscribed to the shared channel and to every user held, the ones that
+    /// arrive meanwhile included; the connection is marked up only once none is left.
+    async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), BrokerError> {
+        let (mut commands, stream) = timed("connect", self.client.get_async_pubsub())
+            .await?
+            .split();
+        timed("subscribe", commands.subscribe(&self.shared)).await?;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                msg = stream.next() => match msg {
-                    Some(msg) => match decode(msg.get_payload_bytes()) {
-                        Some(event) => sink.deliver(&event),
-                        None => tracing::warn!(%channel, "undecodable bus message dropped"),
-                    },
-                    None => break,
-                },
-                _ = ping.tick() => {
-                    let alive = tokio::time::timeout(COMMAND_TIMEOUT, pinger.ping::<::redis::Value>()).await;
-                    if !matches!(alive, Ok(Ok(_))) {
-                        break;
+            let batch = self.interest.take_pending_or_mark_up();
+            if batch.is_empty() {
+                return Ok((commands, stream));
+            }
+            self.subscribe_users(&mut commands, &batch).await?;
+        }
+    }
+
+    /// Subscribes to `batch`'s channels, telling [`Interest`] as each command is confirmed.
+    async fn subscribe_users(
+        &self,
+        commands: &mut PubSubSink,
+        batch: &[i64],
+    ) -> Result<(), BrokerError> {
+        for chunk in batch.chunks(CHANNELS_PER_COMMAND) {
+            let channels: Vec<String> = chunk
+                .iter()
+                .map(|&u| user_channel(&self.prefix, u))
+                .collect();
+            timed("subscribe", commands.subscribe(channels)).await?;
+            self.interest.confirmed(chunk);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe_users(
+        &self,
+        commands: &mut PubSubSink,
+        batch: &[i64],
+    ) -> Result<(), BrokerError> {
+        for chunk in batch.chunks(CHANNELS_PER_COMMAND) {
+            let channels: Vec<String> = chunk
+                .iter()
+                .map(|&u| user_channel(&self.prefix, u))
+                .collect();
+            timed("unsubscribe", commands.unsubscribe(channels)).await?;
+            self.interest.unsubscribed(chunk);
+        }
+        Ok(())
+    }
+
+    /// Forwards every event to the sink and keeps the user channels in line with [`Interest`];
+    /// reconnects by itself whenever the connection is lost.
+    async fn run(self, first: (PubSubSink, PubSubStream), shutdown: CancellationToken) {
+        let mut current = Some(first);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let connection = match current.take() {
+                Some(connection) => connection,
+                None => match self.subscribe().await {
+                    Ok(connection) => {
+                        tracing::info!(prefix = %self.prefix, "resubscribed to redis; resyncing sockets from the store");
+                        backoff = MIN_BACKOFF;
+                        // Subscribed again: from here on nothing is missed, so whatever was
+                        // published while we were away can now be caught up from the store
+                        // without a gap. Queued before any message of the new connection.
+                        self.sink.resync();
+                        connection
                     }
+                    Err(e) => {
+                        self.interest.lost();
+                        tracing::warn!(error = %e, ?backoff, "redis subscription down, retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            let stopped = self.serve(connection, &shutdown).await;
+            // Whatever stopped it, nothing is heard now: waiting sockets must not wait for it.
+            self.interest.lost();
+            match stopped {
+                Stopped::Shutdown => return,
+                Stopped::Lost(e) => {
+                    tracing::warn!(error = %e, prefix = %self.prefix, "lost the redis subscription; reconnecting");
                 }
             }
         }
-        tracing::warn!(%channel, "lost the redis subscription; reconnecting");
+    }
+
+    async fn serve(
+        &self,
+        (mut commands, mut stream): (PubSubSink, PubSubStream),
+        shutdown: &CancellationToken,
+    ) -> Stopped {
+        // Every message this node takes off Redis, whatever its channel: the cluster's cost per
+        // notification is this, summed over the nodes (BENCHMARKS.md, "bus traffic").
+        let received = metrics::counter!("parkmate_bus_messages_received_total");
+        // Also the sweep of lingering channels, so at least as often as they may linger.
+        let mut ping = tokio::time::interval(PING_INTERVAL.min(self.interest.linger));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await; // the first tick is immediate
+        loop {
+            // Subscribing and unsubscribing are awaited here, not raced against the stream: the
+            // stream keeps what arrives meanwhile, in order.
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return Stopped::Shutdown,
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        return Stopped::Lost(unavailable("the subscription connection closed"));
+                    };
+                    received.increment(1);
+                    match decode(msg.get_payload_bytes()) {
+                        Some(event) => self.sink.deliver(&event),
+                        None => tracing::warn!(channel = %msg.get_channel_name(), "undecodable bus message dropped"),
+                    }
+                    Ok(())
+                }
+                _ = self.interest.wake.notified() => {
+                    let batch = self.interest.take_pending();
+                    self.subscribe_users(&mut commands, &batch).await
+                }
+                _ = ping.tick() => {
+                    match timed("ping", commands.ping::<::redis::Value>()).await {
+                        Ok(_) => {
+                            let gone = self.interest.take_lingering(Instant::now());
+                            self.unsubscribe_users(&mut commands, &gone).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                return Stopped::Lost(e);
+            }
+        }
     }
 }
 

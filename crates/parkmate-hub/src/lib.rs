@@ -5,14 +5,46 @@
 //! broadcast. The policy when a queue is full is **disconnect**: the socket is removed and its
 //! `slow` token cancelled, its task closes it with 4008, and the client's replay (`since`) makes
 //! that lossless.
+//!
+//! The map is split into [`SHARDS`] shards by user id, each behind its own lock (centrifuge's
+//! `hub.go` does the same), and each shard indexes its sockets by user and by role:
+//! - a user's notification or read state takes one shard's read lock and touches that user's
+//!   sockets only;
+//! - a role notification visits, shard after shard, only the sockets of that role;
+//! - a broadcast visits every shard one after the other, never holding more than one lock, so a
+//!   socket arriving or leaving waits for one shard's part of a broadcast, not all of it.
+//!
+//! Both indexes are positions in the shard's slot array (the user's sockets are a list threaded
+//! through their slots), so registering a socket allocates nothing beyond its queue's handles:
+//! idle sockets stay cheap (BENCHMARKS.md, idle memory).
+//!
+//! A [`Presence`] (optional) is told when this node's first socket of a user arrives and its last
+//! one leaves, and says when a new socket may read the store: a cluster's broker uses it to route
+//! a user's events only to the nodes holding that user (see `parkmate_broker::redis`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::hash_map::Entry as MapEntry;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use parkmate_protocol::{Audience, Role};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+/// Shards of the socket map, a power of two. 64 as in centrifuge: with a few threads contention
+/// is already rare at that count, and 64 empty shards cost a few KiB per hub.
+pub const SHARDS: usize = 64;
+const _: () = assert!(SHARDS.is_power_of_two());
+
+/// Roles a socket can have; `by_role` has one list each (see [`role_index`]).
+const ROLES: usize = Role::ALL.len();
+
+/// End of a user's list of slots.
+const NIL: u32 = u32::MAX;
 
 /// What a socket's queue carries.
 #[derive(Debug, Clone)]
@@ -33,25 +65,194 @@ pub struct FanOut {
     pub slow: usize,
 }
 
-struct Entry {
-    user_id: i64,
-    role: Role,
-    tx: flume::Sender<Delivery>,
-    slow: CancellationToken,
+/// Told which users this node holds sockets of. The hub calls `arrived` and `left` while it holds
+/// the lock of the user's shard, so the calls for one user are never reordered; they must be
+/// quick, must not block, and must not call back into the hub.
+pub trait Presence: Send + Sync + 'static {
+    /// The node's first socket of `user_id` just registered.
+    fn arrived(&self, user_id: i64);
+    /// The node's last socket of `user_id` just left.
+    fn left(&self, user_id: i64);
+    /// `None` when every event for `user_id` published from now on reaches this node's hub;
+    /// otherwise a receiver that completes (or whose sender is dropped) once that holds, or once
+    /// waiting can no longer help (the sockets are then told to [`Delivery::Resync`] later).
+    fn ready(&self, user_id: i64) -> Option<oneshot::Receiver<()>>;
 }
 
+/// A socket in its shard.
+struct Entry {
+    /// Unique for the hub's life. Slots are reused, and a `Subscription` dropped after the hub
+    /// already removed it (too slow) must not remove the socket that took its slot since.
+    id: u64,
+    user_id: i64,
+    /// The sending half of the socket's bounded queue (capacity: [`Hub::new`]).
+    tx: flume::Sender<Delivery>,
+    slow: CancellationToken,
+    role: Role,
+    /// Where this slot sits in its shard's `by_role[role]`, which stays dense (swap-remove).
+    role_pos: u32,
+    /// The user's other sockets in this shard, as a doubly linked list of slots (`NIL` ends).
+    prev: u32,
+    next: u32,
+}
+
+/// One shard: its sockets and their two indexes.
 #[derive(Default)]
-struct Maps {
-    conns: HashMap<u64, Entry>,
-    by_user: HashMap<i64, Vec<u64>>,
+struct Shard {
+    /// Sockets by slot; `None` slots are listed in `free` and reused first. Never shrinks: it
+    /// holds the shard's peak, 48 bytes a slot.
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    /// The first slot of every user with a socket in this shard.
+    by_user: HashMap<i64, u32>,
+    /// The slots of every role's sockets.
+    by_role: [Vec<u32>; ROLES],
+}
+
+fn role_index(role: Role) -> usize {
+    // A match rather than a position in `Role::ALL`: a new role fails to compile here.
+    match role {
+        Role::User => 0,
+        Role::Owner => 1,
+        Role::Admin => 2,
+        Role::Employee => 3,
+    }
+}
+
+/// The shard of a user: Fibonacci hashing, so sequential ids (and strided ones) spread evenly.
+fn shard_of(user_id: i64) -> usize {
+    let bits = SHARDS.trailing_zeros();
+    ((user_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// Which sockets of a shard a fan-out is for.
+#[derive(Clone, Copy)]
+enum Pick {
+    User(i64),
+    Role(Role),
+    All,
+}
+
+impl Shard {
+    fn entry(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexes list occupied slots only")
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("indexes list occupied slots only")
+    }
+
+    /// Stores a socket; true when it is its user's first in this shard (so on this node).
+    fn insert(&mut self, mut e: Entry) -> (u32, bool) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion sockets")
+            }
+        };
+        let roles = &mut self.by_role[role_index(e.role)];
+        e.role_pos = roles.len() as u32;
+        roles.push(slot);
+        e.prev = NIL;
+        let first = match self.by_user.entry(e.user_id) {
+            MapEntry::Occupied(mut head) => {
+                e.next = *head.get();
+                head.insert(slot);
+                false
+            }
+            MapEntry::Vacant(v) => {
+                e.next = NIL;
+                v.insert(slot);
+                true
+            }
+        };
+        if e.next != NIL {
+            self.entry_mut(e.next).prev = slot;
+        }
+        self.slots[slot as usize] = Some(e);
+        (slot, first)
+    }
+
+    /// Removes socket `id` from `slot` if it is still there: its user, and whether it was that
+    /// user's last socket in this shard (so on this node); `None` when it was gone already.
+    fn remove(&mut self, slot: u32, id: u64) -> Option<(i64, bool)> {
+        let cell = self.slots.get_mut(slot as usize)?;
+        if cell.as_ref()?.id != id {
+            return None;
+        }
+        let e = cell.take()?;
+        let roles = &mut self.by_role[role_index(e.role)];
+        roles.swap_remove(e.role_pos as usize);
+        if let Some(&moved) = roles.get(e.role_pos as usize) {
+            self.entry_mut(moved).role_pos = e.role_pos;
+        }
+        let mut last = false;
+        if e.prev != NIL {
+            self.entry_mut(e.prev).next = e.next;
+        } else if e.next != NIL {
+            self.by_user.insert(e.user_id, e.next);
+        } else {
+            self.by_user.remove(&e.user_id);
+            last = true;
+        }
+        if e.next != NIL {
+            self.entry_mut(e.next).prev = e.prev;
+        }
+        self.free.push(slot);
+        Some((e.user_id, last))
+    }
+
+    /// Offers `delivery` to the picked sockets; full queues go to `slow` as (slot, id).
+    fn fan_out(
+        &self,
+        pick: Pick,
+        delivery: &Delivery,
+        out: &mut FanOut,
+        slow: &mut Vec<(u32, u64)>,
+    ) {
+        let mut offer = |slot: u32| {
+            let e = self.entry(slot);
+            match e.tx.try_send(delivery.clone()) {
+                Ok(()) => out.delivered += 1,
+                Err(flume::TrySendError::Full(_)) => {
+                    e.slow.cancel();
+                    slow.push((slot, e.id));
+                }
+                // The socket is closing; its Subscription's drop removes it.
+                Err(flume::TrySendError::Disconnected(_)) => {}
+            }
+        };
+        match pick {
+            Pick::User(user_id) => {
+                let mut slot = self.by_user.get(&user_id).copied().unwrap_or(NIL);
+                while slot != NIL {
+                    offer(slot);
+                    slot = self.entry(slot).next;
+                }
+            }
+            Pick::Role(role) => self.by_role[role_index(role)]
+                .iter()
+                .for_each(|&slot| offer(slot)),
+            Pick::All => self.by_role.iter().flatten().for_each(|&slot| offer(slot)),
+        }
+    }
 }
 
 struct Shared {
-    maps: RwLock<Maps>,
+    /// One lock per shard; nothing ever holds two at once.
+    shards: Box<[RwLock<Shard>]>,
     next_id: AtomicU64,
+    /// Sockets registered, over all shards (`connection_count`, without visiting the shards).
+    count: AtomicUsize,
     /// Capacity of each socket's queue. Sized so a burst (a broadcast storm, a replay racing live
     /// traffic) fits, while a reader that stopped reading is found within that many frames.
     queue_capacity: usize,
+    presence: Option<Arc<dyn Presence>>,
 }
 
 /// Cheap to clone; all clones share one map.
@@ -63,33 +264,103 @@ pub struct Hub {
 /// A socket's place in the hub. Dropping it unregisters the socket.
 pub struct Subscription {
     id: u64,
+    /// The socket's slot in its user's shard.
+    slot: u32,
     pub user_id: i64,
     pub role: Role,
-    /// The socket's bounded queue (see [`Hub::new`] for its size).
-    pub rx: flume::Receiver<Delivery>,
+    /// The socket's bounded queue (see [`Hub::new`] for its size); read it with [`recv`] and
+    /// [`try_recv`].
+    ///
+    /// [`recv`]: Subscription::recv
+    /// [`try_recv`]: Subscription::try_recv
+    rx: flume::Receiver<Delivery>,
     /// Cancelled when the hub dropped this socket for a full queue.
     pub slow: CancellationToken,
     hub: Hub,
 }
 
+impl Subscription {
+    /// The next delivery, waiting for one; `None` once the hub has dropped this socket (it was
+    /// too slow: `slow` is cancelled). Cancel-safe: dropping the future loses nothing.
+    pub fn recv(&self) -> Recv<'_> {
+        Recv(self.rx.recv_async())
+    }
+
+    /// The next delivery if one is queued.
+    pub fn try_recv(&self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Resolves once every event for this socket's user published from now on is sure to reach
+    /// this socket: at once on a single node; in a cluster once the node's broker subscription
+    /// for the user is confirmed (or Redis is unreachable, and the socket will be told to resync
+    /// when it is back). A socket reads the store only after this, so whatever was published
+    /// before is in that read and whatever is published after is in its queue
+    /// (ARCHITECTURE.md, invariant 3).
+    pub async fn ready(&self) {
+        let presence = self.hub.shared.presence.as_ref();
+        if let Some(wait) = presence.and_then(|p| p.ready(self.user_id)) {
+            // A dropped sender also means "go ahead" (see `Presence::ready`).
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The future of [`Subscription::recv`]. A named type over the queue's own future rather than an
+/// `async fn`, whose state machine would add its own bytes to every idle socket's task.
+pub struct Recv<'a>(flume::r#async::RecvFut<'a, Delivery>);
+
+impl Future for Recv<'_> {
+    type Output = Option<Delivery>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        Pin::new(&mut self.0).poll(cx).map(Result::ok)
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.remove(&[self.id]);
+        self.hub.remove(self.user_id, &[(self.slot, self.id)]);
     }
 }
 
 impl Hub {
+    /// A hub for a single node: every event reaches it, so sockets never wait.
     pub fn new(queue_capacity: usize) -> Hub {
+        Hub::build(queue_capacity, None)
+    }
+
+    /// A hub that tells `presence` which users it holds (a cluster node's broker).
+    pub fn with_presence(queue_capacity: usize, presence: Arc<dyn Presence>) -> Hub {
+        Hub::build(queue_capacity, Some(presence))
+    }
+
+    fn build(queue_capacity: usize, presence: Option<Arc<dyn Presence>>) -> Hub {
         Hub {
             shared: Arc::new(Shared {
-                maps: RwLock::new(Maps::default()),
+                shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
                 next_id: AtomicU64::new(1),
+                count: AtomicUsize::new(0),
                 queue_capacity: queue_capacity.max(1),
+                presence,
             }),
         }
     }
 
-    /// Registers a socket; from now on it receives every delivery for its user, role and everyone.
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
+        self.shared.shards[shard]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shared.shards[shard]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a socket; from now on it receives every delivery for its user, role and everyone
+    /// that reaches this node (see [`Subscription::ready`] for when that is everything).
     pub fn subscribe(&self, user_id: i64, role: Role) -> Subscription {
         // flume rather than tokio's mpsc: tokio allocates the queue's first block (32 slots,
         // ~1.5 KiB with its channel state) up front, which every idle socket then carries;
@@ -97,22 +368,29 @@ impl Hub {
         let (tx, rx) = flume::bounded(self.shared.queue_capacity);
         let slow = CancellationToken::new();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut maps = self.shared.maps.write().unwrap_or_else(|p| p.into_inner());
-            maps.conns.insert(
-                id,
-                Entry {
-                    user_id,
-                    role,
-                    tx,
-                    slow: slow.clone(),
-                },
-            );
-            maps.by_user.entry(user_id).or_default().push(id);
-            metrics::gauge!("parkmate_connections").set(maps.conns.len() as f64);
-        }
+        let entry = Entry {
+            id,
+            user_id,
+            tx,
+            slow: slow.clone(),
+            role,
+            role_pos: 0,
+            prev: NIL,
+            next: NIL,
+        };
+        let slot = {
+            let mut shard = self.write(shard_of(user_id));
+            let (slot, first) = shard.insert(entry);
+            if first && let Some(p) = &self.shared.presence {
+                p.arrived(user_id);
+            }
+            slot
+        };
+        self.shared.count.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("parkmate_connections").increment(1.0);
         Subscription {
             id,
+            slot,
             user_id,
             role,
             rx,
@@ -122,184 +400,450 @@ impl Hub {
     }
 
     pub fn connection_count(&self) -> usize {
-        self.shared
-            .maps
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .conns
-            .len()
+        self.shared.count.load(Ordering::Relaxed)
     }
 
     /// Hands a notification frame to every local socket of its audience.
     pub fn publish_notification(&self, audience: Audience, id: i64, frame: Bytes) -> FanOut {
         let delivery = Delivery::Notification { id, frame };
-        self.fan_out(
-            |e| match audience {
-                Audience::User(u) => e.user_id == u,
-                Audience::Role(r) => e.role == r,
-                Audience::All => true,
-            },
-            Some(audience),
-            &delivery,
-        )
+        let pick = match audience {
+            Audience::User(u) => Pick::User(u),
+            Audience::Role(r) => Pick::Role(r),
+            Audience::All => Pick::All,
+        };
+        self.fan_out(pick, &delivery)
     }
 
     pub fn publish_read_state(&self, user_id: i64, count: i64, as_of: i64) -> FanOut {
-        self.fan_out(
-            |_| true,
-            Some(Audience::User(user_id)),
-            &Delivery::ReadState { count, as_of },
-        )
+        self.fan_out(Pick::User(user_id), &Delivery::ReadState { count, as_of })
     }
 
     /// Tells every local socket to catch up from the store.
     pub fn resync_all(&self) -> FanOut {
-        self.fan_out(|_| true, None, &Delivery::Resync)
+        self.fan_out(Pick::All, &Delivery::Resync)
     }
 
-    fn fan_out(
-        &self,
-        wanted: impl Fn(&Entry) -> bool,
-        audience: Option<Audience>,
-        delivery: &Delivery,
-    ) -> FanOut {
+    fn fan_out(&self, pick: Pick, delivery: &Delivery) -> FanOut {
         let mut out = FanOut::default();
         let mut slow = Vec::new();
-        {
-            let maps = self.shared.maps.read().unwrap_or_else(|p| p.into_inner());
-            let mut offer = |id: u64, e: &Entry| {
-                if !wanted(e) {
-                    return;
-                }
-                match e.tx.try_send(delivery.clone()) {
-                    Ok(()) => out.delivered += 1,
-                    Err(flume::TrySendError::Full(_)) => {
-                        e.slow.cancel();
-                        slow.push(id);
-                    }
-                    // The socket is closing; its Subscription drop removes it.
-                    Err(flume::TrySendError::Disconnected(_)) => {}
-                }
-            };
-            match audience {
-                // A user's sockets are indexed; roles and everyone mean a walk over all sockets.
-                Some(Audience::User(u)) => {
-                    for id in maps.by_user.get(&u).into_iter().flatten() {
-                        if let Some(e) = maps.conns.get(id) {
-                            offer(*id, e);
-                        }
-                    }
-                }
-                _ => {
-                    for (id, e) in &maps.conns {
-                        offer(*id, e);
-                    }
-                }
+        let mut visit = |shard: usize| {
+            self.read(shard)
+                .fan_out(pick, delivery, &mut out, &mut slow);
+            // Removed shard by shard, under that shard's write lock only.
+            if !slow.is_empty() {
+                out.slow += slow.len();
+                self.remove_in(shard, &slow);
+                slow.clear();
             }
+        };
+        match pick {
+            Pick::User(u) => visit(shard_of(u)),
+            Pick::Role(_) | Pick::All => (0..SHARDS).for_each(visit),
         }
-        out.slow = slow.len();
-        if !slow.is_empty() {
-            metrics::counter!("parkmate_slow_consumer_closes_total").increment(slow.len() as u64);
-            self.remove(&slow);
+        if out.slow > 0 {
+            metrics::counter!("parkmate_slow_consumer_closes_total").increment(out.slow as u64);
         }
         metrics::counter!("parkmate_deliveries_total").increment(out.delivered as u64);
         out
     }
 
-    fn remove(&self, ids: &[u64]) {
-        let mut maps = self.shared.maps.write().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            if let Some(e) = maps.conns.remove(id)
-                && let Some(list) = maps.by_user.get_mut(&e.user_id)
-            {
-                list.retain(|x| x != id);
-                if list.is_empty() {
-                    maps.by_user.remove(&e.user_id);
+    fn remove(&self, user_id: i64, sockets: &[(u32, u64)]) {
+        self.remove_in(shard_of(user_id), sockets);
+    }
+
+    /// Removes `(slot, id)` sockets of one shard, skipping those already gone.
+    fn remove_in(&self, shard: usize, sockets: &[(u32, u64)]) {
+        let mut removed = 0;
+        {
+            let mut s = self.write(shard);
+            for &(slot, id) in sockets {
+                let Some((user_id, last)) = s.remove(slot, id) else {
+                    continue;
+                };
+                removed += 1;
+                if last && let Some(p) = &self.shared.presence {
+                    p.left(user_id);
                 }
             }
         }
-        metrics::gauge!("parkmate_connections").set(maps.conns.len() as f64);
+        if removed > 0 {
+            self.shared.count.fetch_sub(removed, Ordering::Relaxed);
+            metrics::gauge!("parkmate_connections").decrement(removed as f64);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
     use super::*;
 
     fn frame(id: i64) -> Bytes {
         Bytes::from(format!("{{\"id\":{id}}}"))
     }
 
-    #[tokio::test]
-    async fn delivers_to_user_role_and_everyone() {
-        let hub = Hub::new(8);
-        let mut a1 = hub.subscribe(1, Role::User);
-        let mut a2 = hub.subscribe(1, Role::User);
-        let mut b = hub.subscribe(2, Role::Owner);
+    /// Every notification id queued for `s`, in order, leaving other deliveries out.
+    fn ids(s: &Subscription) -> Vec<i64> {
+        let mut v = vec![];
+        while let Some(d) = s.try_recv() {
+            if let Delivery::Notification { id, .. } = d {
+                v.push(id);
+            }
+        }
+        v
+    }
 
+    /// The shards' own view: sockets by slot, and indexes that agree with them.
+    fn check_indexes(hub: &Hub) -> usize {
+        let mut total = 0;
+        for shard in 0..SHARDS {
+            let s = hub.read(shard);
+            let occupied = s.slots.iter().flatten().count();
+            assert_eq!(occupied + s.free.len(), s.slots.len(), "shard {shard}");
+            assert_eq!(s.by_role.iter().map(Vec::len).sum::<usize>(), occupied);
+            for (r, list) in s.by_role.iter().enumerate() {
+                for (pos, &slot) in list.iter().enumerate() {
+                    let e = s.entry(slot);
+                    assert_eq!((role_index(e.role), e.role_pos as usize), (r, pos));
+                }
+            }
+            let mut listed = 0;
+            for (&user, &head) in &s.by_user {
+                assert_eq!(shard_of(user), shard);
+                let (mut prev, mut slot) = (NIL, head);
+                while slot != NIL {
+                    let e = s.entry(slot);
+                    assert_eq!((e.user_id, e.prev), (user, prev));
+                    (prev, slot) = (slot, e.next);
+                    listed += 1;
+                }
+            }
+            assert_eq!(listed, occupied, "every socket is in its user's list");
+            total += occupied;
+        }
+        assert_eq!(total, hub.connection_count());
+        total
+    }
+
+    #[tokio::test]
+    async fn unicast_role_and_broadcast_reach_exactly_their_sockets_across_shards() {
+        let hub = Hub::new(8);
+        // 256 users over every shard and role; every fifth user has a second socket.
+        let mut subs = Vec::new();
+        for user in 1..=256i64 {
+            let role = Role::ALL[user as usize % ROLES];
+            subs.push(hub.subscribe(user, role));
+            if user % 5 == 0 {
+                subs.push(hub.subscribe(user, role));
+            }
+        }
+        let shards: BTreeSet<usize> = (1..=256).map(shard_of).collect();
+        assert_eq!(shards.len(), SHARDS, "the users cover every shard");
+        assert_eq!(check_indexes(&hub), subs.len());
+
+        for user in 1..=256i64 {
+            let out = hub.publish_notification(Audience::User(user), 1000 + user, frame(user));
+            let sockets = if user % 5 == 0 { 2 } else { 1 };
+            assert_eq!(
+                out,
+                FanOut {
+                    delivered: sockets,
+                    slow: 0
+                },
+                "user {user}"
+            );
+        }
+        for role in Role::ALL {
+            let id = 2000 + role_index(role) as i64;
+            let out = hub.publish_notification(Audience::Role(role), id, frame(id));
+            let of_role = subs.iter().filter(|s| s.role == role).count();
+            assert_eq!(out.delivered, of_role);
+        }
+        let out = hub.publish_notification(Audience::All, 3000, frame(3000));
+        assert_eq!(out.delivered, subs.len());
+        // A user with no socket here: nobody hears it.
+        assert_eq!(
+            hub.publish_notification(Audience::User(999), 1, frame(1))
+                .delivered,
+            0
+        );
+
+        for s in &subs {
+            let want = [1000 + s.user_id, 2000 + role_index(s.role) as i64, 3000];
+            assert_eq!(ids(s), want, "user {}", s.user_id);
+        }
+
+        hub.publish_read_state(10, 4, 3000);
+        for s in &subs {
+            let got = s.try_recv();
+            if s.user_id == 10 {
+                assert!(matches!(
+                    got,
+                    Some(Delivery::ReadState {
+                        count: 4,
+                        as_of: 3000
+                    })
+                ));
+            } else {
+                assert!(
+                    got.is_none(),
+                    "user {} heard user 10's read state",
+                    s.user_id
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_exactly_that_socket() {
+        let hub = Hub::new(2);
+        let subs: Vec<_> = (1..=100).map(|u| hub.subscribe(u, Role::User)).collect();
+        let stuck = 37;
+        for id in 1..=2 {
+            assert_eq!(
+                hub.publish_notification(Audience::All, id, frame(id))
+                    .delivered,
+                100
+            );
+            for s in subs.iter().filter(|s| s.user_id != stuck) {
+                assert_eq!(ids(s), [id]);
+            }
+        }
+        let out = hub.publish_notification(Audience::Role(Role::User), 3, frame(3));
+        assert_eq!(
+            out,
+            FanOut {
+                delivered: 99,
+                slow: 1
+            }
+        );
+        for s in &subs {
+            assert_eq!(
+                s.slow.is_cancelled(),
+                s.user_id == stuck,
+                "user {}",
+                s.user_id
+            );
+        }
+        assert_eq!(hub.connection_count(), 99);
+        check_indexes(&hub);
+
+        // The dropped socket keeps what was queued, then hears that it is closed.
+        let slow = &subs[stuck as usize - 1];
+        assert!(matches!(
+            slow.recv().await,
+            Some(Delivery::Notification { id: 1, .. })
+        ));
+        assert!(matches!(
+            slow.recv().await,
+            Some(Delivery::Notification { id: 2, .. })
+        ));
+        assert!(slow.recv().await.is_none());
+        // Later deliveries no longer try it.
+        assert_eq!(
+            hub.publish_notification(Audience::User(stuck), 4, frame(4))
+                .delivered,
+            0
+        );
+        drop(subs);
+        assert_eq!(hub.connection_count(), 0);
+        check_indexes(&hub);
+    }
+
+    #[tokio::test]
+    async fn a_socket_dropped_as_slow_never_unregisters_the_one_that_reused_its_slot() {
+        let hub = Hub::new(1);
+        let old = hub.subscribe(1, Role::User);
+        hub.publish_notification(Audience::User(1), 1, frame(1));
+        assert_eq!(
+            hub.publish_notification(Audience::User(1), 2, frame(2))
+                .slow,
+            1
+        );
+        let new = hub.subscribe(1, Role::User);
+        assert_eq!(new.slot, old.slot, "the freed slot is reused");
+        drop(old);
+        assert_eq!(hub.connection_count(), 1);
+        assert_eq!(
+            hub.publish_notification(Audience::User(1), 3, frame(3))
+                .delivered,
+            1
+        );
+        assert_eq!(ids(&new), [3]);
+    }
+
+    #[tokio::test]
+    async fn dropping_subscriptions_unregisters_them_and_keeps_the_rest() {
+        let hub = Hub::new(8);
+        let a = hub.subscribe(1, Role::User);
+        let b = hub.subscribe(1, Role::User);
+        let c = hub.subscribe(1, Role::Owner);
+        assert_eq!(hub.connection_count(), 3);
+        drop(b); // the middle of user 1's list
+        assert_eq!(hub.connection_count(), 2);
+        check_indexes(&hub);
         assert_eq!(
             hub.publish_notification(Audience::User(1), 1, frame(1))
                 .delivered,
             2
         );
+        assert_eq!((ids(&a), ids(&c)), (vec![1], vec![1]));
+        drop(c); // the head
+        drop(a);
+        assert_eq!(hub.connection_count(), 0);
+        check_indexes(&hub);
         assert_eq!(
-            hub.publish_notification(Audience::Role(Role::Owner), 2, frame(2))
+            hub.publish_notification(Audience::User(1), 2, frame(2))
                 .delivered,
-            1
+            0
         );
         assert_eq!(
             hub.publish_notification(Audience::All, 3, frame(3))
                 .delivered,
-            3
-        );
-
-        let ids = |s: &mut Subscription| {
-            let mut v = vec![];
-            while let Ok(Delivery::Notification { id, .. }) = s.rx.try_recv() {
-                v.push(id);
-            }
-            v
-        };
-        assert_eq!(ids(&mut a1), [1, 3]);
-        assert_eq!(ids(&mut a2), [1, 3]);
-        assert_eq!(ids(&mut b), [2, 3]);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_drops_only_that_socket() {
-        let hub = Hub::new(2);
-        let slow = hub.subscribe(1, Role::User);
-        let fast = hub.subscribe(2, Role::User);
-        for id in 1..=2 {
-            hub.publish_notification(Audience::All, id, frame(id));
-            fast.rx.try_recv().unwrap();
-        }
-        let out = hub.publish_notification(Audience::All, 3, frame(3));
-        assert_eq!(
-            out,
-            FanOut {
-                delivered: 1,
-                slow: 1
-            }
-        );
-        assert!(slow.slow.is_cancelled());
-        assert!(!fast.slow.is_cancelled());
-        assert_eq!(hub.connection_count(), 1);
-        drop(slow);
-        assert_eq!(hub.connection_count(), 1);
-    }
-
-    #[tokio::test]
-    async fn dropping_a_subscription_unregisters_it() {
-        let hub = Hub::new(2);
-        let s = hub.subscribe(1, Role::User);
-        assert_eq!(hub.connection_count(), 1);
-        drop(s);
-        assert_eq!(hub.connection_count(), 0);
-        assert_eq!(
-            hub.publish_notification(Audience::User(1), 1, frame(1))
-                .delivered,
             0
         );
+    }
+
+    /// Records what a hub tells its presence; `ready` waits while `hold` is set.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<(&'static str, i64)>>,
+        hold: Mutex<Option<oneshot::Sender<()>>>,
+        held: std::sync::atomic::AtomicBool,
+    }
+
+    impl Presence for Recorder {
+        fn arrived(&self, user_id: i64) {
+            self.events.lock().unwrap().push(("arrived", user_id));
+        }
+        fn left(&self, user_id: i64) {
+            self.events.lock().unwrap().push(("left", user_id));
+        }
+        fn ready(&self, _user_id: i64) -> Option<oneshot::Receiver<()>> {
+            if !self.held.load(Ordering::SeqCst) {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            *self.hold.lock().unwrap() = Some(tx);
+            Some(rx)
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_hears_each_users_first_arrival_and_last_departure() {
+        let presence = Arc::new(Recorder::default());
+        let hub = Hub::with_presence(1, presence.clone());
+        let a1 = hub.subscribe(1, Role::User);
+        let a2 = hub.subscribe(1, Role::User);
+        let b = hub.subscribe(2, Role::Owner);
+        drop(a1);
+        drop(a2);
+        // Dropped as too slow counts as leaving, and its later drop changes nothing.
+        hub.publish_notification(Audience::User(2), 1, frame(1));
+        hub.publish_notification(Audience::User(2), 2, frame(2));
+        drop(b);
+        let events = presence.events.lock().unwrap().clone();
+        assert_eq!(
+            events,
+            [("arrived", 1), ("arrived", 2), ("left", 1), ("left", 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_waits_for_the_presence_and_is_immediate_without_one() {
+        Hub::new(1).subscribe(1, Role::User).ready().await;
+
+        let presence = Arc::new(Recorder::default());
+        presence.held.store(true, Ordering::SeqCst);
+        let hub = Hub::with_presence(1, presence.clone());
+        let sub = hub.subscribe(1, Role::User);
+        let waiting = tokio::spawn(async move { sub.ready().await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "ready before the presence said so");
+        let tx = presence.hold.lock().unwrap().take().expect("a waiter");
+        tx.send(()).unwrap();
+        waiting.await.unwrap();
+
+        // A dropped sender lets the socket go ahead too.
+        let sub = hub.subscribe(2, Role::User);
+        let waiting = tokio::spawn(async move { sub.ready().await });
+        while presence.hold.lock().unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+        drop(presence.hold.lock().unwrap().take());
+        waiting.await.unwrap();
+    }
+
+    /// Asserts that what `s` heard from each publisher (ids `p * 1_000_000 + k`) is in order.
+    fn assert_in_publish_order(s: &Subscription) {
+        let got = ids(s);
+        for p in 0..2 {
+            let mine: Vec<_> = got.iter().filter(|&&id| id / 1_000_000 == p).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        }
+    }
+
+    #[test]
+    fn concurrent_subscribers_and_publishers_keep_every_index_consistent() {
+        let presence = Arc::new(Recorder::default());
+        let hub = Hub::with_presence(4096, presence.clone());
+        const USERS: i64 = 40;
+        let survivors: Vec<Subscription> = std::thread::scope(|scope| {
+            // Two publishers, each with ids of its own, in increasing order.
+            for p in 0..2i64 {
+                let hub = hub.clone();
+                scope.spawn(move || {
+                    for k in 0..400 {
+                        let id = p * 1_000_000 + k;
+                        let audience = match k % 3 {
+                            0 => Audience::All,
+                            1 => Audience::Role(Role::ALL[k as usize % ROLES]),
+                            _ => Audience::User(k % USERS),
+                        };
+                        hub.publish_notification(audience, id, frame(id));
+                    }
+                });
+            }
+            // Four threads churning sockets of the same 40 users while that goes on.
+            let churners: Vec<_> = (0..4usize)
+                .map(|t| {
+                    let hub = hub.clone();
+                    scope.spawn(move || {
+                        let mut held = std::collections::VecDeque::new();
+                        for i in 0..2000usize {
+                            let user = ((t * 7 + i) as i64) % USERS;
+                            held.push_back(hub.subscribe(user, Role::ALL[(t + i) % ROLES]));
+                            if held.len() > 50 {
+                                assert_in_publish_order(&held.pop_front().unwrap());
+                            }
+                        }
+                        held
+                    })
+                })
+                .collect();
+            churners
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        });
+        assert_eq!(survivors.len(), 4 * 50);
+        assert_eq!(check_indexes(&hub), survivors.len());
+        survivors.iter().for_each(assert_in_publish_order);
+        drop(survivors);
+        assert_eq!(check_indexes(&hub), 0);
+        // Per user, arrivals and departures alternate, starting with an arrival.
+        let events = presence.events.lock().unwrap().clone();
+        for user in 0..USERS {
+            let mine: Vec<_> = events.iter().filter(|e| e.1 == user).map(|e| e.0).collect();
+            assert!(!mine.is_empty());
+            assert!(
+                mine.chunks(2).all(|c| c == ["arrived", "left"]),
+                "user {user}: {mine:?}"
+            );
+        }
     }
 }

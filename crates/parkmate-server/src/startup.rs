@@ -17,10 +17,10 @@ use anyhow::Context;
 use axum::Router;
 use parkmate_auth::{ExpectedApiKey, TokenKeys};
 use parkmate_booking_http::BookingApi;
-use parkmate_broker::redis::RedisBroker;
+use parkmate_broker::redis::{Interest, RedisBroker};
 use parkmate_broker::{Broker, BusEvent, BusSink, MemoryBroker};
 use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
-use parkmate_hub::Hub;
+use parkmate_hub::{Hub, Presence};
 use parkmate_notifier::Notifier;
 use secrecy::ExposeSecret;
 use tokio::net::{TcpListener, TcpSocket};
@@ -57,6 +57,24 @@ impl BusSink for HubSink {
 
     fn resync(&self) {
         self.0.resync_all();
+    }
+}
+
+/// Tells the Redis broker which users this node holds, so their channels are heard here (see
+/// `parkmate_broker::redis`), and lets a new socket wait until its user's channel is.
+struct BrokerPresence(Arc<Interest>);
+
+impl Presence for BrokerPresence {
+    fn arrived(&self, user_id: i64) {
+        self.0.arrived(user_id);
+    }
+
+    fn left(&self, user_id: i64) {
+        self.0.left(user_id);
+    }
+
+    fn ready(&self, user_id: i64) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.0.ready(user_id)
     }
 }
 
@@ -117,24 +135,35 @@ impl Application {
                 )
             })?;
         let store = database.clone();
-        let hub = Hub::new(settings.ws.queue_capacity.get());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let sink = Arc::new(HubSink(hub.clone()));
-        // In-process unless a Redis URL is set; an unreachable Redis stops the start.
-        let broker: Arc<dyn Broker> = match &settings.redis.url {
-            None => Arc::new(MemoryBroker::new(sink)),
-            Some(url) => Arc::new(
-                RedisBroker::connect(
+        // In-process unless a Redis URL is set; an unreachable Redis stops the start. With Redis
+        // the hub tells the broker which users it holds: their channels are the only user
+        // channels this node hears.
+        let (hub, broker): (Hub, Arc<dyn Broker>) = match &settings.redis.url {
+            None => {
+                let hub = Hub::new(settings.ws.queue_capacity.get());
+                let broker = MemoryBroker::new(Arc::new(HubSink(hub.clone())));
+                (hub, Arc::new(broker))
+            }
+            Some(url) => {
+                let interest = Arc::new(Interest::default());
+                let hub = Hub::with_presence(
+                    settings.ws.queue_capacity.get(),
+                    Arc::new(BrokerPresence(interest.clone())),
+                );
+                let broker = RedisBroker::connect(
                     url.expose_secret(),
                     settings.redis.prefix.as_str(),
-                    sink,
+                    interest,
+                    Arc::new(HubSink(hub.clone())),
                     &tracker,
                     shutdown.clone(),
                 )
                 .await
-                .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?,
-            ),
+                .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?;
+                (hub, Arc::new(broker))
+            }
         };
         // Once-per-cluster jobs run on the leader only: always this node on SQLite, the holder of
         // the lease on PostgreSQL.

@@ -32,6 +32,14 @@ fn describe() {
         "Notifications handed to the broker by the dispatcher"
     );
     describe_counter!(
+        "parkmate_bus_messages_received_total",
+        "Messages this node took off the Redis bus (any channel; 0 without Redis)"
+    );
+    describe_gauge!(
+        "parkmate_bus_user_channels",
+        "Users whose Redis channel this node hears (held now, or left less than 30 s ago)"
+    );
+    describe_counter!(
         "parkmate_deliveries_total",
         "Frames queued for sockets by the hub"
     );

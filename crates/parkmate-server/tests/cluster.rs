@@ -282,7 +282,8 @@ fn expected_total(user: i64, per_node: i64) -> i64 {
     total
 }
 
-/// Counts, per notification id, how often it crossed the cluster's Redis channel.
+/// Counts, per notification id, how often it crossed the cluster's Redis channels (the shared
+/// one and every user's).
 async fn spy_on_the_bus(
     cluster: &Cluster,
 ) -> Arc<std::sync::Mutex<std::collections::BTreeMap<i64, usize>>> {
@@ -290,7 +291,7 @@ async fn spy_on_the_bus(
     let client = redis::Client::open(cluster.redis_url.as_str()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub
-        .subscribe(parkmate_broker::redis::channel_name(&cluster.prefix))
+        .psubscribe(format!("{}:*", cluster.prefix))
         .await
         .unwrap();
     let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));

@@ -1,6 +1,7 @@
 //! One accepted socket's life, in its own task ([`Connection::run`]):
 //!
-//! 1. subscribe to the hub **first**, so nothing published from now on is missed;
+//! 1. subscribe to the hub **first**, so nothing published from now on is missed (in a cluster,
+//!    once the node hears the user's Redis channel: [`Subscription::ready`]);
 //! 2. snapshot the unread count, say `hello`;
 //! 3. if the client gave `since`, replay from the store everything after it, page by page;
 //! 4. then forward live deliveries, skipping any id already sent — the replay/live seam has neither
@@ -162,6 +163,8 @@ impl Connection {
 
     /// The loop. It only ever ends with an [`End`]; `Infallible` says so to the type checker.
     async fn serve(&mut self, sub: &mut Subscription) -> Result<Infallible, End> {
+        // In a cluster, not before this node hears the user's channel (invariant 3).
+        sub.ready().await;
         // Boxed here and below: the rare, large futures (the greeting and replay, client frames
         // that touch the store) would otherwise be laid out inside this task's future and be
         // carried by every idle socket for its whole life (BENCHMARKS.md, idle memory).
@@ -188,12 +191,12 @@ impl Connection {
                 biased;
                 _ = &mut stopping => return Err(End::Shutdown),
                 _ = &mut too_slow => return Err(End::SlowConsumer),
-                delivery = sub.rx.recv_async() => {
-                    let mut batch = vec![delivery.map_err(|_| End::HubGone)?];
+                delivery = sub.recv() => {
+                    let mut batch = vec![delivery.ok_or(End::HubGone)?];
                     while batch.len() < MAX_COALESCE {
-                        match sub.rx.try_recv() {
-                            Ok(d) => batch.push(d),
-                            Err(_) => break,
+                        match sub.try_recv() {
+                            Some(d) => batch.push(d),
+                            None => break,
                         }
                     }
                     Box::pin(self.deliver(batch)).await?;
