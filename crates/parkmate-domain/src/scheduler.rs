@@ -100,12 +100,27 @@ impl Domain {
             }
             let (gone, rest) = changed.split_at(expired.len());
             let (ended, due) = rest.split_at(lapsed.len());
-            let notes: Vec<_> = gone
-                .iter()
-                .map(|b| events::expired(b, refunded(b.id)))
-                .chain(ended.iter().map(|b| events::lapsed(b, refunded(b.id))))
-                .chain(due.iter().map(events::expiring))
-                .collect();
+            let mut notes = Vec::with_capacity(2 * gone.len() + 3 * ended.len() + due.len());
+            for b in gone {
+                let end = b.window.end().timestamp_millis();
+                notes.push(events::expired(b, refunded(b.id)));
+                notes.push(events::lot_activity(
+                    b,
+                    "expired",
+                    &format!("expired:{end}"),
+                ));
+            }
+            for b in ended {
+                let requested = b.requested_at.timestamp_millis();
+                notes.push(events::lapsed(b, refunded(b.id)));
+                notes.push(events::request_lapsed(b));
+                notes.push(events::lot_activity(
+                    b,
+                    "lapsed",
+                    &format!("lapsed:{requested}"),
+                ));
+            }
+            notes.extend(due.iter().map(events::expiring));
             if notes.is_empty() {
                 tx.commit().await?;
                 return Ok(fired);

@@ -867,7 +867,114 @@ async fn a_renewal_over_the_cap_is_refused_with_event_4(w: World) {
     assert_eq!(n.message, "Renewal failed: Too many active bookings");
 }
 
+// ---------------------------------------------------------------------------------------------
+// 6. Staff hear about work: one row per notification, whoever it reaches
+
+async fn staff_hear_of_requests_jobs_and_every_change_at_their_lots(w: World) {
+    let d = actor(&w.driver);
+    let admin = actor(&w.admin);
+    let b = w
+        .domain
+        .create_booking(d, cash(w.slot(1), 60, true))
+        .await
+        .unwrap();
+    let n = w.notes_of("booking_requested").await;
+    assert_eq!(n.len(), 1);
+    assert_eq!(
+        (n[0].audience, n[0].level),
+        (Audience::Role(parkmate_protocol::Role::Admin), Level::Info)
+    );
+    assert_eq!(
+        n[0].message,
+        format!("New booking request #{} at Central awaits approval", b.id)
+    );
+    assert_eq!(n[0].data["booking_id"], json!(b.id));
+    let n = w.notes_of("car_wash_requested").await;
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].audience, Audience::Lot(w.lot.id));
+    assert_eq!(
+        n[0].message,
+        format!("New car wash job: booking #{} at Central, Slot #1", b.id)
+    );
+    // Event 8 to the owner is unchanged.
+    assert_eq!(w.notes_of("booking_created").await.len(), 1);
+
+    // Every change at the lot tells its owner, once per change.
+    w.domain.approve(admin, b.id).await.unwrap();
+    w.domain.approve(admin, b.id).await.unwrap();
+    w.domain.verify_cash(actor(&w.owner), b.id).await.unwrap();
+    w.domain
+        .car_wash_done(actor(&w.employee), b.id)
+        .await
+        .unwrap();
+    let plain = w
+        .domain
+        .create_booking(actor(&w.other_driver), cash(w.slot(3), 60, false))
+        .await
+        .unwrap();
+    w.domain.decline(admin, plain.id, None).await.unwrap();
+    let lapsing = w
+        .domain
+        .create_booking(actor(&w.other_driver), cash(w.slot(2), 60, false))
+        .await
+        .unwrap();
+    w.clock.advance(Duration::minutes(15));
+    w.domain.fire_due().await.unwrap();
+    let activity: Vec<_> = w
+        .notes_of("lot_activity")
+        .await
+        .into_iter()
+        .map(|n| {
+            assert_eq!(
+                (n.audience, n.level),
+                (Audience::User(w.owner.id), Level::Info)
+            );
+            n.message
+        })
+        .collect();
+    assert_eq!(
+        activity,
+        [
+            format!("Booking #{} at Central: approved", b.id),
+            format!("Booking #{} at Central: cash of window #1 verified", b.id),
+            format!("Booking #{} at Central: car wash done", b.id),
+            format!("Booking #{} at Central: declined", plain.id),
+            format!("Booking #{} at Central: lapsed", lapsing.id),
+        ]
+    );
+    // No car-wash job without a car wash; the admins hear of each request and of the lapse.
+    assert_eq!(w.notes_of("car_wash_requested").await.len(), 1);
+    assert_eq!(w.notes_of("booking_requested").await.len(), 3);
+    let lapsed = w.notes_of("booking_request_lapsed").await;
+    assert_eq!(lapsed.len(), 1);
+    assert_eq!(
+        lapsed[0].audience,
+        Audience::Role(parkmate_protocol::Role::Admin)
+    );
+    assert_eq!(
+        lapsed[0].message,
+        format!(
+            "Booking request #{} at Central lapsed without approval",
+            lapsing.id
+        )
+    );
+    // The ten original texts are untouched.
+    assert_eq!(events::EXPIRING, "Your booking will expire in 5 minutes!");
+    assert_eq!(events::RENEWED, "Booking renewed successfully!");
+    assert_eq!(events::DECLINED, "Admin declined your booking request");
+    assert_eq!(events::CASH_VERIFIED, "Your cash payment has been verified");
+    assert_eq!(events::CAR_WASH_DONE, "Your car wash service completed");
+    assert_eq!(events::renewal_failed_text("x"), "Renewal failed: x");
+    assert_eq!(events::expired_text(4), "Your booking for Slot #4 expired");
+    assert_eq!(events::created_text(2), "New booking received for Lot #2");
+    assert_eq!(
+        events::employee_assigned_text(2, "Emil"),
+        "New employee assigned to Lot #2: Emil"
+    );
+}
+
 on_both_engines!(
+    staff_hear_of_requests_jobs_and_every_change_at_their_lots,
     a_declined_online_booking_is_refunded_and_says_so,
     a_refund_the_gateway_could_not_take_is_sent_by_recovery,
     a_declined_card_books_and_keeps_nothing,

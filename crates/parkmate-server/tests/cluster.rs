@@ -545,6 +545,11 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
         ("booking_declined", "Admin declined your booking request")
     );
     assert_eq!(n.data["booking_id"], booking["id"]);
+    // Olga, the lot's owner, hears of the change on her dashboard's stream (no event of the ten).
+    let n = olga_on_b.next_notification().await;
+    assert_eq!(n.event, "lot_activity");
+    assert_eq!(n.data["booking_id"], booking["id"]);
+    assert_eq!(n.data["status"], "declined");
     dana_on_b
         .assert_no_notification(Duration::from_millis(300))
         .await;

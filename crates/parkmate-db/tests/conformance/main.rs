@@ -455,20 +455,20 @@ async fn postgres_commit_wakes_listeners_on_other_nodes() {
     listening.close().await;
 }
 
-/// Migration 1002 of a database that already held bookings, on each engine.
+/// Migrations 1002 and 1003 of a database that already held bookings and notifications.
 #[tokio::test]
-async fn migration_1002_on_sqlite() {
+async fn migrations_1002_1003_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    migration_1002_keeps_existing_bookings(&url, "sqlite").await;
+    migrations_keep_existing_bookings_and_notifications(&url, "sqlite").await;
 }
 
 #[tokio::test]
-async fn migration_1002_on_postgres() {
+async fn migrations_1002_1003_on_postgres() {
     let Some(pg) = fresh_postgres().await else {
         return;
     };
-    migration_1002_keeps_existing_bookings(&pg.url, "postgres").await;
+    migrations_keep_existing_bookings_and_notifications(&pg.url, "postgres").await;
 }
 
 /// Runs each engine-generic case on SQLite and on a fresh PostgreSQL database.
@@ -516,4 +516,5 @@ conformance!(
     windows_keep_each_payment,
     every_charge_ends_booked_declined_or_refunded,
     requests_lapse_after_their_hold_and_count_toward_the_cap,
+    a_lot_audience_follows_current_membership,
 );

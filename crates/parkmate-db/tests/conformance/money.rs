@@ -1,6 +1,7 @@
 //! Money on both engines: booking windows with a payment each, the payments ledger (every charge
 //! ends booked, declined or refunded, and the proof query says so), the request hold and the cap
-//! of active bookings, and migration 1002 of a database that already held bookings.
+//! of active bookings, the lot audience (by current membership), and migrations 1002/1003 of a
+//! database that already held bookings and notifications.
 
 use chrono::{DateTime, Duration, Utc};
 use parkmate_db::bookings::{self, NewBookingRow, Renewal};
@@ -592,11 +593,13 @@ pub async fn requests_lapse_after_their_hold_and_count_toward_the_cap(db: Db) {
     );
 }
 
-/// A database that already held bookings (migrations up to 1001, as before issue 13) migrates to
-/// 1002: every booking gets one window with its amount and payment, online charges become
+/// A database that already held bookings and notifications (migrations up to 1001, as before
+/// issue 13) migrates to 1002 and 1003. 1002: every booking gets one window with its amount and payment, online charges become
 /// `succeeded` payments with their gateway reference, only confirmed bookings count as approved,
-/// and the ledger's proof query finds nothing unsettled.
-pub async fn migration_1002_keeps_existing_bookings(url: &str, engine: &str) {
+/// and the ledger's proof query finds nothing unsettled. 1003 (the lot audience; the store's tables
+/// rebuilt on SQLite): notifications keep their ids, audiences, dedupe keys and read state, and an
+/// id is never reused.
+pub async fn migrations_keep_existing_bookings_and_notifications(url: &str, engine: &str) {
     let dir = match engine {
         "sqlite" => "sqlite",
         _ => "postgres",
@@ -624,6 +627,15 @@ pub async fn migration_1002_keeps_existing_bookings(url: &str, engine: &str) {
              (2, 1, 1000, 61000, 1, 'expired', 'online', 'paid', 'test_ch_9', 720, 10, 1000), \
              (2, 2, 2000, 3602000, 60, 'confirmed', 'cash', 'pending', NULL, 240, 2000, NULL), \
              (2, 3, 3000, 63000, 1, 'expired', 'cash', 'paid', NULL, 4, 3000, NULL)",
+        // Notifications and a read, for 1003's rebuild of the store's tables; the newest one is
+        // gone, so the id high-water mark is above the highest id kept.
+        "INSERT INTO notifications (audience_kind, user_id, role, level, event, message, data, \
+             created_at_ms, dedupe_key) VALUES \
+             ('user', 2, NULL, 'info', 'custom', 'one', '{}', 1, 'k1'), \
+             ('role', NULL, 'owner', 'info', 'custom', 'two', '{}', 2, NULL), \
+             ('all', NULL, NULL, 'info', 'custom', 'three', '{}', 3, NULL)",
+        "INSERT INTO notification_reads (user_id, notification_id) VALUES (2, 1)",
+        "DELETE FROM notifications WHERE id = 3",
     ];
     match engine {
         "sqlite" => {
@@ -754,4 +766,120 @@ pub async fn migration_1002_keeps_existing_bookings(url: &str, engine: &str) {
     assert!(next > 3, "{next}");
     tx.commit().await.unwrap();
     db.close().await;
+}
+
+/// A lot's staff as an audience: one row, seen (replay, inbox, unread count, mark read) by whoever
+/// works at the lot when it is read, assignments made afterwards included; `lot_staff` answers the
+/// same membership for live delivery.
+pub async fn a_lot_audience_follows_current_membership(db: Db) {
+    use parkmate_db::NewNotification;
+    use parkmate_protocol::{Audience, Level, Viewer};
+    lot(&db).await;
+    let mut tx = db.begin().await.unwrap();
+    let emil = accounts::insert_user(&mut tx, "Emil", "emil@x.io", "h", Role::Employee, t0())
+        .await
+        .unwrap();
+    let erin = accounts::insert_user(&mut tx, "Erin", "erin@x.io", "h", Role::Employee, t0())
+        .await
+        .unwrap();
+    let owner = accounts::user_by_email(&mut tx, "olga@x.io")
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .id;
+    let central = lots::lots(&mut tx, None, Some(owner), t0()).await.unwrap()[0].id;
+    let harbour = lots::insert_lot(&mut tx, owner, "Harbour", 100, &[(1, true)])
+        .await
+        .unwrap();
+    assert!(
+        lots::insert_lot_employee(&mut tx, central, emil, t0())
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let emil_v = Viewer {
+        user_id: emil,
+        role: Role::Employee,
+    };
+    let erin_v = Viewer {
+        user_id: erin,
+        role: Role::Employee,
+    };
+
+    let stored = db
+        .insert_batch(&[
+            NewNotification::new(
+                Audience::Lot(central),
+                Level::Info,
+                "car_wash_requested",
+                "job at central",
+            ),
+            NewNotification::new(
+                Audience::Lot(harbour),
+                Level::Info,
+                "car_wash_requested",
+                "job at harbour",
+            ),
+            NewNotification::new(
+                Audience::Role(Role::Employee),
+                Level::Info,
+                "custom",
+                "all employees",
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored[0].audience, Audience::Lot(central));
+    let messages = |page: Vec<parkmate_db::StoredNotification>| {
+        page.into_iter().map(|n| n.message).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        messages(db.replay(emil_v, 0, 10).await.unwrap()),
+        ["job at central", "all employees"]
+    );
+    assert_eq!(
+        messages(db.replay(erin_v, 0, 10).await.unwrap()),
+        ["all employees"]
+    );
+    assert_eq!(db.unread(erin_v).await.unwrap().count, 1);
+    assert!(matches!(
+        db.mark_read(erin_v, stored[0].id).await,
+        Err(DbError::NotFound)
+    ));
+    assert_eq!(db.lot_staff(central).await.unwrap(), [emil]);
+    assert!(db.lot_staff(harbour).await.unwrap().is_empty());
+
+    // Erin is assigned to Harbour afterwards: she sees its job now, and can read it.
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        lots::insert_lot_employee(&mut tx, harbour, erin, t0())
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(db.lot_staff(harbour).await.unwrap(), [erin]);
+    assert_eq!(
+        messages(db.replay(erin_v, 0, 10).await.unwrap()),
+        ["job at harbour", "all employees"]
+    );
+    let (unread, page) = db.resume(erin_v, 0, 10).await.unwrap();
+    assert_eq!((unread.count, page.len()), (2, 2));
+    assert_eq!(db.mark_read(erin_v, stored[1].id).await.unwrap().count, 1);
+    let inbox = db.inbox(erin_v, None, 10).await.unwrap();
+    assert_eq!(
+        inbox
+            .items
+            .iter()
+            .map(|i| (i.notification.message.as_str(), i.read))
+            .collect::<Vec<_>>(),
+        [("all employees", false), ("job at harbour", true)]
+    );
+    // Emil still sees only Central's.
+    assert_eq!(db.inbox(emil_v, None, 10).await.unwrap().items.len(), 2);
+    // The audience round-trips through the store.
+    assert_eq!(
+        db.after(0, 10).await.unwrap()[1].audience,
+        Audience::Lot(harbour)
+    );
 }

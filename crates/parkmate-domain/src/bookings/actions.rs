@@ -36,7 +36,9 @@ impl Domain {
         debug_assert_eq!(to, BookingStatus::Confirmed);
         bookings::approve(&mut tx, id, self.now()).await?;
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[]).await?;
+        let key = format!("approved:{}", b.requested_at.timestamp_millis());
+        self.commit_with(tx, &[events::lot_activity(&b, "approved", &key)])
+            .await?;
         Ok(b)
     }
 
@@ -72,8 +74,11 @@ impl Domain {
         let due = payments::give_back_windows(&mut tx, id, self.now()).await?;
         let refund_cents = due.iter().map(|d| d.amount_cents).sum();
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[events::declined(&b, refund_cents)])
-            .await?;
+        let notes = [
+            events::declined(&b, refund_cents),
+            events::lot_activity(&b, "declined", "declined"),
+        ];
+        self.commit_with(tx, &notes).await?;
         if due.is_empty() {
             return Ok(b);
         }
@@ -152,8 +157,15 @@ impl Domain {
             return Ok(b); // already verified: a retry
         }
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[events::cash_verified(&b, seq)])
-            .await?;
+        let notes = [
+            events::cash_verified(&b, seq),
+            events::lot_activity(
+                &b,
+                &format!("cash of window #{seq} verified"),
+                &format!("cash_verified:{seq}"),
+            ),
+        ];
+        self.commit_with(tx, &notes).await?;
         Ok(b)
     }
 
@@ -184,7 +196,11 @@ impl Domain {
         }
         bookings::mark_car_wash_done(&mut tx, id).await?;
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[events::car_wash_done(&b)]).await?;
+        let notes = [
+            events::car_wash_done(&b),
+            events::lot_activity(&b, "car wash done", "car_wash_done"),
+        ];
+        self.commit_with(tx, &notes).await?;
         Ok(b)
     }
 }

@@ -1,4 +1,5 @@
-//! A driver books a slot (event 8 to the lot's owner).
+//! A driver books a slot (event 8 to the lot's owner; the admins hear of the request, the lot's
+//! staff of a car-wash job).
 
 use chrono::{DateTime, Utc};
 use parkmate_db::bookings::{self, NewBookingRow};
@@ -155,7 +156,10 @@ impl Domain {
         let b = bookings::booking(&mut tx, id)
             .await?
             .ok_or_else(|| corrupt("inserted booking vanished"))?;
-        self.commit_with(tx, &[events::created(&b)]).await?;
+        // Event 8 to the owner; the admins hear of the request, the lot's staff of a car wash.
+        let mut notes = vec![events::created(&b), events::requested(&b)];
+        notes.extend(events::car_wash_job(&b));
+        self.commit_with(tx, &notes).await?;
         Ok(b)
     }
 

@@ -314,7 +314,15 @@ impl Domain {
             ));
         }
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[events::renewed(&b)]).await?;
+        let end = b.window.end().timestamp_millis();
+        let mut notes = vec![
+            events::renewed(&b),
+            events::lot_activity(&b, "renewed", &format!("renewed:{end}")),
+        ];
+        if b.status == BookingStatus::Requested {
+            notes.push(events::requested(&b));
+        }
+        self.commit_with(tx, &notes).await?;
         Ok(Committed::Renewed(Box::new(b)))
     }
 
