@@ -116,9 +116,8 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     declinedId = Number(new URL(driver.page.url()).pathname.split('/').pop());
     await until('the owner to hear of the second booking', async () => (await owner.toastCount(`New booking received for Lot #${lot.id}`)) === 2);
 
-    // Admins get no event for new requests (event 8 goes to the lot owner): the list is as of load.
-    await admin.page.reload();
-    await admin.waitConnected();
+    // The admin hears of the request live and the pending list refreshes without a reload.
+    await expectToast(admin, `New booking request #${declinedId} at ${lot.name} awaits approval`, 'info');
     await admin.tid(`decline-${declinedId}`).click();
     await admin.tid(`decline-reason-${declinedId}`).fill('Lot closed for cleaning');
     await admin.tid(`decline-confirm-${declinedId}`).click();
@@ -127,11 +126,16 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     await expectToast(driver, 'Admin declined your booking request', 'warning');
     await driver.tid('booking-status').and(driver.page.locator('[data-status="declined"]')).waitFor();
     await driver.tid('decline-reason').filter({ hasText: 'Lot closed for cleaning' }).waitFor();
-    // Owners get no event for a decline, so reload; a declined cash booking offers no "Verify cash"
-    // (the server would answer 409 invalid_transition).
-    await owner.page.reload();
+    // The owner's dashboard follows the decline live (a lot_activity notification, no toast); a
+    // declined cash booking offers no "Verify cash" (the server would answer 409
+    // invalid_transition).
     await owner.page.locator(`[data-testid="booking-row-${declinedId}"][data-status="declined"]`).waitFor();
     assert.equal(await owner.tid(`verify-cash-${declinedId}`).count(), 0, 'no Verify cash on a declined booking');
+    assert.equal(
+      (await owner.toasts()).filter((t) => t.text.startsWith(`Booking #${declinedId} at `)).length,
+      0,
+      'changes at the lot refresh the dashboard without a toast',
+    );
   });
 
   test('refund: the admin declines a paid request; driver, owner and admin see the money given back', async () => {
@@ -143,8 +147,7 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     );
     assert.equal(b.payment_status, 'paid');
     const refunded = `Refunded $${(b.amount_cents / 100).toFixed(2)}`;
-    await admin.page.reload();
-    await admin.waitConnected();
+    await expectToast(admin, `New booking request #${b.id} at ${lot.name} awaits approval`, 'info');
     await admin.tid(`decline-${b.id}`).click();
     await admin.tid(`decline-confirm-${b.id}`).click();
     await expectToast(admin, `Declined booking #${b.id}`, 'success');
@@ -160,8 +163,6 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     await driver.page.locator(`[data-testid="window-${b.id}-1"][data-payment="refunded"]`).waitFor();
     await driver.page.locator('[data-testid="payment-status"][data-payment="refunded"]').waitFor();
 
-    await owner.page.reload();
-    await owner.waitConnected();
     await owner.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
     const after = await server.call('GET', `/api/bookings/${b.id}`, { auth: driver.token });
     assert.equal(after.windows[0].refund.status, 'succeeded');
@@ -336,9 +337,8 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
       { auth: driver.token, body: { slot_id: slot.id, duration_minutes: 30, car_wash: true, payment_method: 'online', card_number: '4242424242424242' } },
       201,
     );
-    // Employees get no event for new jobs: the list is as of load.
-    await employee.page.reload();
-    await employee.waitConnected();
+    // The lot's staff hear of the new job live; the job list refreshes without a reload.
+    await expectToast(employee, `New car wash job: booking #${b.id} at ${central.name}, Slot #${slot.number}`, 'info');
     await employee.tid(`car-wash-done-${b.id}`).click();
     await expectToast(employee, `Car wash marked done for booking #${b.id}`, 'success');
     await employee.tid('jobs-done').locator(`[data-testid="booking-row-${b.id}"]`).waitFor();

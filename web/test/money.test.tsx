@@ -154,6 +154,25 @@ describe('money in the web client', () => {
     expect((await screen.findByTestId('inbox-refund-9')).textContent).toBe('Refunded $3.60');
   });
 
+  it('refreshes on a silent lot_activity notification without a toast', async () => {
+    localStorage.setItem('parkmate.token', 'jwt.for.dana');
+    localStorage.setItem('parkmate.user', JSON.stringify(driver));
+    window.history.replaceState(null, '', '/bookings/77');
+    render(<App />);
+    await screen.findByTestId('window-77-1');
+    const loads = () => vi.mocked(fetch).mock.calls.filter(([u]) => u === '/api/bookings/77').length;
+    const before = loads();
+    await waitFor(() => expect(FakeWebSocket.instances.length).toBe(1));
+    const ws = FakeWebSocket.last;
+    act(() => {
+      ws.open();
+      ws.hello({ unread_count: 0 });
+      ws.notification(12, { level: 'info', event: 'lot_activity', message: 'Booking #77 at Central: approved', data: { booking_id: 77 } });
+    });
+    await waitFor(() => expect(loads()).toBeGreaterThan(before));
+    expect(screen.queryByText('Booking #77 at Central: approved', { selector: '.pm-toast__message' })).toBeNull();
+  });
+
   it("lets the lot's owner verify the cash of one window", async () => {
     const changed = vi.fn<(b: Booking) => void>();
     render(

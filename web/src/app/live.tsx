@@ -34,10 +34,18 @@ export function refundOf(n: Pick<Notification, 'data'>): number | null {
 }
 
 /**
+ * Notifications that only keep a screen current: the owner's `lot_activity` (a change at one of
+ * their lots) refreshes the dashboard, like every notification does, but shows no toast: the
+ * owner did not ask to be interrupted for each change. They stay in the inbox.
+ */
+export const SILENT_EVENTS: ReadonlySet<string> = new Set(['lot_activity']);
+
+/**
  * The app's toast for a notification: the message exactly as sent, plus a "Refunded $X.XX" line
- * when the booking's money was given back.
+ * when the booking's money was given back; none for {@link SILENT_EVENTS}.
  */
 export function toastNotification(n: Notification): void {
+  if (SILENT_EVENTS.has(n.event)) return;
   const refund = refundOf(n);
   notify.show(n.level, n.message, { ...toastOptionsFor(n), detail: refund == null ? undefined : refundText(refund) });
 }
