@@ -14,7 +14,8 @@
 //!   single SQLite writer; one `UNNEST` under an advisory lock on PostgreSQL), and the cluster's
 //!   machinery (the leader lease, `LISTEN`/`NOTIFY` commit wake-ups, the seeding lock).
 //! - Each engine has one `migrations/` directory: `0001` the notification store, `1001` the
-//!   booking domain, `1002` its money (payments, booking windows, the `lapsed` status).
+//!   booking domain, `1002` its money (payments, booking windows, the `lapsed` status), `1003`
+//!   the lot-staff notification audience (which reads the domain's `lot_employees`).
 //!
 //! Invariants every caller relies on (ARCHITECTURE.md has the whole list):
 //! - **id order is commit order**: a reader that has seen notification id N has seen every
