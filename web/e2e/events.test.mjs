@@ -116,9 +116,8 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     declinedId = Number(new URL(driver.page.url()).pathname.split('/').pop());
     await until('the owner to hear of the second booking', async () => (await owner.toastCount(`New booking received for Lot #${lot.id}`)) === 2);
 
-    // Admins get no event for new requests (event 8 goes to the lot owner): the list is as of load.
-    await admin.page.reload();
-    await admin.waitConnected();
+    // The admin hears of the request live and the pending list refreshes without a reload.
+    await expectToast(admin, `New booking request #${declinedId} at ${lot.name} awaits approval`, 'info');
     await admin.tid(`decline-${declinedId}`).click();
     await admin.tid(`decline-reason-${declinedId}`).fill('Lot closed for cleaning');
     await admin.tid(`decline-confirm-${declinedId}`).click();
@@ -127,14 +126,49 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
     await expectToast(driver, 'Admin declined your booking request', 'warning');
     await driver.tid('booking-status').and(driver.page.locator('[data-status="declined"]')).waitFor();
     await driver.tid('decline-reason').filter({ hasText: 'Lot closed for cleaning' }).waitFor();
-    // Owners get no event for a decline, so reload; a declined cash booking offers no "Verify cash"
-    // (the server would answer 409 invalid_transition).
-    await owner.page.reload();
+    // The owner's dashboard follows the decline live (a lot_activity notification, no toast); a
+    // declined cash booking offers no "Verify cash" (the server would answer 409
+    // invalid_transition).
     await owner.page.locator(`[data-testid="booking-row-${declinedId}"][data-status="declined"]`).waitFor();
     assert.equal(await owner.tid(`verify-cash-${declinedId}`).count(), 0, 'no Verify cash on a declined booking');
+    assert.equal(
+      (await owner.toasts()).filter((t) => t.text.startsWith(`Booking #${declinedId} at `)).length,
+      0,
+      'changes at the lot refresh the dashboard without a toast',
+    );
   });
 
-  test('approve: the admin confirms the first request', async () => {
+  test('refund: the admin declines a paid request; driver, owner and admin see the money given back', async () => {
+    const b = await server.call(
+      'POST',
+      '/api/bookings',
+      { auth: driver.token, body: { slot_id: plainSlot.id, duration_minutes: 45, payment_method: 'online', card_number: '4242424242424242' } },
+      201,
+    );
+    assert.equal(b.payment_status, 'paid');
+    const refunded = `Refunded $${(b.amount_cents / 100).toFixed(2)}`;
+    await expectToast(admin, `New booking request #${b.id} at ${lot.name} awaits approval`, 'info');
+    await admin.tid(`decline-${b.id}`).click();
+    await admin.tid(`decline-confirm-${b.id}`).click();
+    await expectToast(admin, `Declined booking #${b.id}`, 'success');
+    await admin.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+
+    // The driver's toast keeps the original text; the refund is its second line.
+    await until('the driver\'s decline toast with the refund', async () =>
+      (await driver.toasts()).some((t) => t.text === 'Admin declined your booking request' && t.detail === refunded),
+    );
+    await driver.page.goto(`/bookings/${b.id}`);
+    await driver.waitConnected();
+    await driver.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+    await driver.page.locator(`[data-testid="window-${b.id}-1"][data-payment="refunded"]`).waitFor();
+    await driver.page.locator('[data-testid="payment-status"][data-payment="refunded"]').waitFor();
+
+    await owner.tid(`refund-${b.id}`).filter({ hasText: refunded }).waitFor();
+    const after = await server.call('GET', `/api/bookings/${b.id}`, { auth: driver.token });
+    assert.equal(after.windows[0].refund.status, 'succeeded');
+  });
+
+    test('approve: the admin confirms the first request', async () => {
     await admin.tid(`approve-${bookingId}`).click();
     await expectToast(admin, `Approved booking #${bookingId}`, 'success');
     shots.admin = await admin.screenshot('admin.png', `Approved booking #${bookingId}`);
@@ -237,19 +271,20 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
 
   test('unread badge and inbox: the driver marks all read', async () => {
     const { count } = await server.call('GET', '/api/inbox/unread-count', { auth: driver.token });
-    // 6, 7, 9, 1, 5, 4, 3
-    assert.equal(count, 7);
+    // 6 (twice: the second one refunded), 7, 9, 1, 5, 4, 3
+    assert.equal(count, 8);
     await driver.tid('unread-badge').filter({ hasText: String(count) }).waitFor();
     await driver.tid('bell').click();
     await driver.tid('inbox').waitFor();
     const items = driver.page.locator('[data-testid^="inbox-item-"]');
-    await until('seven inbox items', async () => (await items.count()) === 7);
+    await until('eight inbox items', async () => (await items.count()) === 8);
     const events = await items.evaluateAll((els) => els.map((e) => e.getAttribute('data-event')));
     assert.deepEqual(
       [...events].sort(),
-      ['booking_declined', 'booking_expired', 'booking_expiring', 'booking_renewed', 'car_wash_completed', 'cash_payment_verified', 'renewal_failed'],
+      ['booking_declined', 'booking_declined', 'booking_expired', 'booking_expiring', 'booking_renewed', 'car_wash_completed', 'cash_payment_verified', 'renewal_failed'],
     );
-    assert.equal(await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count(), 7);
+    assert.equal(await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count(), 8);
+    assert.equal(await driver.page.locator('[data-testid^="inbox-refund-"]').count(), 1, 'the refunded decline says so in the inbox');
     await driver.tid('inbox-mark-all').click();
     await driver.tid('unread-badge').waitFor({ state: 'detached' });
     await until('all items read', async () => (await driver.page.locator('[data-testid^="inbox-item-"][data-read="false"]').count()) === 0);
@@ -302,9 +337,8 @@ describe('Parkmate in Chromium: the ten events, the inbox, and a restart', { tim
       { auth: driver.token, body: { slot_id: slot.id, duration_minutes: 30, car_wash: true, payment_method: 'online', card_number: '4242424242424242' } },
       201,
     );
-    // Employees get no event for new jobs: the list is as of load.
-    await employee.page.reload();
-    await employee.waitConnected();
+    // The lot's staff hear of the new job live; the job list refreshes without a reload.
+    await expectToast(employee, `New car wash job: booking #${b.id} at ${central.name}, Slot #${slot.number}`, 'info');
     await employee.tid(`car-wash-done-${b.id}`).click();
     await expectToast(employee, `Car wash marked done for booking #${b.id}`, 'success');
     await employee.tid('jobs-done').locator(`[data-testid="booking-row-${b.id}"]`).waitFor();

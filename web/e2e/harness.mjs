@@ -288,6 +288,7 @@ const TOAST_RECORDER = `(() => {
     const icon = el.querySelector('[data-icon]');
     window.__toasts.push({
       text: (el.querySelector('.pm-toast__message') || el).textContent,
+      detail: el.querySelector('.pm-toast__detail')?.textContent ?? null,
       level: el.getAttribute('data-level'),
       className: box ? box.className : '',
       icon: icon ? icon.getAttribute('data-icon') : null,

@@ -2,7 +2,7 @@
 //! the domain can change without changing the contract. Requests are deliberately loose
 //! (`String`, `i64`): the handlers parse them into domain values, answering 422 with a stable code.
 
-use parkmate_domain::{Booking, DemoAccount, Lot, User};
+use parkmate_domain::{Booking, DemoAccount, Lot, Payment, User, Window};
 use parkmate_protocol::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -177,27 +177,106 @@ pub struct BookingDto {
     pub lot_name: String,
     pub slot_id: i64,
     pub slot_number: i64,
-    /// RFC 3339, UTC.
+    /// The current window's start, RFC 3339, UTC.
     pub start_at: String,
-    /// RFC 3339, UTC.
+    /// The current window's end, RFC 3339, UTC.
     pub end_at: String,
-    /// `requested`, `confirmed`, `declined` or `expired`.
+    /// `requested`, `confirmed`, `declined`, `expired` or `lapsed`.
     #[schema(example = "requested")]
     pub status: String,
-    /// `cash` or `online`.
+    /// How the current window is paid: `cash` or `online`.
     pub payment_method: String,
-    /// `pending` (cash not yet verified) or `paid`.
+    /// All windows together: `pending` (some window's cash not yet verified), `paid`, or
+    /// `refunded` (every window given back).
     pub payment_status: String,
-    /// Everything charged: the first window plus renewals.
+    /// Everything charged or owed: the sum of the windows.
     pub amount_cents: i64,
+    /// The part of `amount_cents` refunded.
+    pub refunded_cents: i64,
     pub car_wash: bool,
     /// `null` (not ordered), `pending` or `done`.
     pub car_wash_status: Option<String>,
     pub decline_reason: Option<String>,
+    /// When an admin approved it; `null` if never.
+    pub approved_at: Option<String>,
+    /// For a `requested` booking: when it lapses unless approved; `null` otherwise.
+    pub lapses_at: Option<String>,
+    /// Its windows, oldest first: the first, then one per renewal, each with its own payment.
+    pub windows: Vec<WindowDto>,
 }
 
-impl From<Booking> for BookingDto {
-    fn from(b: Booking) -> Self {
+/// One paid period of a booking.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowDto {
+    /// 1, 2, …: pass it to `verify-cash` as `window`.
+    pub seq: u32,
+    pub start_at: String,
+    pub end_at: String,
+    pub duration_minutes: u32,
+    pub amount_cents: i64,
+    /// `cash` or `online`.
+    pub payment_method: String,
+    /// `pending` (cash not yet verified), `paid` or `refunded`.
+    pub payment_status: String,
+    /// When the owner or an admin verified this window's cash.
+    pub cash_verified_at: Option<String>,
+    /// The online charge that paid the window.
+    pub charge: Option<PaymentDto>,
+    /// Its refund, when the window was given back.
+    pub refund: Option<PaymentDto>,
+}
+
+/// A call to the payment gateway.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentDto {
+    pub id: i64,
+    /// A charge: `succeeded` or `refunded`. A refund: `pending` (decided, the gateway has not
+    /// confirmed it yet), `succeeded` or `failed`.
+    pub status: String,
+    pub amount_cents: i64,
+    /// The gateway's reference.
+    pub reference: Option<String>,
+    pub created_at: String,
+    pub settled_at: Option<String>,
+}
+
+impl From<Payment> for PaymentDto {
+    fn from(p: Payment) -> Self {
+        PaymentDto {
+            id: p.id,
+            status: p.status.as_str().to_owned(),
+            amount_cents: p.amount_cents,
+            reference: p.gateway_ref,
+            created_at: rfc3339(p.created_at),
+            settled_at: p.settled_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<Window> for WindowDto {
+    fn from(w: Window) -> Self {
+        WindowDto {
+            seq: w.seq,
+            start_at: rfc3339(w.span.start()),
+            end_at: rfc3339(w.span.end()),
+            duration_minutes: w.duration_minutes,
+            amount_cents: w.amount_cents,
+            payment_method: w.payment_method.as_str().to_owned(),
+            payment_status: w.payment_status.as_str().to_owned(),
+            cash_verified_at: w.cash_verified_at.map(rfc3339),
+            charge: w.charge.map(PaymentDto::from),
+            refund: w.refund.map(PaymentDto::from),
+        }
+    }
+}
+
+impl BookingDto {
+    /// The booking as the API answers it; `hold` is the rules' request hold (for `lapses_at`).
+    pub fn new(b: Booking, hold: std::time::Duration) -> Self {
+        let lapses_at = (b.status == parkmate_domain::BookingStatus::Requested)
+            .then(|| chrono::Duration::from_std(hold).ok())
+            .flatten()
+            .map(|hold| rfc3339(b.requested_at + hold));
         BookingDto {
             id: b.id,
             user_id: b.user_id,
@@ -212,9 +291,13 @@ impl From<Booking> for BookingDto {
             payment_method: b.payment_method.as_str().to_owned(),
             payment_status: b.payment_status.as_str().to_owned(),
             amount_cents: b.amount_cents,
+            refunded_cents: b.refunded_cents,
             car_wash: b.car_wash.is_some(),
             car_wash_status: b.car_wash.map(|c| c.as_str().to_owned()),
             decline_reason: b.decline_reason,
+            approved_at: b.approved_at.map(rfc3339),
+            lapses_at,
+            windows: b.windows.into_iter().map(WindowDto::from).collect(),
         }
     }
 }
@@ -251,6 +334,12 @@ pub struct RenewRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct DeclineRequest {
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct VerifyCashRequest {
+    /// The window whose cash was received (its `seq`); omitted: the oldest unverified one.
+    pub window: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -43,6 +43,7 @@ fn domain(e: DomainError) -> ApiError {
         | DomainError::SlotTaken
         | DomainError::InvalidTransition { .. }
         | DomainError::NotRenewable(_)
+        | DomainError::TooManyBookings(_)
         | DomainError::NotCash
         | DomainError::NoCarWash => StatusCode::CONFLICT,
         DomainError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,

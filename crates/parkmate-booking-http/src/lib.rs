@@ -53,6 +53,13 @@ impl std::fmt::Debug for BookingApi {
     }
 }
 
+impl BookingApi {
+    /// A booking as this API answers it (with `lapses_at` from the domain's rules).
+    fn dto(&self, b: parkmate_domain::Booking) -> BookingDto {
+        BookingDto::new(b, self.domain.rules().request_hold)
+    }
+}
+
 impl FromRef<BookingApi> for Arc<TokenKeys> {
     fn from_ref(api: &BookingApi) -> Arc<TokenKeys> {
         api.keys.clone()
@@ -305,16 +312,18 @@ async fn bookings(
 ) -> ApiResult<Json<BookingsResponse>> {
     let items = api.domain.bookings(actor(&user)).await?;
     Ok(Json(BookingsResponse {
-        items: items.into_iter().map(BookingDto::from).collect(),
+        items: items.into_iter().map(|b| api.dto(b)).collect(),
     }))
 }
 
-/// Book a slot from now (drivers). Event 8 to the lot's owner.
+/// Book a slot from now (drivers): a request that holds the slot until an admin decides, or until
+/// it lapses after the request hold. Online payments are charged first and always end booked or
+/// refunded. Event 8 to the lot's owner.
 #[utoipa::path(post, path = "/api/bookings", tag = "bookings", request_body = CreateBookingRequest,
     responses((status = 201, body = BookingDto),
               (status = 402, description = "`payment_declined`", body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, description = "`slot_taken`", body = ErrorBody),
+              (status = 409, description = "`slot_taken`, `too_many_bookings`", body = ErrorBody),
               (status = 422, description = "`invalid_duration`, `card_required`, `invalid_card_number`, `car_wash_unavailable`", body = ErrorBody),
               (status = 502, description = "`payment_unavailable`", body = ErrorBody)))]
 async fn create_booking(
@@ -329,7 +338,7 @@ async fn create_booking(
         payment: PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())?,
     };
     let b = api.domain.create_booking(actor(&user), new).await?;
-    Ok((StatusCode::CREATED, Json(BookingDto::from(b))))
+    Ok((StatusCode::CREATED, Json(api.dto(b))))
 }
 
 /// One booking, if the caller may see it.
@@ -340,7 +349,7 @@ async fn booking(
     user: AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(api.domain.booking(actor(&user), id).await?.into()))
+    Ok(Json(api.dto(api.domain.booking(actor(&user), id).await?)))
 }
 
 /// Confirm a request (admins).
@@ -352,10 +361,11 @@ async fn approve(
     user: AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(api.domain.approve(actor(&user), id).await?.into()))
+    Ok(Json(api.dto(api.domain.approve(actor(&user), id).await?)))
 }
 
-/// Decline a request (admins). Event 6 to the driver.
+/// Decline a request (admins), refunding its online payments. Event 6 to the driver, with
+/// `data.refund_cents`.
 #[utoipa::path(post, path = "/api/bookings/{id}/decline", tag = "bookings", params(("id" = i64, Path)),
     request_body(content = DeclineRequest, description = "optional"),
     responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -371,19 +381,28 @@ async fn decline(
         .domain
         .decline(actor(&user), id, req.reason.as_deref())
         .await?;
-    Ok(Json(b.into()))
+    Ok(Json(api.dto(b)))
 }
 
-/// Confirm the cash was received (the lot's owner, admins). Event 7 to the driver.
+/// Confirm the cash of a window was received (the lot's owner, admins): the window named, or the
+/// oldest one not yet verified. Event 7 to the driver, once per window.
 #[utoipa::path(post, path = "/api/bookings/{id}/verify-cash", tag = "bookings", params(("id" = i64, Path)),
-    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    request_body(content = VerifyCashRequest, description = "optional"),
+    responses((status = 200, body = BookingDto), (status = 403, body = ErrorBody),
+              (status = 404, description = "`not_found` (also an unknown window)", body = ErrorBody),
               (status = 409, description = "`not_cash_payment`, `invalid_transition`", body = ErrorBody)))]
 async fn verify_cash(
     State(api): State<BookingApi>,
     user: AuthUser,
     PathId(id): PathId,
+    body: Bytes,
 ) -> ApiResult<Json<BookingDto>> {
-    Ok(Json(api.domain.verify_cash(actor(&user), id).await?.into()))
+    let req: VerifyCashRequest = optional_json(&body)?;
+    let b = api
+        .domain
+        .verify_cash_of(actor(&user), id, req.window)
+        .await?;
+    Ok(Json(api.dto(b)))
 }
 
 /// Mark the car wash done (the lot's employees and owner). Event 9 to the driver.
@@ -396,18 +415,19 @@ async fn car_wash_done(
     PathId(id): PathId,
 ) -> ApiResult<Json<BookingDto>> {
     Ok(Json(
-        api.domain.car_wash_done(actor(&user), id).await?.into(),
+        api.dto(api.domain.car_wash_done(actor(&user), id).await?),
     ))
 }
 
-/// Renew an expired booking from now, paying again (its driver). Event 3 on success; a refusal
-/// also sends event 4 with the reason.
+/// Renew an expired booking from now, paying for a new window (its driver). A booking approved
+/// once is `confirmed` again; one never approved becomes a new request (`requested`). Event 3 on
+/// success; a refusal also sends event 4 with the reason.
 #[utoipa::path(post, path = "/api/bookings/{id}/renew", tag = "bookings", params(("id" = i64, Path)),
     request_body = RenewRequest,
     responses((status = 200, body = BookingDto),
               (status = 402, description = "`payment_declined` (event 4)", body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, description = "`not_renewable`, `slot_taken` (event 4)", body = ErrorBody),
+              (status = 409, description = "`not_renewable`, `slot_taken`, `too_many_bookings` (event 4)", body = ErrorBody),
               (status = 422, body = ErrorBody),
               (status = 502, description = "`payment_unavailable` (event 4)", body = ErrorBody)))]
 async fn renew(
@@ -419,7 +439,7 @@ async fn renew(
     let minutes = BookingMinutes::parse(req.duration_minutes)?;
     let payment = PaymentChoice::parse(&req.payment_method, req.card_number.as_deref())?;
     let b = api.domain.renew(actor(&user), id, minutes, payment).await?;
-    Ok(Json(b.into()))
+    Ok(Json(api.dto(b)))
 }
 
 // ---------------------------------------------------------------------------------------------

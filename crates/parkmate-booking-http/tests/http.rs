@@ -603,3 +603,161 @@ async fn openapi_document_describes_every_route() {
         doc["components"]["schemas"]["BookingDto"]["properties"]["car_wash_status"].is_object()
     );
 }
+
+/// Issue 13 on the wire: refunds, windows with their payments, verify-cash per window, the cap
+/// and the request hold.
+#[tokio::test]
+async fn refunds_windows_caps_and_holds_on_the_wire() {
+    let app = app().await;
+    let dana = app.token("dana@parkmate.test").await;
+    let admin = app.token("admin@parkmate.test").await;
+    let olga = app.token("olga@parkmate.test").await;
+    let (_, lots) = app.call("GET", "/api/lots", Some(&dana), None).await;
+    let slots: Vec<i64> = lots["items"][0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    let book = |slot: i64, body: Value| {
+        let mut b = json!({"slot_id": slot, "duration_minutes": 60});
+        b.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        b
+    };
+
+    // An online request, declined: refunded, and the answer shows it.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            Some(&dana),
+            Some(book(
+                slots[0],
+                json!({"payment_method": "online", "card_number": "4242424242424242"}),
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["lapses_at"], "2026-11-25T18:15:00.000Z");
+    assert_eq!(b["approved_at"], Value::Null);
+    assert_eq!(b["windows"].as_array().unwrap().len(), 1);
+    assert_eq!(b["windows"][0]["charge"]["status"], "succeeded");
+    let (s, d) = app
+        .call(
+            "POST",
+            &format!("/api/bookings/{}/decline", b["id"]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(
+        (
+            d["status"].as_str(),
+            d["payment_status"].as_str(),
+            d["refunded_cents"].as_i64()
+        ),
+        (
+            Some("declined"),
+            Some("refunded"),
+            b["amount_cents"].as_i64()
+        )
+    );
+    assert_eq!(d["lapses_at"], Value::Null);
+    assert_eq!(d["windows"][0]["payment_status"], "refunded");
+    assert_eq!(d["windows"][0]["refund"]["status"], "succeeded");
+    assert_eq!(d["windows"][0]["refund"]["amount_cents"], b["amount_cents"]);
+
+    // Two cash bookings: the cap is reached, the third answers 409 too_many_bookings.
+    let mut ids = Vec::new();
+    for slot in &slots[1..3] {
+        let (s, b) = app
+            .call(
+                "POST",
+                "/api/bookings",
+                Some(&dana),
+                Some(book(*slot, json!({"payment_method": "cash"}))),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(b["id"].as_i64().unwrap());
+    }
+    let (s, v) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            Some(&dana),
+            Some(book(slots[3], json!({"payment_method": "cash"}))),
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("too_many_bookings"))
+    );
+
+    // verify-cash names a window; a bad body is 400/422, an unknown window 404.
+    let (_, approved) = app
+        .call(
+            "POST",
+            &format!("/api/bookings/{}/approve", ids[0]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(approved["approved_at"].is_string());
+    assert_eq!(approved["lapses_at"], Value::Null);
+    let verify = format!("/api/bookings/{}/verify-cash", ids[0]);
+    let (s, v) = app
+        .call("POST", &verify, Some(&olga), Some(json!({"window": 2})))
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, v) = app
+        .call("POST", &verify, Some(&olga), Some(json!({"window": "one"})))
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+    );
+    let (s, v) = app
+        .call("POST", &verify, Some(&olga), Some(json!({"window": 1})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["windows"][0]["payment_status"], "paid");
+    assert!(v["windows"][0]["cash_verified_at"].is_string());
+    assert_eq!(v["payment_status"], "paid");
+
+    // The other request is never approved: after the hold it has lapsed.
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/test/clock",
+            Some(API_KEY),
+            Some(json!({"advance_seconds": 15 * 60})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, lapsed) = app
+        .call(
+            "GET",
+            &format!("/api/bookings/{}", ids[1]),
+            Some(&dana),
+            None,
+        )
+        .await;
+    assert_eq!(lapsed["status"], "lapsed");
+    // With a place free under the cap again, the driver can book.
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            Some(&dana),
+            Some(book(slots[3], json!({"payment_method": "cash"}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}

@@ -112,7 +112,9 @@ fn route(prefix: &str, shared: &str, event: &BusEvent) -> String {
     match event {
         BusEvent::Notification(p) => match p.audience {
             Audience::User(user_id) => user_channel(prefix, user_id),
-            Audience::Role(_) | Audience::All => shared.to_owned(),
+            // A lot's staff is resolved to user streams before publishing (the notifier's
+            // dispatcher); one that was not would reach every node, like a role.
+            Audience::Role(_) | Audience::Lot(_) | Audience::All => shared.to_owned(),
         },
         BusEvent::ReadState { user_id, .. } => user_channel(prefix, *user_id),
     }
@@ -602,6 +604,7 @@ fn audience_to_wire(a: Audience) -> String {
     match a {
         Audience::User(id) => format!("user:{id}"),
         Audience::Role(r) => format!("role:{}", r.as_str()),
+        Audience::Lot(id) => format!("lot:{id}"),
         Audience::All => "all".to_owned(),
     }
 }
@@ -610,6 +613,7 @@ fn audience_from_wire(s: &str) -> Option<Audience> {
     match s.split_once(':') {
         Some(("user", id)) => id.parse().ok().map(Audience::User),
         Some(("role", r)) => r.parse::<Role>().ok().map(Audience::Role),
+        Some(("lot", id)) => id.parse().ok().map(Audience::Lot),
         None if s == "all" => Some(Audience::All),
         _ => None,
     }
@@ -684,6 +688,7 @@ mod tests {
         for audience in [
             Audience::User(42),
             Audience::Role(Role::Owner),
+            Audience::Lot(3),
             Audience::All,
         ] {
             let event = BusEvent::Notification(Arc::new(Published {
@@ -702,5 +707,6 @@ mod tests {
         assert_eq!(decode(b""), None);
         assert_eq!(decode(b"Xjunk"), None);
         assert_eq!(decode(b"N{\"id\":1,\"aud\":\"nobody\"}\n{}"), None);
+        assert_eq!(decode(b"N{\"id\":1,\"aud\":\"lot:x\"}\n{}"), None);
     }
 }

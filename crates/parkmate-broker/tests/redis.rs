@@ -87,7 +87,7 @@ impl BusSink for Recorder {
                     }
                 }
                 Audience::All => sockets.values_mut().for_each(|q| q.push(p.id)),
-                Audience::Role(_) => {}
+                Audience::Role(_) | Audience::Lot(_) => {}
             }
         }
     }

@@ -7,13 +7,15 @@
 //! - The SQL is written once, by topic, as plain functions over [`Exec`] (`exec.rs` says why
 //!   that small trait and not sqlx's generics): [`notifications`] (the store: insert, replay,
 //!   inbox, read state, the outbox cursor — as methods of [`Db`]), [`accounts`], [`lots`],
-//!   [`bookings`] (including the scheduler's queries).
+//!   [`bookings`] (with their windows, and the scheduler's queries), [`payments`] (the ledger of
+//!   gateway calls that makes every charge end booked or refunded).
 //! - `sqlite.rs` and `postgres.rs` hold only what truly differs: opening and migrating, error
 //!   classification, row locks ([`exec::Dialect`]), inserting notifications (row by row on the
 //!   single SQLite writer; one `UNNEST` under an advisory lock on PostgreSQL), and the cluster's
 //!   machinery (the leader lease, `LISTEN`/`NOTIFY` commit wake-ups, the seeding lock).
 //! - Each engine has one `migrations/` directory: `0001` the notification store, `1001` the
-//!   booking domain.
+//!   booking domain, `1002` its money (payments, booking windows, the `lapsed` status), `1003`
+//!   the lot-staff notification audience (which reads the domain's `lot_employees`).
 //!
 //! Invariants every caller relies on (ARCHITECTURE.md has the whole list):
 //! - **id order is commit order**: a reader that has seen notification id N has seen every
@@ -31,6 +33,7 @@ pub mod lots;
 mod model;
 pub mod notifications;
 mod outbox;
+pub mod payments;
 mod postgres;
 mod sqlite;
 #[cfg(feature = "test-support")]

@@ -157,14 +157,76 @@ pub struct Booking {
     pub window: BookingWindow,
     pub duration_minutes: u32,
     pub status: BookingStatus,
+    /// How the current (last) window is paid.
     pub payment_method: PaymentMethod,
+    /// The windows' payments together: `pending` while any window's cash is unverified, else
+    /// `refunded` when every window was given back, else `paid`.
     pub payment_status: PaymentStatus,
+    /// Everything charged or owed for the booking: the sum of its windows.
     pub amount_cents: i64,
+    /// The part of `amount_cents` given back (windows refunded).
+    pub refunded_cents: i64,
     /// `None` when no car wash was ordered.
     pub car_wash: Option<CarWashStatus>,
     pub decline_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub renewed_at: Option<DateTime<Utc>>,
+    /// When the current request was made: an unapproved request lapses a hold after it.
+    pub requested_at: DateTime<Utc>,
+    /// When an admin approved it; `None` for a booking never approved.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// Its windows, oldest first (never empty: the first is the booking's own).
+    pub windows: Vec<Window>,
+}
+
+/// One paid period of a booking: the first, then one per renewal. Each has its own payment, so a
+/// renewal never rewrites how an earlier window was paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// 1, 2, … in the order the windows were added.
+    pub seq: u32,
+    pub span: BookingWindow,
+    pub duration_minutes: u32,
+    pub amount_cents: i64,
+    pub payment_method: PaymentMethod,
+    pub payment_status: PaymentStatus,
+    /// When the lot's owner or an admin verified this window's cash.
+    pub cash_verified_at: Option<DateTime<Utc>>,
+    /// The online charge that paid it.
+    pub charge: Option<Payment>,
+    /// The refund that gave the charge back.
+    pub refund: Option<Payment>,
+}
+
+/// A call to the payment gateway, as recorded before it was made and settled after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: i64,
+    pub kind: PaymentKind,
+    pub status: PaymentState,
+    pub amount_cents: i64,
+    /// What the gateway received with the call.
+    pub idempotency_key: String,
+    /// The gateway's reference, once it answered.
+    pub gateway_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// A refund decided (its row committed) and not yet confirmed by the gateway: what executing it
+/// needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundDue {
+    /// The refund's own row.
+    pub refund_id: i64,
+    /// The charge it gives back, and the key and reference the gateway knows that charge by.
+    pub charge_id: i64,
+    pub charge_key: String,
+    pub charge_ref: Option<String>,
+    /// The refund's own idempotency key.
+    pub refund_key: String,
+    pub amount_cents: i64,
+    pub booking_id: Option<i64>,
 }
 
 /// A booking's time window `[start, end)`; `end` is strictly after `start`.
@@ -245,8 +307,11 @@ text_enum!(
         Confirmed => "confirmed",
         /// Refused by an admin; releases the slot. Terminal.
         Declined => "declined",
-        /// The window ran out; releases the slot. A paid renewal makes it `confirmed` again.
+        /// The window ran out; releases the slot. A renewal makes it active again (`confirmed`
+        /// if it was ever approved, otherwise a new `requested`).
         Expired => "expired",
+        /// A request not approved within the hold; releases the slot and refunds it. Terminal.
+        Lapsed => "lapsed",
     }
 );
 
@@ -266,7 +331,26 @@ text_enum!(PaymentStatus, "payment_status", {
     /// Cash not yet verified by the lot owner or an admin.
     Pending => "pending",
     Paid => "paid",
+    /// Given back: an online payment refunded because the slot was returned unused.
+    Refunded => "refunded",
 });
+text_enum!(
+    /// A `payments` row is a charge or the refund of one.
+    PaymentKind, "payment kind", { Charge => "charge", Refund => "refund" }
+);
+text_enum!(
+    /// The outcome of a gateway call (`migrations/*/1002_money.sql` has the lifecycle).
+    PaymentState, "payment status", {
+        /// Sent (or about to be): uncertain until settled; recovery settles old ones.
+        Pending => "pending",
+        /// A charge that pays a window, or a refund the gateway confirmed.
+        Succeeded => "succeeded",
+        /// Refused by the gateway: no money moved (a refund: needs a human).
+        Failed => "failed",
+        /// A charge given back (or voided): its refund row carries the gateway's answer.
+        Refunded => "refunded",
+    }
+);
 text_enum!(CarWashStatus, "car_wash_status", { Pending => "pending", Done => "done" });
 
 #[cfg(test)]
@@ -286,7 +370,7 @@ mod tests {
 
     #[test]
     fn enums_round_trip() {
-        for s in ["requested", "confirmed", "declined", "expired"] {
+        for s in ["requested", "confirmed", "declined", "expired", "lapsed"] {
             assert_eq!(s.parse::<BookingStatus>().unwrap().as_str(), s);
         }
         assert!("cheque".parse::<PaymentMethod>().is_err());

@@ -5,8 +5,10 @@
 //! order is commit order on both engines (a reader that has seen id N has seen every committed id
 //! below N; see `Tx::insert_notifications`).
 //!
-//! Group notifications (a role, everyone) are one row each; read state is per user: a watermark
-//! (`read_watermarks`: everything up to it is read) plus single reads above it.
+//! Group notifications (a role, a lot's staff, everyone) are one row each; read state is per user:
+//! a watermark (`read_watermarks`: everything up to it is read) plus single reads above it. Who is
+//! a lot's staff is read from `lot_employees` with every query, so it is always the current
+//! membership.
 
 use chrono::{DateTime, TimeZone, Utc};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
@@ -18,14 +20,18 @@ use crate::{Db, DbError, InboxItem, InboxPage, NewNotification, StoredNotificati
 pub const MAX_PAGE: u32 = 1000;
 
 /// A notification's columns. `data` is JSONB on PostgreSQL and TEXT on SQLite: read as text.
-pub(crate) const COLUMNS: &str = "id, audience_kind, user_id, role, level, event, message, CAST(data AS TEXT) AS data, created_at_ms";
+pub(crate) const COLUMNS: &str = "id, audience_kind, user_id, role, lot_id, level, event, message, CAST(data AS TEXT) AS data, created_at_ms";
 
-/// The rows a viewer can see: its own, its role's and everyone's. Three index-backed branches
-/// rather than one `OR`, so each uses its partial index. `$1` user id, `$2` role.
+/// The rows a viewer can see: its own, its role's, those of the lots it works at now, and
+/// everyone's. Four index-backed branches rather than one `OR`, so each uses its partial index
+/// (a viewer who works nowhere costs the lot branch one probe of `lot_employees_by_user`).
+/// `$1` user id, `$2` role.
 fn visible(extra: &str) -> String {
     format!(
         "SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'user' AND user_id = $1 {extra} \
          UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'role' AND role = $2 {extra} \
+         UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'lot' \
+             AND lot_id IN (SELECT lot_id FROM lot_employees WHERE user_id = $1) {extra} \
          UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'all' {extra}"
     )
 }
@@ -50,34 +56,47 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-pub(crate) fn audience_columns(a: Audience) -> (&'static str, Option<i64>, Option<&'static str>) {
-    match a {
-        Audience::User(id) => ("user", Some(id), None),
-        Audience::Role(r) => ("role", None, Some(r.as_str())),
-        Audience::All => ("all", None, None),
-    }
+/// An audience as its columns: `audience_kind`, `user_id`, `role`, `lot_id`.
+pub(crate) struct AudienceColumns {
+    pub kind: &'static str,
+    pub user_id: Option<i64>,
+    pub role: Option<&'static str>,
+    pub lot_id: Option<i64>,
 }
 
-fn audience_from_columns(
-    kind: &str,
-    user_id: Option<i64>,
-    role: Option<&str>,
-) -> Result<Audience, DbError> {
-    match (kind, user_id, role) {
-        ("user", Some(id), _) => Ok(Audience::User(id)),
-        ("role", _, Some(r)) => r
-            .parse::<Role>()
-            .map(Audience::Role)
-            .map_err(|e| DbError::corrupt(e.to_string())),
-        ("all", _, _) => Ok(Audience::All),
-        _ => Err(DbError::corrupt(format!("audience {kind}"))),
+pub(crate) fn audience_columns(a: Audience) -> AudienceColumns {
+    let (kind, user_id, role, lot_id) = match a {
+        Audience::User(id) => ("user", Some(id), None, None),
+        Audience::Role(r) => ("role", None, Some(r.as_str()), None),
+        Audience::Lot(id) => ("lot", None, None, Some(id)),
+        Audience::All => ("all", None, None, None),
+    };
+    AudienceColumns {
+        kind,
+        user_id,
+        role,
+        lot_id,
     }
 }
 
 fn audience_of(row: &Row) -> Result<Audience, DbError> {
     let kind: String = row.get("audience_kind")?;
     let role: Option<String> = row.get("role")?;
-    audience_from_columns(&kind, row.get("user_id")?, role.as_deref())
+    match (
+        kind.as_str(),
+        row.get::<Option<i64>>("user_id")?,
+        role,
+        row.get::<Option<i64>>("lot_id")?,
+    ) {
+        ("user", Some(id), _, _) => Ok(Audience::User(id)),
+        ("role", _, Some(r), _) => r
+            .parse::<Role>()
+            .map(Audience::Role)
+            .map_err(|e| DbError::corrupt(e.to_string())),
+        ("lot", _, _, Some(id)) => Ok(Audience::Lot(id)),
+        ("all", _, _, _) => Ok(Audience::All),
+        _ => Err(DbError::corrupt(format!("audience {kind}"))),
+    }
 }
 
 pub(crate) fn row_to_notification(row: &Row) -> Result<StoredNotification, DbError> {
@@ -263,15 +282,21 @@ impl Db {
     /// Marks one notification read; `NotFound` when the viewer cannot see it.
     pub async fn mark_read(&self, viewer: Viewer, id: i64) -> Result<UnreadState, DbError> {
         let mut tx = self.begin().await?;
-        let row = tx
-            .fetch_optional(
-                Stmt::new("SELECT audience_kind, user_id, role FROM notifications WHERE id = $1")
+        // Visible by the same rule as replay and inbox (a lot's staff by current membership).
+        // Someone else's notification is indistinguishable from a missing one.
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM ({}) AS v) AS v",
+            visible("AND id = $3")
+        );
+        let visible: bool = tx
+            .scalar(
+                Stmt::new(&sql)
+                    .bind(viewer.user_id)
+                    .bind(viewer.role.as_str())
                     .bind(id),
             )
-            .await?
-            .ok_or(DbError::NotFound)?;
-        if !viewer.sees(audience_of(&row)?) {
-            // Someone else's notification is indistinguishable from a missing one.
+            .await?;
+        if !visible {
             return Err(DbError::NotFound);
         }
         tx.execute(
@@ -338,6 +363,21 @@ impl Db {
         )
         .await?;
         tx.commit().await
+    }
+
+    /// Who is on a lot's staff now: the users a [`Audience::Lot`] notification is published to
+    /// live (the same membership replay and inbox read).
+    pub async fn lot_staff(&self, lot_id: i64) -> Result<Vec<i64>, DbError> {
+        self.read()
+            .await?
+            .fetch_all(
+                Stmt::new("SELECT user_id FROM lot_employees WHERE lot_id = $1 ORDER BY user_id")
+                    .bind(lot_id),
+            )
+            .await?
+            .iter()
+            .map(|r| r.get("user_id"))
+            .collect()
     }
 
     /// The highest id stored so far (0 when empty).

@@ -307,11 +307,13 @@ pub(crate) async fn insert_notifications(
     let mut messages = Vec::with_capacity(len);
     let mut data = Vec::with_capacity(len);
     let mut keys = Vec::with_capacity(len);
+    let mut lot_ids = Vec::with_capacity(len);
     for n in batch {
-        let (kind, user_id, role) = notifications::audience_columns(n.audience);
-        kinds.push(kind);
-        user_ids.push(user_id);
-        roles.push(role);
+        let a = notifications::audience_columns(n.audience);
+        kinds.push(a.kind);
+        user_ids.push(a.user_id);
+        roles.push(a.role);
+        lot_ids.push(a.lot_id);
         levels.push(n.level.as_str());
         events.push(n.event.as_str());
         messages.push(n.message.as_str());
@@ -322,13 +324,13 @@ pub(crate) async fn insert_notifications(
     // batch order (the identity default is evaluated above the ordered subquery).
     let inserted = sqlx::query(
         "INSERT INTO notifications \
-         (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key) \
+         (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key, lot_id) \
          SELECT b.audience_kind, b.user_id, b.role, b.level, b.event, b.message, b.data::jsonb, \
-                $9, b.dedupe_key \
+                $9, b.dedupe_key, b.lot_id \
          FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::text[], $8::text[]) \
+                     $7::text[], $8::text[], $10::bigint[]) \
               WITH ORDINALITY \
-              AS b(audience_kind, user_id, role, level, event, message, data, dedupe_key, ord) \
+              AS b(audience_kind, user_id, role, level, event, message, data, dedupe_key, lot_id, ord) \
          ORDER BY b.ord \
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
     )
@@ -341,6 +343,7 @@ pub(crate) async fn insert_notifications(
     .bind(&data)
     .bind(&keys)
     .bind(now)
+    .bind(&lot_ids)
     .fetch_all(&mut *conn)
     .await
     .map_err(classify)?;

@@ -149,24 +149,25 @@ pub(crate) async fn insert_notifications(
     let now = chrono::Utc::now().timestamp_millis();
     let mut stored = Vec::with_capacity(batch.len());
     for n in batch {
-        let (kind, user_id, role) = notifications::audience_columns(n.audience);
+        let a = notifications::audience_columns(n.audience);
         let inserted = fetch_optional(
             &mut *conn,
             Stmt::new(
                 "INSERT INTO notifications \
-                 (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key, lot_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
             )
-            .bind(kind)
-            .bind(user_id)
-            .bind(role)
+            .bind(a.kind)
+            .bind(a.user_id)
+            .bind(a.role)
             .bind(n.level.as_str())
             .bind(n.event.as_str())
             .bind(n.message.as_str())
             .bind(n.data.to_string())
             .bind(now)
-            .bind(n.dedupe_key.as_deref()),
+            .bind(n.dedupe_key.as_deref())
+            .bind(a.lot_id),
         )
         .await?;
         let row = match inserted {

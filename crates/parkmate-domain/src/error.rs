@@ -26,6 +26,9 @@ pub enum DomainError {
     },
     #[error("{0}")]
     NotRenewable(&'static str),
+    /// The driver already holds as many active bookings as the rules allow.
+    #[error("you already hold {0} active bookings, the most allowed")]
+    TooManyBookings(u32),
     #[error("this slot offers no car wash")]
     CarWashUnavailable,
     #[error("this booking was not paid in cash")]
@@ -74,6 +77,7 @@ impl DomainError {
             DomainError::SlotTaken => "slot_taken",
             DomainError::InvalidTransition { .. } => "invalid_transition",
             DomainError::NotRenewable(_) => "not_renewable",
+            DomainError::TooManyBookings(_) => "too_many_bookings",
             DomainError::CarWashUnavailable => "car_wash_unavailable",
             DomainError::NotCash => "not_cash_payment",
             DomainError::NoCarWash => "no_car_wash",

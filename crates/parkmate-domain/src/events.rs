@@ -2,12 +2,19 @@
 //! and levels are exactly the original system's (tests assert them); `event` and `data` let the
 //! client link a toast to its booking.
 //!
+//! Besides the ten, the domain sends notifications that are not among the original texts:
+//! `booking_lapsed` (to the driver: a request not approved within the hold), and what keeps the
+//! staff's screens live: `booking_requested` and `booking_request_lapsed` (to the admins' role),
+//! `car_wash_requested` (to the lot's staff, [`Audience::Lot`]) and `lot_activity` (to the lot's
+//! owner, on every change at their lots; the web client refreshes the dashboard without a toast).
+//! Each is one row, however many people it reaches.
+//!
 //! Every builder sets a dedupe key naming the state change it reports (and, for events tied to a
 //! window, that window's end), so a retried action or a scheduler pass that repeats after a crash
 //! stores nothing new.
 
 use parkmate_db::NewNotification;
-use parkmate_protocol::{Audience, Level, rfc3339};
+use parkmate_protocol::{Audience, Level, Role, rfc3339};
 use serde_json::json;
 
 use crate::model::Booking;
@@ -18,6 +25,21 @@ pub const DECLINED: &str = "Admin declined your booking request";
 pub const CASH_VERIFIED: &str = "Your cash payment has been verified";
 pub const CAR_WASH_DONE: &str = "Your car wash service completed";
 
+pub fn requested_text(booking_id: i64, lot_name: &str) -> String {
+    format!("New booking request #{booking_id} at {lot_name} awaits approval")
+}
+pub fn request_lapsed_text(booking_id: i64, lot_name: &str) -> String {
+    format!("Booking request #{booking_id} at {lot_name} lapsed without approval")
+}
+pub fn car_wash_job_text(b: &Booking) -> String {
+    format!(
+        "New car wash job: booking #{} at {}, Slot #{}",
+        b.id, b.lot_name, b.slot_number
+    )
+}
+pub fn lapsed_text(slot_number: i64) -> String {
+    format!("Your booking request for Slot #{slot_number} lapsed: it was not approved in time")
+}
 pub fn renewal_failed_text(reason: &str) -> String {
     format!("Renewal failed: {reason}")
 }
@@ -92,21 +114,47 @@ pub fn renewal_failed(b: &Booking, reason: &str) -> NewNotification {
     ))
 }
 
-/// Event 5: the server expired the booking and released its slot.
-pub fn expired(b: &Booking) -> NewNotification {
-    to_driver(
+/// Event 5: the server expired the booking and released its slot. A request that was never
+/// approved is refunded as it expires: `refund_cents` then says how much.
+pub fn expired(b: &Booking, refund_cents: i64) -> NewNotification {
+    let mut n = to_driver(
         b,
         Level::Warning,
         "booking_expired",
         expired_text(b.slot_number),
     )
-    .with_dedupe_key(format!("booking:{}:expired:{}", b.id, end_ms(b)))
+    .with_dedupe_key(format!("booking:{}:expired:{}", b.id, end_ms(b)));
+    if refund_cents > 0 {
+        n.data["refund_cents"] = json!(refund_cents);
+    }
+    n
 }
 
-/// Event 6: an admin declined the request (terminal, so one key per booking).
-pub fn declined(b: &Booking) -> NewNotification {
+/// Not one of the ten: a request not approved within the hold lapsed, its slot released and
+/// its online payments (`refund_cents`) refunded. Keyed by the request it ends.
+pub fn lapsed(b: &Booking, refund_cents: i64) -> NewNotification {
+    let mut data = booking_data(b);
+    data["refund_cents"] = json!(refund_cents);
+    NewNotification::new(
+        Audience::User(b.user_id),
+        Level::Warning,
+        "booking_lapsed",
+        lapsed_text(b.slot_number),
+    )
+    .with_data(data)
+    .with_dedupe_key(format!(
+        "booking:{}:lapsed:{}",
+        b.id,
+        b.requested_at.timestamp_millis()
+    ))
+}
+
+/// Event 6: an admin declined the request (terminal, so one key per booking). The text stays the
+/// original's; what was refunded is in `data.refund_cents` (0 when nothing was paid online).
+pub fn declined(b: &Booking, refund_cents: i64) -> NewNotification {
     let mut data = booking_data(b);
     data["reason"] = json!(b.decline_reason);
+    data["refund_cents"] = json!(refund_cents);
     NewNotification::new(
         Audience::User(b.user_id),
         Level::Warning,
@@ -117,13 +165,10 @@ pub fn declined(b: &Booking) -> NewNotification {
     .with_dedupe_key(format!("booking:{}:declined", b.id))
 }
 
-/// Event 7: cash verified. A cash renewal needs verifying again, hence the window in the key.
-pub fn cash_verified(b: &Booking) -> NewNotification {
-    to_driver(b, Level::Success, "cash_payment_verified", CASH_VERIFIED).with_dedupe_key(format!(
-        "booking:{}:cash_verified:{}",
-        b.id,
-        end_ms(b)
-    ))
+/// Event 7: the cash of window `seq` verified: once per window, hence the window in the key.
+pub fn cash_verified(b: &Booking, seq: u32) -> NewNotification {
+    to_driver(b, Level::Success, "cash_payment_verified", CASH_VERIFIED)
+        .with_dedupe_key(format!("booking:{}:cash_verified:{seq}", b.id))
 }
 
 /// Event 8: to the lot's owner.
@@ -161,4 +206,68 @@ pub fn employee_assigned(
         json!({"lot_id": lot_id, "employee_id": employee_id, "employee_name": employee_name}),
     )
     .with_dedupe_key(format!("lot:{lot_id}:employee:{employee_id}:assigned"))
+}
+
+/// To the admins (one row for the role): a request waits for approval, new or renewed.
+pub fn requested(b: &Booking) -> NewNotification {
+    NewNotification::new(
+        Audience::Role(Role::Admin),
+        Level::Info,
+        "booking_requested",
+        requested_text(b.id, &b.lot_name),
+    )
+    .with_data(booking_data(b))
+    .with_dedupe_key(format!(
+        "booking:{}:requested:{}",
+        b.id,
+        b.requested_at.timestamp_millis()
+    ))
+}
+
+/// To the admins: a request nobody approved lapsed (it leaves their pending list).
+pub fn request_lapsed(b: &Booking) -> NewNotification {
+    NewNotification::new(
+        Audience::Role(Role::Admin),
+        Level::Info,
+        "booking_request_lapsed",
+        request_lapsed_text(b.id, &b.lot_name),
+    )
+    .with_data(booking_data(b))
+    .with_dedupe_key(format!(
+        "booking:{}:request_lapsed:{}",
+        b.id,
+        b.requested_at.timestamp_millis()
+    ))
+}
+
+/// To the lot's staff (one row for the lot): a booking ordered a car wash.
+pub fn car_wash_job(b: &Booking) -> Option<NewNotification> {
+    b.car_wash?;
+    Some(
+        NewNotification::new(
+            Audience::Lot(b.lot_id),
+            Level::Info,
+            "car_wash_requested",
+            car_wash_job_text(b),
+        )
+        .with_data(booking_data(b))
+        .with_dedupe_key(format!("booking:{}:car_wash_job", b.id)),
+    )
+}
+
+/// A change at a lot, to its owner, whose dashboard refreshes on it (the web client shows no
+/// toast for this kind). `change` names it in words and, with `key`, in the dedupe key: one row
+/// per change, however often it is retried.
+pub fn lot_activity(b: &Booking, change: &str, key: &str) -> NewNotification {
+    let mut data = booking_data(b);
+    data["status"] = json!(b.status.as_str());
+    data["change"] = json!(change);
+    NewNotification::new(
+        Audience::User(b.lot_owner_id),
+        Level::Info,
+        "lot_activity",
+        format!("Booking #{} at {}: {change}", b.id, b.lot_name),
+    )
+    .with_data(data)
+    .with_dedupe_key(format!("booking:{}:activity:{key}", b.id))
 }

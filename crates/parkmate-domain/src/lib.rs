@@ -21,8 +21,13 @@
 //!   key naming its state change, so even a repeat that got through stores nothing new.
 //! - **Two active bookings never overlap on a slot**: the database refuses it, whatever the writer.
 //! - **Payments happen outside transactions** (a gateway call must never hold the write
-//!   connection), before the commit that needs them; a charge whose commit then fails is refunded.
+//!   connection), and **every charge ends booked or refunded, by construction**: its `payments`
+//!   row (with the idempotency key the gateway receives) is committed before the gateway is
+//!   called; the charge and the transaction that books it run in a task of their own, so a request
+//!   dropped half-way still finishes; any failure after a charge refunds it by key; and recovery
+//!   on the leader settles what a crash left (`bookings/payments.rs`).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -41,17 +46,55 @@ mod scheduler;
 mod seed;
 pub mod types;
 
+pub use bookings::payments::Recovered;
 pub use bookings::state::{BookingAction, Step, step};
 pub use bookings::{MAX_REASON_CHARS, NewBooking, PaymentChoice, RETRY_WINDOW, SLOT_TAKEN_REASON};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::DomainError;
-pub use model::{Actor, Booking, DemoAccount, Employee, Lot, Slot, User};
-pub use payment::{Charge, PaymentError, PaymentGateway, Receipt, TestGateway};
+pub use model::{Actor, Booking, DemoAccount, Employee, Lot, Payment, Slot, User, Window};
+pub use payment::{
+    Charge, PaymentError, PaymentGateway, Receipt, Refund, RefundReceipt, TestGateway,
+};
 pub use scheduler::Fired;
 pub use types::{
     BookingMinutes, BookingStatus, BookingWindow, CarWashStatus, CardNumber, Email, InvalidInput,
-    Name, Password, PaymentMethod, PaymentStatus,
+    Name, Password, PaymentKind, PaymentMethod, PaymentState, PaymentStatus,
 };
+
+/// The rules a lot operator sets (`[booking]` in the server's settings), in one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingRules {
+    /// Bookings one driver may hold at once (`requested` or `confirmed`, window not over): the
+    /// next create or renewal is refused with 409 `too_many_bookings`.
+    pub max_active_per_driver: NonZeroU32,
+    /// How long an unapproved request holds its slot: then it lapses (slot released, online
+    /// payments refunded, the driver told).
+    pub request_hold: std::time::Duration,
+    /// How old a charge or refund left unsettled must be before recovery settles it. Longer than
+    /// any gateway call of a request still in flight, so recovery only meets what a crash or an
+    /// outage left behind.
+    pub payment_grace: std::time::Duration,
+}
+
+impl Default for BookingRules {
+    fn default() -> Self {
+        BookingRules {
+            max_active_per_driver: NonZeroU32::new(2).expect("non-zero"),
+            request_hold: std::time::Duration::from_secs(15 * 60),
+            payment_grace: std::time::Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl BookingRules {
+    fn hold(&self) -> Duration {
+        Duration::from_std(self.request_hold).unwrap_or(Duration::MAX)
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_std(self.payment_grace).unwrap_or(Duration::MAX)
+    }
+}
 
 pub(crate) use error::corrupt;
 
@@ -67,6 +110,13 @@ struct Inner {
     clock: Arc<dyn Clock>,
     gateway: Arc<dyn PaymentGateway>,
     outbox: OutboxSignal,
+    rules: BookingRules,
+    /// The tasks that carry a payment to its outcome (charge, then book or refund; refunds), so
+    /// that a dropped request still finishes them and shutdown can wait for them. Each is one
+    /// request's (or one refund's) work, bounded by the requests the server admits.
+    payments: InFlight,
+    /// Whether a recovery pass runs (the scheduler starts at most one at a time).
+    recovering: std::sync::atomic::AtomicBool,
     /// Wakes the scheduler when a booking's deadlines changed (one waiter; `notify_one` keeps a
     /// permit so a change made while it is busy is not missed).
     reschedule: Notify,
@@ -76,12 +126,23 @@ struct Inner {
 }
 
 impl Domain {
-    /// The domain on an opened (and migrated) database.
+    /// The domain on an opened (and migrated) database, with the default [`BookingRules`].
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
         gateway: Arc<dyn PaymentGateway>,
         outbox: OutboxSignal,
+    ) -> Domain {
+        Domain::with_rules(db, clock, gateway, outbox, BookingRules::default())
+    }
+
+    /// The domain with the operator's rules.
+    pub fn with_rules(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        gateway: Arc<dyn PaymentGateway>,
+        outbox: OutboxSignal,
+        rules: BookingRules,
     ) -> Domain {
         Domain {
             inner: Arc::new(Inner {
@@ -89,6 +150,9 @@ impl Domain {
                 clock,
                 gateway,
                 outbox,
+                rules,
+                payments: InFlight::default(),
+                recovering: std::sync::atomic::AtomicBool::new(false),
                 reschedule: Notify::new(),
                 leader: std::sync::OnceLock::new(),
             }),
@@ -101,6 +165,17 @@ impl Domain {
 
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
+    }
+
+    pub fn rules(&self) -> &BookingRules {
+        &self.inner.rules
+    }
+
+    /// Waits until every payment task started so far has finished: a dropped request's charge
+    /// has been booked or refunded, a decided refund has been sent. For shutdown (under its
+    /// deadline) and tests.
+    pub async fn payments_settled(&self) {
+        self.inner.payments.idle().await;
     }
 
     /// Moves a manual clock forward and, when this node runs the scheduler (it leads, or it is
@@ -116,6 +191,9 @@ impl Domain {
         let now = manual.advance(by);
         if self.leads() {
             self.fire_due().await?;
+            self.recover_payments().await?;
+            // The refunds those passes decided have been sent when this answers.
+            self.payments_settled().await;
         }
         Ok(now)
     }
@@ -158,5 +236,51 @@ impl Domain {
     /// `false` when this domain already follows a lead (its scheduler is running).
     fn follow(&self, leader: watch::Receiver<bool>) -> bool {
         self.inner.leader.set(leader).is_ok()
+    }
+}
+
+/// Counts the payment tasks in flight. A count in a `watch`, not a `TaskTracker`: any number of
+/// callers may wait for "none in flight" at once (shutdown, the test clock), and none of them
+/// has to close anything.
+#[derive(Debug)]
+struct InFlight {
+    count: watch::Sender<usize>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            count: watch::channel(0).0,
+        }
+    }
+}
+
+/// Decrements the count when its task ends, also by panic or abort.
+struct Landed(watch::Sender<usize>);
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl InFlight {
+    /// Runs `work` on its own task: it finishes even if whoever awaits the handle goes away.
+    fn spawn<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.count.send_modify(|n| *n += 1);
+        let landed = Landed(self.count.clone());
+        tokio::spawn(async move {
+            let _landed = landed;
+            work.await
+        })
+    }
+
+    async fn idle(&self) {
+        let mut count = self.count.subscribe();
+        // The sender lives as long as `self`: the wait ends only when the count is zero.
+        let _ = count.wait_for(|n| *n == 0).await;
     }
 }

@@ -3,7 +3,7 @@
 
 use parkmate_protocol::Role;
 
-pub use parkmate_db::{Booking, Employee, Lot, Slot, User};
+pub use parkmate_db::{Booking, Employee, Lot, Payment, Slot, User, Window};
 
 /// Who is acting: the verified identity of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
-//! The one timer task: fires event 1 (five minutes before a window ends) and event 5 (auto-expiry)
-//! for every booking. Not a task per booking.
+//! The one timer task: fires event 1 (five minutes before a window ends), event 5 (auto-expiry)
+//! and the lapse of requests not approved within the hold, for every booking; and, on the same
+//! lead, the recovery of payments a crash left unsettled. Not a task per booking.
 //!
-//! The ordered set of deadlines is the database itself (a partial index of active bookings by
-//! end), not an in-memory copy: it survives restarts, cannot drift from the bookings, and the
+//! The ordered set of deadlines is the database itself (partial indexes of active bookings by
+//! end, and of requests by the time their hold started), not an in-memory copy: it survives restarts, cannot drift from the bookings, and the
 //! "what fired" state lives in the same rows (`status`, `warned_end_at_ms`). Each pass is one
 //! transaction of conditional updates whose `RETURNING` rows are exactly what changed, with the
 //! notifications for those rows, so
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use parkmate_db::bookings;
+use parkmate_db::{RefundDue, bookings, payments};
 
 use crate::{Domain, DomainError, events};
 
@@ -38,6 +39,10 @@ const BATCH: i64 = 256;
 const MAX_NAP: StdDuration = StdDuration::from_secs(30);
 /// After a failed pass (database trouble), wait this long before trying again.
 const RETRY_DELAY: StdDuration = StdDuration::from_secs(1);
+/// How often (by the domain's clock) the leader looks for payments left unsettled, besides the
+/// look at the start of each lead. What it finds is older than the rules' grace period anyway,
+/// so a minute more costs nothing.
+const RECOVERY_EVERY: chrono::Duration = chrono::Duration::minutes(1);
 
 /// What one pass fired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,30 +51,76 @@ pub struct Fired {
     pub warned: usize,
     /// Event 5 notifications (bookings expired, slots released).
     pub expired: usize,
+    /// Requests lapsed (not approved within the hold; slots released, payments refunded).
+    pub lapsed: usize,
 }
 
 impl Domain {
     /// Fires every deadline that is due at the clock's "now": expiries first (a booking whose end
-    /// passed gets event 5 only, never a late "5 minutes left"), then warnings.
+    /// passed gets event 5 only, never a late "5 minutes left"), then lapses of requests whose
+    /// hold ran out, then warnings. A booking that ends without ever being approved (lapsed, or
+    /// expired while still a request) gave its slot back unused: its online payments are refunded,
+    /// decided in the same transaction and sent to the gateway right after it, on a payment task.
     pub async fn fire_due(&self) -> Result<Fired, DomainError> {
         let mut fired = Fired::default();
+        let hold_ms = self.inner.rules.hold().num_milliseconds();
         loop {
             let now = self.now();
             let mut tx = self.begin().await?;
             let expired = bookings::expire_due(&mut tx, now, BATCH).await?;
+            let lapsed = bookings::lapse_due(&mut tx, now, hold_ms, BATCH).await?;
             let warned = bookings::warn_due(&mut tx, now, BATCH).await?;
+            // Refunds of the bookings that ended unused, before they are read for their events.
+            let mut refunds: Vec<RefundDue> = Vec::new();
+            let unapproved_expired = bookings::bookings_by_ids(&mut tx, &expired)
+                .await?
+                .into_iter()
+                .filter(|b| b.approved_at.is_none())
+                .map(|b| b.id);
+            for id in unapproved_expired.chain(lapsed.iter().copied()) {
+                refunds.extend(payments::give_back_windows(&mut tx, id, now).await?);
+            }
+            let refunded = |id: i64| -> i64 {
+                refunds
+                    .iter()
+                    .filter(|d| d.booking_id == Some(id))
+                    .map(|d| d.amount_cents)
+                    .sum()
+            };
             // One read for every booking this pass changed, not one per booking.
-            let ids: Vec<i64> = expired.iter().chain(&warned).copied().collect();
+            let ids: Vec<i64> = expired
+                .iter()
+                .chain(&lapsed)
+                .chain(&warned)
+                .copied()
+                .collect();
             let changed = bookings::bookings_by_ids(&mut tx, &ids).await?;
             if changed.len() != ids.len() {
                 return Err(crate::corrupt("a booking the scheduler changed vanished"));
             }
-            let (gone, due) = changed.split_at(expired.len());
-            let notes: Vec<_> = gone
-                .iter()
-                .map(events::expired)
-                .chain(due.iter().map(events::expiring))
-                .collect();
+            let (gone, rest) = changed.split_at(expired.len());
+            let (ended, due) = rest.split_at(lapsed.len());
+            let mut notes = Vec::with_capacity(2 * gone.len() + 3 * ended.len() + due.len());
+            for b in gone {
+                let end = b.window.end().timestamp_millis();
+                notes.push(events::expired(b, refunded(b.id)));
+                notes.push(events::lot_activity(
+                    b,
+                    "expired",
+                    &format!("expired:{end}"),
+                ));
+            }
+            for b in ended {
+                let requested = b.requested_at.timestamp_millis();
+                notes.push(events::lapsed(b, refunded(b.id)));
+                notes.push(events::request_lapsed(b));
+                notes.push(events::lot_activity(
+                    b,
+                    "lapsed",
+                    &format!("lapsed:{requested}"),
+                ));
+            }
+            notes.extend(due.iter().map(events::expiring));
             if notes.is_empty() {
                 tx.commit().await?;
                 return Ok(fired);
@@ -77,19 +128,28 @@ impl Domain {
             tx.insert_notifications(&notes).await?;
             tx.commit().await?;
             self.inner.outbox.wake();
+            self.spawn_refunds(refunds);
             fired.expired += expired.len();
+            fired.lapsed += lapsed.len();
             fired.warned += warned.len();
-            if (expired.len() as i64) < BATCH && (warned.len() as i64) < BATCH {
+            if (expired.len() as i64) < BATCH
+                && (lapsed.len() as i64) < BATCH
+                && (warned.len() as i64) < BATCH
+            {
                 return Ok(fired);
             }
         }
     }
 
-    /// The earliest deadline not yet fired, if any booking is active.
+    /// The earliest deadline not yet fired (an end, a warning, a request's hold), if any.
     pub async fn next_deadline(
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, DomainError> {
-        Ok(bookings::next_deadline(&mut self.read().await?).await?)
+        let mut conn = self.read().await?;
+        let end = bookings::next_deadline(&mut conn).await?;
+        let lapse =
+            bookings::next_lapse(&mut conn, self.inner.rules.hold().num_milliseconds()).await?;
+        Ok(end.into_iter().chain(lapse).min())
     }
 
     /// Runs the scheduler until `shutdown` is cancelled, ticking only while `leader` says this
@@ -121,9 +181,14 @@ impl Domain {
     }
 
     /// Passes while this node leads; `true` when stopped by `shutdown`, `false` when the lead
-    /// was lost.
+    /// was lost. Recovers payments at the start of the lead and every [`RECOVERY_EVERY`].
     async fn lead(&self, leader: &mut watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
+        let mut next_recovery = self.now();
         loop {
+            if self.now() >= next_recovery {
+                self.spawn_recovery();
+                next_recovery = self.now() + RECOVERY_EVERY;
+            }
             let wait = match self.pass().await {
                 Ok(wait) => wait,
                 Err(e) => {
@@ -159,6 +224,25 @@ impl Domain {
         tracker.spawn(self.clone().run_scheduler(leader, shutdown));
     }
 
+    /// Runs [`recover_payments`](Domain::recover_payments) on a payment task, so gateway calls
+    /// (possibly slow: that may be why a payment is unsettled) never hold up the timers; at most
+    /// one at a time.
+    fn spawn_recovery(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.recovering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let domain = self.clone();
+        self.inner.payments.spawn(async move {
+            match domain.recover_payments().await {
+                Ok(r) if r != Default::default() => tracing::info!(?r, "payments recovered"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = ?e, "payment recovery failed; retrying later"),
+            }
+            domain.inner.recovering.store(false, Ordering::Release);
+        });
+    }
+
     /// One pass; answers how long to sleep (`None`: until woken).
     async fn pass(&self) -> Result<Option<StdDuration>, DomainError> {
         let fired = self.fire_due().await?;
@@ -175,7 +259,9 @@ impl Domain {
             return Ok(Some(MAX_NAP));
         };
         let until = (next - self.now()).to_std().unwrap_or(StdDuration::ZERO);
-        Ok(Some(until.min(MAX_NAP)))
+        // Also wake for the next recovery look.
+        let recovery = RECOVERY_EVERY.to_std().unwrap_or(MAX_NAP);
+        Ok(Some(until.min(MAX_NAP).min(recovery)))
     }
 }
 

@@ -6,8 +6,8 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 pub use parkmate_db::{
-    BookingStatus, BookingWindow, CarWashStatus, EmptyWindow, PaymentMethod, PaymentStatus,
-    UnknownValue,
+    BookingStatus, BookingWindow, CarWashStatus, EmptyWindow, PaymentKind, PaymentMethod,
+    PaymentState, PaymentStatus, UnknownValue,
 };
 
 /// Why an input was refused. Each variant has a stable `code()` the HTTP edge answers with (422).

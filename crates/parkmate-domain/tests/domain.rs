@@ -100,8 +100,8 @@ async fn the_database_refuses_overlaps_whatever_the_writer(w: World) {
         .unwrap();
     // A raw insert that skips every application check still cannot overlap.
     let insert = format!(
-        "INSERT INTO bookings (user_id, slot_id, start_at_ms, end_at_ms, duration_minutes, status, payment_method, \
-         payment_status, amount_cents, created_at_ms) VALUES ({}, {}, {}, {}, 30, 'confirmed', 'cash', 'pending', 0, 0)",
+        "INSERT INTO bookings (user_id, slot_id, start_at_ms, end_at_ms, duration_minutes, status, \
+         created_at_ms, requested_at_ms) VALUES ({}, {}, {}, {}, 30, 'confirmed', 0, 0)",
         w.other_driver.id,
         b.slot_id,
         b.window.start().timestamp_millis() + 60_000,
@@ -315,6 +315,8 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
         .create_booking(d, cash(w.slot(1), 60, false))
         .await
         .unwrap();
+    // Approved: an unapproved request would lapse after the hold, long before its warning.
+    w.domain.approve(actor(&w.admin), b.id).await.unwrap();
     assert_eq!(
         w.domain.next_deadline().await.unwrap(),
         Some(b.window.end() - Duration::minutes(5))
@@ -327,7 +329,8 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
         w.domain.fire_due().await.unwrap(),
         Fired {
             warned: 1,
-            expired: 0
+            expired: 0,
+            lapsed: 0,
         }
     );
     assert_eq!(w.domain.fire_due().await.unwrap(), Fired::default());
@@ -341,7 +344,8 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
         w.domain.fire_due().await.unwrap(),
         Fired {
             warned: 0,
-            expired: 1
+            expired: 1,
+            lapsed: 0,
         }
     );
     assert_eq!(w.domain.fire_due().await.unwrap(), Fired::default());
@@ -370,7 +374,8 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
         w.domain.fire_due().await.unwrap(),
         Fired {
             warned: 1,
-            expired: 0
+            expired: 0,
+            lapsed: 0,
         }
     );
     w.clock.advance(Duration::minutes(5));
@@ -378,7 +383,8 @@ async fn warning_then_expiry_fire_once_each_and_again_after_renewal(w: World) {
         w.domain.fire_due().await.unwrap(),
         Fired {
             warned: 0,
-            expired: 1
+            expired: 1,
+            lapsed: 0,
         }
     );
 
@@ -399,6 +405,10 @@ async fn deadlines_that_passed_while_down_fire_once_at_start(w: World) {
         .create_booking(d, cash(w.slot(1), 60, false))
         .await
         .unwrap();
+    w.domain
+        .approve(actor(&w.admin), warned_only.id)
+        .await
+        .unwrap();
     let ended = w
         .domain
         .create_booking(actor(&w.other_driver), cash(w.slot(2), 20, false))
@@ -411,7 +421,8 @@ async fn deadlines_that_passed_while_down_fire_once_at_start(w: World) {
         after_restart.fire_due().await.unwrap(),
         Fired {
             warned: 1,
-            expired: 1
+            expired: 1,
+            lapsed: 0,
         }
     );
     // And again after another restart: nothing fires twice.
@@ -677,6 +688,8 @@ async fn event_rows_have_the_documented_recipient_level_text_and_data(w: World) 
         .create_booking(d, cash(w.slot(2), 60, true))
         .await
         .unwrap();
+    // Approved, so that it lives to its warning and expiry (a request would lapse first).
+    w.domain.approve(admin, b.id).await.unwrap();
     let n = w.notes_of("booking_created").await.pop().unwrap();
     assert_note(
         &n,
@@ -891,6 +904,8 @@ async fn renewing_a_booking_whose_time_ran_out_before_the_scheduler_expired_it(w
         .create_booking(d, cash(w.slot(1), 10, false))
         .await
         .unwrap();
+    // Approved once, so the renewal confirms it (a never-approved one would be a new request).
+    w.domain.approve(actor(&w.admin), b.id).await.unwrap();
     // No fire_due: the scheduler has not run yet when the driver presses "Renew".
     w.clock.advance(Duration::minutes(10));
     let renewed = w
@@ -1005,14 +1020,18 @@ async fn on_postgres_two_nodes_firing_at_once_store_each_event_once() {
         w.domain.fire_due().await.unwrap(),
         Fired {
             warned: 0,
-            expired: n
+            expired: n,
+            lapsed: 0,
         }
     );
     for (d, slot) in drivers.iter().zip(&slots) {
-        w.domain
+        let b = w
+            .domain
             .create_booking(actor(d), cash(*slot, 30, false))
             .await
             .unwrap();
+        // Approved: a request would lapse after the hold, before its warning.
+        w.domain.approve(actor(&w.admin), b.id).await.unwrap();
     }
     // The same moment on both nodes: 56 minutes past t0, the second five in their last 5.
     let (a, _) = w.restart(common::t0() + Duration::minutes(56)).await;

@@ -404,12 +404,21 @@ impl Hub {
     }
 
     /// Hands a notification frame to every local socket of its audience.
+    ///
+    /// A lot's staff is not an audience the hub can resolve (membership lives in the store and
+    /// changes with assignments): the notifier's dispatcher publishes such a notification to each
+    /// member's user stream instead, so it never arrives here as [`Audience::Lot`]. If one did,
+    /// it reaches nobody live; the store still replays it to the lot's staff.
     pub fn publish_notification(&self, audience: Audience, id: i64, frame: Bytes) -> FanOut {
         let delivery = Delivery::Notification { id, frame };
         let pick = match audience {
             Audience::User(u) => Pick::User(u),
             Audience::Role(r) => Pick::Role(r),
             Audience::All => Pick::All,
+            Audience::Lot(lot) => {
+                tracing::warn!(lot, id, "a lot audience reached the hub unresolved");
+                return FanOut::default();
+            }
         };
         self.fan_out(pick, &delivery)
     }

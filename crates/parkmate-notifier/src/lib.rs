@@ -402,7 +402,7 @@ impl<'a> Outbox<'a> {
                 break;
             }
             let id = p.id;
-            self.broker.publish(BusEvent::Notification(p)).await?;
+            self.send(p).await?;
             self.cursor = id;
             published += 1;
         }
@@ -418,9 +418,7 @@ impl<'a> Outbox<'a> {
             }
             let full = rows.len() == DISPATCH_PAGE as usize;
             for n in &rows {
-                self.broker
-                    .publish(BusEvent::Notification(published(n)))
-                    .await?;
+                self.send(published(n)).await?;
                 self.cursor = n.id;
             }
             metrics::counter!("parkmate_notifications_published_total")
@@ -429,6 +427,30 @@ impl<'a> Outbox<'a> {
                 return Ok(());
             }
         }
+    }
+
+    /// Publishes one notification. A lot's staff ([`Audience::Lot`]) is resolved here, when it is
+    /// published, to its members' user streams: the hubs know users and roles, not lots, and
+    /// resolving late means whoever works at the lot now hears it (an assignment made a moment
+    /// ago included, without a reconnect), the same membership replay and inbox read. Employees
+    /// per lot are few, so that is a handful of publishes; a failure half-way repeats them all
+    /// (clients dedupe by id).
+    async fn send(&self, p: Arc<Published>) -> Result<(), DispatchError> {
+        let Audience::Lot(lot) = p.audience else {
+            self.broker.publish(BusEvent::Notification(p)).await?;
+            return Ok(());
+        };
+        for user in self.store.lot_staff(lot).await? {
+            let copy = Published {
+                id: p.id,
+                audience: Audience::User(user),
+                frame: p.frame.clone(),
+            };
+            self.broker
+                .publish(BusEvent::Notification(Arc::new(copy)))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Saves the cursor when it moved and the last save is old enough (or `now`).

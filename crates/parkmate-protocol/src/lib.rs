@@ -126,11 +126,17 @@ impl FromStr for Role {
 }
 
 /// Who a stored notification is for. Group audiences are one row, not one row per recipient; each
-/// viewer sees the union of its own user stream, its role stream and the broadcast stream.
+/// viewer sees the union of its own user stream, its role stream, the streams of the lots it works
+/// at and the broadcast stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Audience {
     User(i64),
     Role(Role),
+    /// The staff of a lot: whoever works there (the store's `lot_employees`) *when it is read*.
+    /// Membership is not part of a viewer's identity, so the store decides who sees it (replay,
+    /// inbox, read state) and the publisher resolves it to its members' user streams for live
+    /// delivery; an assignment takes effect for both at once, without a reconnect.
+    Lot(i64),
     All,
 }
 
@@ -142,11 +148,14 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    pub fn sees(&self, audience: Audience) -> bool {
+    /// Whether this viewer sees `audience`, when its identity alone says so; `None` for a lot's
+    /// staff, whose membership only the store knows.
+    pub fn sees(&self, audience: Audience) -> Option<bool> {
         match audience {
-            Audience::User(id) => id == self.user_id,
-            Audience::Role(role) => role == self.role,
-            Audience::All => true,
+            Audience::User(id) => Some(id == self.user_id),
+            Audience::Role(role) => Some(role == self.role),
+            Audience::All => Some(true),
+            Audience::Lot(_) => None,
         }
     }
 }
@@ -385,10 +394,11 @@ mod tests {
             user_id: 7,
             role: Role::Owner,
         };
-        assert!(v.sees(Audience::User(7)));
-        assert!(!v.sees(Audience::User(8)));
-        assert!(v.sees(Audience::Role(Role::Owner)));
-        assert!(!v.sees(Audience::Role(Role::Admin)));
-        assert!(v.sees(Audience::All));
+        assert_eq!(v.sees(Audience::User(7)), Some(true));
+        assert_eq!(v.sees(Audience::User(8)), Some(false));
+        assert_eq!(v.sees(Audience::Role(Role::Owner)), Some(true));
+        assert_eq!(v.sees(Audience::Role(Role::Admin)), Some(false));
+        assert_eq!(v.sees(Audience::All), Some(true));
+        assert_eq!(v.sees(Audience::Lot(3)), None, "the store decides");
     }
 }

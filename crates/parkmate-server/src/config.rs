@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -210,6 +210,32 @@ pub struct BookingSettings {
     /// Seed demo accounts and lots on an empty database.
     #[default(true)]
     pub demo_data: bool,
+    /// Bookings one driver may hold at once (`requested` or `confirmed`); the next create or
+    /// renewal answers 409 `too_many_bookings`.
+    #[default(NonZeroU32::new(2).expect("non-zero"))]
+    pub max_active_per_driver: NonZeroU32,
+    /// How long an unapproved request holds its slot before it lapses (slot released, online
+    /// payments refunded, the driver told).
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(15 * 60))]
+    pub request_hold: Duration,
+    /// How old a charge or refund left unsettled (a crash, a gateway outage) must be before the
+    /// leader's recovery settles it. Longer than any gateway call a request may still be waiting
+    /// for.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10 * 60))]
+    pub payment_grace: Duration,
+}
+
+impl BookingSettings {
+    /// The rules the booking domain enforces.
+    pub fn rules(&self) -> parkmate_domain::BookingRules {
+        parkmate_domain::BookingRules {
+            max_active_per_driver: self.max_active_per_driver,
+            request_hold: self.request_hold,
+            payment_grace: self.payment_grace,
+        }
+    }
 }
 
 /// A database URL: `sqlite:…` or `<scheme>://…` (the store picks the engine by scheme).
@@ -448,6 +474,8 @@ impl Settings {
         positive("token_ttl", self.token_ttl)?;
         positive("ws.heartbeat_interval", self.ws.heartbeat_interval)?;
         positive("ws.write_timeout", self.ws.write_timeout)?;
+        positive("booking.request_hold", self.booking.request_hold)?;
+        positive("booking.payment_grace", self.booking.payment_grace)?;
         if self.ws.heartbeat_timeout <= self.ws.heartbeat_interval {
             return Err(invalid(
                 "ws.heartbeat_timeout",
@@ -883,6 +911,47 @@ mod tests {
         );
         let err = load("", &[("PARKMATE_API_KEY", "[1, 2]")]).unwrap_err();
         assert!(err.contains("`api_key`") && !err.contains("1, 2"), "{err}");
+    }
+
+    #[test]
+    fn booking_rules_are_typed_settings() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.booking.rules(), parkmate_domain::BookingRules::default());
+        let s = load(
+            "[booking]\nrequest_hold = \"5m\"\n",
+            &[
+                ("PARKMATE_BOOKING_MAX_ACTIVE_PER_DRIVER", "3"),
+                ("PARKMATE_BOOKING_PAYMENT_GRACE", "90s"),
+            ],
+        )
+        .unwrap();
+        let rules = s.booking.rules();
+        assert_eq!(rules.max_active_per_driver.get(), 3);
+        assert_eq!(rules.request_hold, Duration::from_secs(300));
+        assert_eq!(rules.payment_grace, Duration::from_secs(90));
+        for (env, expect) in [
+            (
+                ("PARKMATE_BOOKING_MAX_ACTIVE_PER_DRIVER", "0"),
+                "`booking.max_active_per_driver`",
+            ),
+            (
+                ("PARKMATE_BOOKING_REQUEST_HOLD", "15"),
+                "`booking.request_hold`",
+            ),
+            (
+                ("PARKMATE_BOOKING_REQUEST_HOLD", "0s"),
+                "`booking.request_hold`",
+            ),
+            (
+                ("PARKMATE_BOOKING_PAYMENT_GRACE", "0s"),
+                "`booking.payment_grace`",
+            ),
+        ] {
+            let err = load("", &[env])
+                .and_then(|s| s.validate().map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(err.contains(expect), "{env:?}: {err}");
+        }
     }
 
     #[test]

@@ -192,11 +192,12 @@ impl Application {
         // `booking.api = false` runs the notification core alone. On PostgreSQL every node of a
         // cluster serves the booking API on the one shared database.
         let domain = if settings.booking.api {
-            Some(Domain::new(
+            Some(Domain::with_rules(
                 database.clone(),
                 clock.clone(),
                 Arc::new(TestGateway::new()),
                 notifier.outbox(),
+                settings.booking.rules(),
             ))
         } else {
             None
@@ -261,6 +262,16 @@ impl Application {
         // ticks only while this node leads, so a cluster fires each timer on one node.
         if let Some(domain) = domain {
             domain.spawn_scheduler(&state.tracker, state.shutdown.clone(), state.leader.clone());
+            // Payments in flight (a charge on its way to its booking or its refund) finish
+            // before the process exits, within the same shutdown deadline; what a hard stop
+            // interrupts, the next leader's recovery settles.
+            state.tracker.spawn({
+                let (domain, shutdown) = (domain.clone(), state.shutdown.clone());
+                async move {
+                    shutdown.cancelled().await;
+                    domain.payments_settled().await;
+                }
+            });
             router = router.merge(parkmate_booking_http::router(BookingApi {
                 domain,
                 keys: state.keys.clone(),

@@ -545,6 +545,11 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
         ("booking_declined", "Admin declined your booking request")
     );
     assert_eq!(n.data["booking_id"], booking["id"]);
+    // Olga, the lot's owner, hears of the change on her dashboard's stream (no event of the ten).
+    let n = olga_on_b.next_notification().await;
+    assert_eq!(n.event, "lot_activity");
+    assert_eq!(n.data["booking_id"], booking["id"]);
+    assert_eq!(n.data["status"], "declined");
     dana_on_b
         .assert_no_notification(Duration::from_millis(300))
         .await;
@@ -597,6 +602,18 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
     )
     .await;
     assert_eq!(status, 201, "{booking}");
+    // Approved (through the leader): a request nobody approves lapses after the hold, long
+    // before its warning.
+    let (_, _, admin_token) = login(node(leader), "admin", "admin-demo-123").await;
+    let (status, body) = call(
+        node(leader),
+        "POST",
+        &format!("/api/bookings/{}/approve", booking["id"]),
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // 56 minutes later on every node: the warning fires once, on the leader (the followers only
     // move their clocks; the leader's advance answers once the warning is stored).

@@ -111,6 +111,19 @@ impl Demo {
         b
     }
 
+    /// The admin approves booking `b` (a request nobody approves lapses after the hold).
+    async fn approve(&self, b: &Value) {
+        let (status, body) = self
+            .call(
+                "admin",
+                "POST",
+                &format!("/api/bookings/{}/approve", b["id"]),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     async fn advance(&self, seconds: i64) {
         let (status, body) = call(
             &self.app,
@@ -165,12 +178,41 @@ async fn call(
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// `to` receives exactly one notification, which is returned; every other socket stays silent.
+/// What keeps the staff's screens live (not one of the ten), and the one demo user each kind
+/// may reach in these tests: the owner of the lot booked (Olga), the admins' role, the staff of
+/// Olga's lot (Emil).
+const STAFF_LIVE: [(&str, &str); 4] = [
+    ("lot_activity", "olga"),
+    ("booking_requested", "admin"),
+    ("booking_request_lapsed", "admin"),
+    ("car_wash_requested", "emil"),
+];
+
+fn staff_live(event: &str) -> Option<&'static str> {
+    STAFF_LIVE
+        .iter()
+        .find(|(kind, _)| *kind == event)
+        .map(|(_, who)| *who)
+}
+
+/// `to` receives exactly one notification besides the staff's live side traffic, which is
+/// returned; every other socket stays silent but for that side traffic, each kind reaching only
+/// whom it is for ([`STAFF_LIVE`]).
 async fn only(mut sockets: HashMap<&'static str, Client>, to: &str) -> NotificationFrame {
-    let frame = sockets.get_mut(to).unwrap().next_notification().await;
-    // Every socket, the recipient's included, now stays free of notifications. Unread-count
-    // frames may still arrive (the count a socket announces after its replay), so they are
-    // allowed; a bystander's count must not move, though.
+    let mut side: HashMap<&str, Vec<String>> = HashMap::new();
+    let frame = loop {
+        let f = sockets.get_mut(to).unwrap().next_notification().await;
+        match staff_live(&f.event) {
+            Some(whom) => {
+                assert_eq!(whom, to, "{f:?} reached {to}");
+                side.entry(to).or_default().push(f.event);
+            }
+            None => break f,
+        }
+    };
+    // Every socket, the recipient's included, now stays free of notifications but the staff's.
+    // Unread-count frames may still arrive (the count a socket announces after its replay), so
+    // they are allowed; a bystander's count must not move, though, unless staff traffic reached it.
     let deadline = tokio::time::Instant::now() + QUIET;
     for (who, socket) in sockets.iter_mut() {
         let mut counts = Vec::new();
@@ -178,10 +220,13 @@ async fn only(mut sockets: HashMap<&'static str, Client>, to: &str) -> Notificat
             match tokio::time::timeout_at(deadline, socket.next_frame()).await {
                 Err(_) => break,
                 Ok(ServerFrame::UnreadCount { count }) => counts.push(count),
+                Ok(ServerFrame::Notification(n)) if staff_live(&n.event) == Some(*who) => {
+                    side.entry(who).or_default().push(n.event);
+                }
                 Ok(other) => panic!("{who} got an unexpected frame: {other:?}"),
             }
         }
-        if *who != to {
+        if *who != to && !side.contains_key(who) {
             assert!(
                 counts.windows(2).all(|w| w[0] == w[1]),
                 "{who}'s unread count moved: {counts:?}"
@@ -210,6 +255,7 @@ fn assert_booking_data(f: &NotificationFrame, b: &Value) {
 async fn event_1_booking_expiring_reaches_the_driver_five_minutes_before_the_end() {
     let d = Demo::start().await;
     let b = d.book(3, 60, false).await;
+    d.approve(&b).await;
     let sockets = d.sockets().await;
     d.advance(55 * 60).await;
     let f = only(sockets, "dana").await;
@@ -226,6 +272,8 @@ async fn event_1_booking_expiring_reaches_the_driver_five_minutes_before_the_end
 async fn event_3_booking_renewed_reaches_the_driver() {
     let d = Demo::start().await;
     let b = d.book(3, 10, false).await;
+    // Approved once, so the renewal confirms it (a never-approved one would be a new request).
+    d.approve(&b).await;
     d.advance(11 * 60).await;
     let sockets = d.sockets().await;
     let (status, renewed) = d
@@ -445,4 +493,148 @@ async fn a_double_click_notifies_once() {
     assert_eq!((a.0, b2.0), (200, 200));
     let f = only(sockets, "dana").await;
     assert_eq!(f.event, "cash_payment_verified");
+}
+
+/// Not one of the ten: a request nobody approves within the hold lapses; the driver hears of
+/// it, with what was refunded, and the slot is free again.
+#[tokio::test]
+async fn a_request_nobody_approves_lapses_and_the_driver_is_told() {
+    let d = Demo::start().await;
+    let (status, b) = d
+        .call("dana", "POST", "/api/bookings", Some(json!({"slot_id": d.slot(3), "duration_minutes": 60, "payment_method": "online", "card_number": "4242424242424242"})))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let sockets = d.sockets().await;
+    d.advance(15 * 60).await;
+    let f = only(sockets, "dana").await;
+    assert_frame(
+        &f,
+        Level::Warning,
+        "booking_lapsed",
+        "Your booking request for Slot #3 lapsed: it was not approved in time",
+    );
+    assert_eq!(f.data["refund_cents"], b["amount_cents"]);
+    let (_, after) = d
+        .call("dana", "GET", &format!("/api/bookings/{}", b["id"]), None)
+        .await;
+    assert_eq!(
+        (after["status"].as_str(), after["payment_status"].as_str()),
+        (Some("lapsed"), Some("refunded"))
+    );
+    assert_eq!(after["windows"][0]["refund"]["status"], "succeeded");
+}
+
+/// Admins hear of every new request live (their pending list refreshes on it), one row for the
+/// role however many admins there are.
+#[tokio::test]
+async fn admins_hear_of_every_new_request_live() {
+    let d = Demo::start().await;
+    let mut sockets = d.sockets().await;
+    let b = d.book(3, 60, false).await;
+    let f = sockets.get_mut("admin").unwrap().next_notification().await;
+    let lot_name = d.olga_lot["name"].as_str().unwrap();
+    assert_frame(
+        &f,
+        Level::Info,
+        "booking_requested",
+        &format!(
+            "New booking request #{} at {lot_name} awaits approval",
+            b["id"]
+        ),
+    );
+    assert_booking_data(&f, &b);
+    let stored = d.app.state.store.after(0, 1000).await.unwrap();
+    let rows: Vec<_> = stored
+        .iter()
+        .filter(|n| n.event == "booking_requested")
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].audience,
+        parkmate_protocol::Audience::Role(Role::Admin)
+    );
+    // The owner gets event 8 as always; nobody else hears anything.
+    sockets.remove("admin");
+    let f = only(sockets, "olga").await;
+    assert_eq!(f.event, "booking_created");
+}
+
+/// The lot's staff hear of every new car-wash job live, from one row for the lot; an employee
+/// assigned while connected hears the next job of their new lot at once, without reconnecting.
+#[tokio::test]
+async fn the_lots_staff_hear_of_car_wash_jobs_live_also_right_after_an_assignment() {
+    let d = Demo::start().await;
+    let mut sockets = d.sockets().await;
+    let b = d.book(1, 60, true).await;
+    let f = sockets.get_mut("emil").unwrap().next_notification().await;
+    let lot_name = d.olga_lot["name"].as_str().unwrap();
+    assert_frame(
+        &f,
+        Level::Info,
+        "car_wash_requested",
+        &format!(
+            "New car wash job: booking #{} at {lot_name}, Slot #1",
+            b["id"]
+        ),
+    );
+    assert_booking_data(&f, &b);
+
+    // Emil is assigned to Otto's lot while his socket stays open.
+    let otto_lot = d.otto_lot["id"].as_i64().unwrap();
+    let (status, body) = d
+        .call(
+            "admin",
+            "POST",
+            &format!("/api/lots/{otto_lot}/employees"),
+            Some(json!({"employee_id": d.id("emil")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let wash_slot = d.otto_lot["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["car_wash"] == true)
+        .expect("Otto's lot has a car-wash slot")["id"]
+        .clone();
+    let (status, job) = d
+        .call("dev", "POST", "/api/bookings", Some(json!({"slot_id": wash_slot, "duration_minutes": 30, "car_wash": true, "payment_method": "cash"})))
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let f = sockets.get_mut("emil").unwrap().next_notification().await;
+    assert_eq!(f.event, "car_wash_requested");
+    assert_eq!(f.data["booking_id"], job["id"]);
+    assert_eq!(f.data["lot_id"], json!(otto_lot));
+    // Drivers never hear of jobs.
+    for driver in ["dana", "dev"] {
+        sockets
+            .get_mut(driver)
+            .unwrap()
+            .assert_no_notification(QUIET)
+            .await;
+    }
+}
+
+/// The owner hears of every change at their lots (their dashboard refreshes on it).
+#[tokio::test]
+async fn the_owner_hears_of_every_change_at_their_lots() {
+    let d = Demo::start().await;
+    let b = d.book(3, 60, false).await;
+    let mut sockets = d.sockets().await;
+    d.approve(&b).await;
+    let f = sockets.get_mut("olga").unwrap().next_notification().await;
+    let lot_name = d.olga_lot["name"].as_str().unwrap();
+    assert_frame(
+        &f,
+        Level::Info,
+        "lot_activity",
+        &format!("Booking #{} at {lot_name}: approved", b["id"]),
+    );
+    assert_eq!(f.data["status"], "confirmed");
+    // Approving sends nothing else: not to the driver, not to anyone.
+    for (who, socket) in sockets.iter_mut() {
+        if *who != "olga" {
+            socket.assert_no_notification(QUIET).await;
+        }
+    }
 }

@@ -65,7 +65,11 @@ export interface paths {
         /** The bookings the caller may see. */
         get: operations["bookings"];
         put?: never;
-        /** Book a slot from now (drivers). Event 8 to the lot's owner. */
+        /**
+         * Book a slot from now (drivers): a request that holds the slot until an admin decides, or until
+         *     it lapses after the request hold. Online payments are charged first and always end booked or
+         *     refunded. Event 8 to the lot's owner.
+         */
         post: operations["create_booking"];
         delete?: never;
         options?: never;
@@ -133,7 +137,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Decline a request (admins). Event 6 to the driver. */
+        /**
+         * Decline a request (admins), refunding its online payments. Event 6 to the driver, with
+         *     `data.refund_cents`.
+         */
         post: operations["decline"];
         delete?: never;
         options?: never;
@@ -151,8 +158,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Renew an expired booking from now, paying again (its driver). Event 3 on success; a refusal
-         *     also sends event 4 with the reason.
+         * Renew an expired booking from now, paying for a new window (its driver). A booking approved
+         *     once is `confirmed` again; one never approved becomes a new request (`requested`). Event 3 on
+         *     success; a refusal also sends event 4 with the reason.
          */
         post: operations["renew"];
         delete?: never;
@@ -170,7 +178,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Confirm the cash was received (the lot's owner, admins). Event 7 to the driver. */
+        /**
+         * Confirm the cash of a window was received (the lot's owner, admins): the window named, or the
+         *     oldest one not yet verified. Event 7 to the driver, once per window.
+         */
         post: operations["verify_cash"];
         delete?: never;
         options?: never;
@@ -299,38 +310,52 @@ export interface components {
         BookingDto: {
             /**
              * Format: int64
-             * @description Everything charged: the first window plus renewals.
+             * @description Everything charged or owed: the sum of the windows.
              */
             amount_cents: number;
+            /** @description When an admin approved it; `null` if never. */
+            approved_at?: string | null;
             car_wash: boolean;
             /** @description `null` (not ordered), `pending` or `done`. */
             car_wash_status?: string | null;
             decline_reason?: string | null;
-            /** @description RFC 3339, UTC. */
+            /** @description The current window's end, RFC 3339, UTC. */
             end_at: string;
             /** Format: int64 */
             id: number;
+            /** @description For a `requested` booking: when it lapses unless approved; `null` otherwise. */
+            lapses_at?: string | null;
             /** Format: int64 */
             lot_id: number;
             lot_name: string;
-            /** @description `cash` or `online`. */
+            /** @description How the current window is paid: `cash` or `online`. */
             payment_method: string;
-            /** @description `pending` (cash not yet verified) or `paid`. */
+            /**
+             * @description All windows together: `pending` (some window's cash not yet verified), `paid`, or
+             *     `refunded` (every window given back).
+             */
             payment_status: string;
+            /**
+             * Format: int64
+             * @description The part of `amount_cents` refunded.
+             */
+            refunded_cents: number;
             /** Format: int64 */
             slot_id: number;
             /** Format: int64 */
             slot_number: number;
-            /** @description RFC 3339, UTC. */
+            /** @description The current window's start, RFC 3339, UTC. */
             start_at: string;
             /**
-             * @description `requested`, `confirmed`, `declined` or `expired`.
+             * @description `requested`, `confirmed`, `declined`, `expired` or `lapsed`.
              * @example requested
              */
             status: string;
             /** Format: int64 */
             user_id: number;
             user_name: string;
+            /** @description Its windows, oldest first: the first, then one per renewal, each with its own payment. */
+            windows: components["schemas"]["WindowDto"][];
         };
         BookingsResponse: {
             items: components["schemas"]["BookingDto"][];
@@ -411,6 +436,22 @@ export interface components {
         LotsResponse: {
             items: components["schemas"]["LotDto"][];
         };
+        /** @description A call to the payment gateway. */
+        PaymentDto: {
+            /** Format: int64 */
+            amount_cents: number;
+            created_at: string;
+            /** Format: int64 */
+            id: number;
+            /** @description The gateway's reference. */
+            reference?: string | null;
+            settled_at?: string | null;
+            /**
+             * @description A charge: `succeeded` or `refunded`. A refund: `pending` (decided, the gateway has not
+             *     confirmed it yet), `succeeded` or `failed`.
+             */
+            status: string;
+        };
         RegisterRequest: {
             /** @example dana@example.com */
             email: string;
@@ -450,6 +491,35 @@ export interface components {
         };
         UsersResponse: {
             items: components["schemas"]["UserDto"][];
+        };
+        VerifyCashRequest: {
+            /**
+             * Format: int32
+             * @description The window whose cash was received (its `seq`); omitted: the oldest unverified one.
+             */
+            window?: number | null;
+        };
+        /** @description One paid period of a booking. */
+        WindowDto: {
+            /** Format: int64 */
+            amount_cents: number;
+            /** @description When the owner or an admin verified this window's cash. */
+            cash_verified_at?: string | null;
+            charge?: null | components["schemas"]["PaymentDto"];
+            /** Format: int32 */
+            duration_minutes: number;
+            end_at: string;
+            /** @description `cash` or `online`. */
+            payment_method: string;
+            /** @description `pending` (cash not yet verified), `paid` or `refunded`. */
+            payment_status: string;
+            refund?: null | components["schemas"]["PaymentDto"];
+            /**
+             * Format: int32
+             * @description 1, 2, …: pass it to `verify-cash` as `window`.
+             */
+            seq: number;
+            start_at: string;
         };
     };
     responses: never;
@@ -634,7 +704,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `slot_taken` */
+            /** @description `slot_taken`, `too_many_bookings` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -891,7 +961,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_renewable`, `slot_taken` (event 4) */
+            /** @description `not_renewable`, `slot_taken`, `too_many_bookings` (event 4) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -928,7 +998,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description optional */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyCashRequest"];
+            };
+        };
         responses: {
             200: {
                 headers: {
@@ -946,6 +1021,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `not_found` (also an unknown window) */
             404: {
                 headers: {
                     [name: string]: unknown;

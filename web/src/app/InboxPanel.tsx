@@ -3,8 +3,9 @@ import { AlertTriangle, CheckCircle, Info, XCircle } from 'lucide-react';
 import { useToastHistory, type Level, type Notification } from '../notifications';
 import { api, errorMessage } from './api';
 import { useAuth } from './auth';
+import { refundText } from './components';
 import { ago } from './format';
-import { useLive } from './live';
+import { refundOf, useLive } from './live';
 import { navigate } from './router';
 
 const ICONS: Record<Level, typeof Info> = {
@@ -128,6 +129,7 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
       <ul className="inbox__list">
         {items.map((n) => {
           const Icon = ICONS[n.level] ?? Info;
+          const refund = refundOf(n);
           return (
             <li
               key={n.id}
@@ -140,6 +142,11 @@ export function InboxPanel({ onClose }: { onClose: () => void }) {
                 <Icon size={18} aria-hidden className="inbox__icon" />
                 <span className="inbox__text">
                   <span className="inbox__msg">{n.message}</span>
+                  {refund != null && (
+                    <span className="inbox__detail" data-testid={`inbox-refund-${n.id}`}>
+                      {refundText(refund)}
+                    </span>
+                  )}
                   <span className="inbox__time">{ago(n.created_at)}</span>
                 </span>
               </button>

@@ -42,9 +42,28 @@ type JsonContent<R> = R extends { content: { 'application/json': infer T } } ? T
  */
 export type Role = 'user' | 'owner' | 'admin' | 'employee';
 /** Hand-written: `BookingDto.status` is a string in the document; the states of docs/booking-api.md. */
-export type BookingStatus = 'requested' | 'confirmed' | 'declined' | 'expired';
+export type BookingStatus = 'requested' | 'confirmed' | 'declined' | 'expired' | 'lapsed';
 /** Hand-written: `payment_method` is a string in the document; `cash` or `online`. */
 export type PaymentMethod = 'cash' | 'online';
+/** Hand-written: a window's (and a booking's) payment status, a string in the document. */
+export type PaymentStatus = 'pending' | 'paid' | 'refunded';
+
+/** A call to the payment gateway (a window's charge or refund); `status` narrowed by hand. */
+export type Payment = Narrow<
+  Schemas['PaymentDto'],
+  { status: 'pending' | 'succeeded' | 'failed' | 'refunded'; reference: string | null; settled_at: string | null }
+>;
+/** One paid period of a booking: the first, then one per renewal, each with its own payment. */
+export type BookingWindow = Narrow<
+  Schemas['WindowDto'],
+  {
+    payment_method: PaymentMethod;
+    payment_status: PaymentStatus;
+    cash_verified_at: string | null;
+    charge: Payment | null;
+    refund: Payment | null;
+  }
+>;
 
 export type User = Narrow<Schemas['UserDto'], { role: Role }>;
 export type Slot = Schemas['SlotDto'];
@@ -59,9 +78,12 @@ export type Booking = Narrow<
   {
     status: BookingStatus;
     payment_method: PaymentMethod;
-    payment_status: 'pending' | 'paid';
+    payment_status: PaymentStatus;
     car_wash_status: 'pending' | 'done' | null;
     decline_reason: string | null;
+    approved_at: string | null;
+    lapses_at: string | null;
+    windows: BookingWindow[];
   }
 >;
 
@@ -164,7 +186,9 @@ export const api = {
     call<'create_booking', Booking>('POST', '/bookings', b),
   approve: (id: number) => call<'approve', Booking>('POST', `/bookings/${id}/approve`),
   decline: (id: number, reason?: string) => call<'decline', Booking>('POST', `/bookings/${id}/decline`, reason ? { reason } : {}),
-  verifyCash: (id: number) => call<'verify_cash', Booking>('POST', `/bookings/${id}/verify-cash`),
+  /** The cash of window `seq`, or (without it) of the oldest window not yet verified. */
+  verifyCash: (id: number, seq?: number) =>
+    call<'verify_cash', Booking>('POST', `/bookings/${id}/verify-cash`, seq == null ? {} : { window: seq }),
   carWashDone: (id: number) => call<'car_wash_done', Booking>('POST', `/bookings/${id}/car-wash-done`),
   renew: (id: number, r: Narrow<Body<'renew'>, { payment_method: PaymentMethod }>) =>
     call<'renew', Booking>('POST', `/bookings/${id}/renew`, r),

@@ -21,7 +21,8 @@ export const EXPIRED_MESSAGE = 'Your booking has expired. Slot released.';
 export type TimerAlert = 'expiring' | 'expired' | null;
 
 export function timerAlert(leftMs: number, status: BookingStatus): TimerAlert {
-  if (status === 'declined') return null;
+  // Ended by an admin or by the request hold: no countdown events for a slot never granted.
+  if (status === 'declined' || status === 'lapsed') return null;
   if (leftMs > 0) {
     if (status === 'expired') return null;
     return leftMs <= WARN_BEFORE_MS ? 'expiring' : null;

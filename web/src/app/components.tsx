@@ -1,5 +1,7 @@
 import type { ReactNode } from 'react';
-import { TEST_CARDS, type Booking, type PaymentMethod } from './api';
+import { Banknote } from 'lucide-react';
+import { TEST_CARDS, type Booking, type BookingWindow, type PaymentMethod } from './api';
+import { dateTime, money, time } from './format';
 
 export function StatusPill({ status }: { status: string }) {
   return (
@@ -9,9 +11,76 @@ export function StatusPill({ status }: { status: string }) {
   );
 }
 
-export function PaymentPill({ b }: { b: Booking }) {
+export function PaymentPill({ b }: { b: Pick<Booking, 'payment_method' | 'payment_status'> }) {
   const label = b.payment_method === 'cash' ? `cash · ${b.payment_status}` : `card · ${b.payment_status}`;
-  return <span className={`pill pill--pay-${b.payment_status}`}>{label}</span>;
+  return (
+    <span className={`pill pill--pay-${b.payment_status}`} data-testid="payment-status" data-payment={b.payment_status}>
+      {label}
+    </span>
+  );
+}
+
+/** "Refunded $3.60", the line a refund adds to a booking, a toast or an inbox item. */
+export function refundText(cents: number): string {
+  return `Refunded ${money(cents)}`;
+}
+
+/** What was given back of a booking, when anything was. */
+export function RefundNote({ b }: { b: Booking }) {
+  if (b.refunded_cents <= 0) return null;
+  return (
+    <span className="refund-note" data-testid={`refund-${b.id}`}>
+      {refundText(b.refunded_cents)}
+    </span>
+  );
+}
+
+/** A window's payment in words: how, how much, and what became of it. */
+function windowPayment(w: BookingWindow): string {
+  if (w.payment_method === 'cash') {
+    return w.payment_status === 'paid'
+      ? `Cash ${money(w.amount_cents)}, verified${w.cash_verified_at ? ` ${dateTime(w.cash_verified_at)}` : ''}`
+      : `Cash ${money(w.amount_cents)}, not yet verified`;
+  }
+  if (w.refund) {
+    const state = w.refund.status === 'succeeded' ? 'refunded' : w.refund.status === 'failed' ? 'refund failed' : 'refund pending';
+    return `Card ${money(w.amount_cents)}, ${state}`;
+  }
+  return `Card ${money(w.amount_cents)}, paid`;
+}
+
+/**
+ * A booking's windows, each with its own payment: the first, then one per renewal. With
+ * `onVerify` (the lot's owner, an admin), each window whose cash is unverified offers its own
+ * "Verify cash".
+ */
+export function WindowList(props: { b: Booking; onVerify?: (seq: number) => void; busy?: boolean }) {
+  const { b, onVerify, busy } = props;
+  const ended = b.status === 'declined' || b.status === 'lapsed';
+  return (
+    <ol className="windows" data-testid={`windows-${b.id}`} aria-label="Windows and payments">
+      {b.windows.map((w) => (
+        <li key={w.seq} className="windows__item" data-testid={`window-${b.id}-${w.seq}`} data-payment={w.payment_status}>
+          <span className="windows__when">
+            #{w.seq} · {dateTime(w.start_at)} → {time(w.end_at)}
+          </span>
+          <span className={`windows__pay windows__pay--${w.payment_status}`}>{windowPayment(w)}</span>
+          {w.refund?.reference && <code className="muted">{w.refund.reference}</code>}
+          {onVerify && !ended && w.payment_method === 'cash' && w.payment_status === 'pending' && (
+            <button
+              type="button"
+              className="btn btn--small"
+              disabled={busy}
+              onClick={() => onVerify(w.seq)}
+              data-testid={`verify-cash-${b.id}-${w.seq}`}
+            >
+              <Banknote size={14} aria-hidden /> Verify cash #{w.seq}
+            </button>
+          )}
+        </li>
+      ))}
+    </ol>
+  );
 }
 
 export function WashPill({ b }: { b: Booking }) {

@@ -9,11 +9,14 @@ import { createContext, useCallback, useContext, useEffect, useLayoutEffect, use
 import {
   apiBaseUrl,
   clearToastHistory,
+  notify,
+  toastOptionsFor,
   useWebSocketNotifications,
   type Notification,
   type UseWebSocketNotificationsResult,
 } from '../notifications';
 import { useAuth } from './auth';
+import { refundText } from './components';
 
 interface LiveValue extends UseWebSocketNotificationsResult {
   /** Increments on every new notification; pages put it in their effect dependencies. */
@@ -24,6 +27,29 @@ interface LiveValue extends UseWebSocketNotificationsResult {
 }
 
 const LiveContext = createContext<LiveValue | null>(null);
+
+/** What a notification's data says was refunded (events 5 and 6, `booking_lapsed`), if anything. */
+export function refundOf(n: Pick<Notification, 'data'>): number | null {
+  const cents = n.data?.refund_cents;
+  return typeof cents === 'number' && cents > 0 ? cents : null;
+}
+
+/**
+ * Notifications that only keep a screen current: the owner's `lot_activity` (a change at one of
+ * their lots) refreshes the dashboard, like every notification does, but shows no toast: the
+ * owner did not ask to be interrupted for each change. They stay in the inbox.
+ */
+export const SILENT_EVENTS: ReadonlySet<string> = new Set(['lot_activity']);
+
+/**
+ * The app's toast for a notification: the message exactly as sent, plus a "Refunded $X.XX" line
+ * when the booking's money was given back; none for {@link SILENT_EVENTS}.
+ */
+export function toastNotification(n: Notification): void {
+  if (SILENT_EVENTS.has(n.event)) return;
+  const refund = refundOf(n);
+  notify.show(n.level, n.message, { ...toastOptionsFor(n), detail: refund == null ? undefined : refundText(refund) });
+}
 
 export function LiveProvider({ children }: { children: ReactNode }) {
   const { user, token, logout } = useAuth();
@@ -52,6 +78,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       setLast(n);
       setVersion((v) => v + 1);
     },
+    toast: toastNotification,
   });
 
   // A stable serverNow (countdown effects depend on it) that still reads the latest offset.

@@ -63,6 +63,8 @@ export interface NotifyOptions {
    * listing the toast history next to the inbox can leave it out.
    */
   inInbox?: boolean;
+  /** A second, smaller line under the message (e.g. "Refunded $3.60"); the message stays as sent. */
+  detail?: string;
   onClick?: () => void;
 }
 
@@ -118,7 +120,7 @@ function vibrate(pattern: number | number[] | null): void {
 /** The toaster's `hint`, read by every toast it renders. */
 const HintContext = createContext<string | null>(null);
 
-export function ToastBody({ level, message }: { level: Level; message: string }) {
+export function ToastBody({ level, message, detail }: { level: Level; message: string; detail?: string }) {
   const style = LEVEL_STYLES[level] ?? LEVEL_STYLES.info;
   const Icon = style.icon;
   const hint = useContext(HintContext);
@@ -130,6 +132,11 @@ export function ToastBody({ level, message }: { level: Level; message: string })
       <span className="pm-toast__text">
         {/* Rendered as a text node: a message is never interpreted as HTML. */}
         <span className="pm-toast__message">{message}</span>
+        {detail && (
+          <span className="pm-toast__detail" data-testid="toast-detail">
+            {detail}
+          </span>
+        )}
         <span className="pm-toast__hint">
           {hint}
           {/* Shown while focus is in the toast (notifications.css), read with it then. */}
@@ -159,7 +166,7 @@ export function show(level: Level, message: string, opts: NotifyOptions = {}): I
   if (!opts.silent) vibrate(style.vibration);
   const toastId = id ?? `toast-${++anonymous}`;
   recordToast({ id: toastId, level: lvl, message: text, at: Date.now(), inInbox: opts.inInbox ?? false });
-  return toast(<ToastBody level={lvl} message={text} />, {
+  return toast(<ToastBody level={lvl} message={text} detail={opts.detail} />, {
     toastId,
     type: style.type,
     icon: false,

@@ -1,8 +1,8 @@
 import { useState } from 'react';
 import { Banknote, Droplets } from 'lucide-react';
 import { api, errorMessage, type Booking } from '../app/api';
-import { PaymentPill, StatusPill, WashPill } from '../app/components';
-import { dateTime, money } from '../app/format';
+import { PaymentPill, RefundNote, StatusPill, WashPill, WindowList } from '../app/components';
+import { dateTime, money, time } from '../app/format';
 import { notify } from '../notifications';
 
 /** One booking as a card row, with the actions the viewer may take on it. */
@@ -29,9 +29,20 @@ export function BookingRow(props: {
     }
   };
 
-  // The server refuses both for a declined booking (409 invalid_transition).
-  const showVerify = canVerifyCash && b.payment_method === 'cash' && b.payment_status === 'pending' && b.status !== 'declined';
-  const showWash = canWash && b.car_wash && b.car_wash_status === 'pending' && b.status !== 'declined';
+  // The server refuses both for a declined (or lapsed) booking (409 invalid_transition).
+  const refused = b.status === 'declined' || b.status === 'lapsed';
+  const unverified = b.windows.filter((w) => w.payment_method === 'cash' && w.payment_status === 'pending');
+  // One button for the oldest unverified window; each window also has its own in the list below
+  // when there are several.
+  const showVerify = canVerifyCash && unverified.length > 0 && !refused;
+  const showWindows = b.windows.length > 1 || b.refunded_cents > 0;
+  const showWash = canWash && b.car_wash && b.car_wash_status === 'pending' && !refused;
+  const verify = (seq?: number) =>
+    void run(
+      seq == null ? 'verify-cash' : `verify-cash-${seq}`,
+      () => api.verifyCash(b.id, seq),
+      seq == null ? `Cash payment verified for booking #${b.id}` : `Cash of window #${seq} verified for booking #${b.id}`,
+    );
 
   return (
     <li className="card row" data-testid={`booking-row-${b.id}`} data-status={b.status}>
@@ -40,13 +51,19 @@ export function BookingRow(props: {
           #{b.id} · {b.lot_name} · Slot #{b.slot_number}
         </strong>
         <span className="muted">
-          {b.user_name} · {dateTime(b.start_at)} → {dateTime(b.end_at)} · {money(b.amount_cents)}
+          {b.user_name} · {dateTime(b.start_at)} → {dateTime(b.end_at)} · {money(b.amount_cents)} <RefundNote b={b} />
         </span>
+        {b.status === 'requested' && b.lapses_at && (
+          <span className="muted" data-testid={`lapses-at-${b.id}`}>
+            Lapses at {time(b.lapses_at)} unless approved
+          </span>
+        )}
         <span className="pills">
           <StatusPill status={b.status} />
           <PaymentPill b={b} />
           <WashPill b={b} />
         </span>
+        {showWindows && <WindowList b={b} onVerify={canVerifyCash ? (seq) => verify(seq) : undefined} busy={busy != null} />}
       </div>
       <div className="row__actions">
         {showVerify && (
@@ -54,7 +71,7 @@ export function BookingRow(props: {
             type="button"
             className="btn btn--small"
             disabled={busy != null}
-            onClick={() => void run('verify-cash', () => api.verifyCash(b.id), `Cash payment verified for booking #${b.id}`)}
+            onClick={() => verify()}
             data-testid={`verify-cash-${b.id}`}
           >
             <Banknote size={14} aria-hidden /> Verify cash

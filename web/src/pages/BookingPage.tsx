@@ -2,7 +2,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { ArrowLeft, Clock, Droplets } from 'lucide-react';
 import { api, errorMessage, type Booking, type PaymentMethod } from '../app/api';
 import { fireTimerAlert, WARN_BEFORE_MS } from '../app/bookingTimer';
-import { cardPayload, ErrorBox, PageHead, PaymentFields, PaymentPill, StatusPill, WashPill } from '../app/components';
+import { cardPayload, ErrorBox, PageHead, PaymentFields, PaymentPill, RefundNote, StatusPill, WashPill, WindowList } from '../app/components';
 import { countdown, dateTime, money, time } from '../app/format';
 import { useLive, useLiveData } from '../app/live';
 import { Link } from '../app/router';
@@ -33,7 +33,7 @@ function BookingDetail({ booking: b, onChanged, onExpired }: { booking: Booking;
       const l = end - serverNow();
       setLeft(l);
       fireTimerAlert(b.id, b.end_at, l, b.status);
-      if (l <= 0 && !reloaded && b.status !== 'expired' && b.status !== 'declined') {
+      if (l <= 0 && !reloaded && b.status !== 'expired' && b.status !== 'declined' && b.status !== 'lapsed') {
         reloaded = true;
         // Give the server a moment to mark it expired, then pick up the new status.
         setTimeout(onExpired, 1500);
@@ -45,8 +45,10 @@ function BookingDetail({ booking: b, onChanged, onExpired }: { booking: Booking;
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [b.id, b.end_at, b.status, end, serverNow]);
 
+  // Declined and lapsed bookings never got their slot: no countdown, no renewal.
+  const refused = b.status === 'declined' || b.status === 'lapsed';
   const ended = left <= 0 || b.status === 'expired';
-  const canRenew = ended && b.status !== 'declined' && b.status !== 'requested';
+  const canRenew = ended && !refused && b.status !== 'requested';
   const warn = !ended && left <= WARN_BEFORE_MS;
 
   return (
@@ -58,16 +60,33 @@ function BookingDetail({ booking: b, onChanged, onExpired }: { booking: Booking;
         <Clock size={22} aria-hidden />
         <div>
           <div className="timer__value" data-testid="countdown" data-left-ms={Math.max(0, Math.round(left))}>
-            {b.status === 'declined' ? '—' : ended ? 'Expired' : countdown(left)}
+            {refused ? '—' : ended ? 'Expired' : countdown(left)}
           </div>
           <div className="muted">
-            {b.status === 'declined' ? 'Declined' : ended ? `Ended at ${time(b.end_at)}` : `Ends at ${time(b.end_at)}`}
+            {b.status === 'declined'
+              ? 'Declined'
+              : b.status === 'lapsed'
+                ? 'Lapsed: not approved in time'
+                : ended
+                  ? `Ended at ${time(b.end_at)}`
+                  : `Ends at ${time(b.end_at)}`}
           </div>
         </div>
       </section>
       {b.status === 'declined' && (
         <p className="alert alert--warning" data-testid="decline-reason">
           Declined by an admin{b.decline_reason ? `: ${b.decline_reason}` : '.'}
+        </p>
+      )}
+      {b.status === 'requested' && b.lapses_at && (
+        <p className="alert alert--info" data-testid="awaiting-approval">
+          Waiting for an admin to approve this request. Unless approved by {time(b.lapses_at)}, it lapses and any card
+          payment is refunded.
+        </p>
+      )}
+      {b.status === 'lapsed' && (
+        <p className="alert alert--warning" data-testid="lapsed-note">
+          This request was not approved in time; the slot was released.
         </p>
       )}
       <section className="card details">
@@ -77,10 +96,16 @@ function BookingDetail({ booking: b, onChanged, onExpired }: { booking: Booking;
           <dt>Until</dt>
           <dd data-testid="booking-end-at">{dateTime(b.end_at)}</dd>
           <dt>Amount</dt>
-          <dd>{money(b.amount_cents)}</dd>
+          <dd>
+            {money(b.amount_cents)} <RefundNote b={b} />
+          </dd>
           <dt>Payment</dt>
           <dd>
             <PaymentPill b={b} />
+          </dd>
+          <dt>Windows</dt>
+          <dd>
+            <WindowList b={b} />
           </dd>
           {b.car_wash && (
             <>

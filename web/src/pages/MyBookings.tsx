@@ -1,6 +1,6 @@
 import { ChevronRight } from 'lucide-react';
 import { api } from '../app/api';
-import { Empty, ErrorBox, PageHead, PaymentPill, StatusPill, WashPill } from '../app/components';
+import { Empty, ErrorBox, PageHead, PaymentPill, RefundNote, StatusPill, WashPill } from '../app/components';
 import { dateTime, money } from '../app/format';
 import { useLiveData } from '../app/live';
 import { Link } from '../app/router';
@@ -27,7 +27,7 @@ export function MyBookingsPage() {
                   {b.lot_name} · Slot #{b.slot_number}
                 </strong>
                 <span className="muted">
-                  {dateTime(b.start_at)} → {dateTime(b.end_at)} · {money(b.amount_cents)}
+                  {dateTime(b.start_at)} → {dateTime(b.end_at)} · {money(b.amount_cents)} <RefundNote b={b} />
                 </span>
                 <span className="pills">
                   <StatusPill status={b.status} />

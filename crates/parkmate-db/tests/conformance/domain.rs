@@ -9,7 +9,7 @@ use parkmate_db::{
 };
 use parkmate_protocol::Role;
 
-fn t0() -> DateTime<Utc> {
+pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 18, 0, 0).unwrap()
 }
 
@@ -53,22 +53,21 @@ async fn world(db: &Db) -> World {
     }
 }
 
-fn booking_row(w: &World, slot: i64, win: BookingWindow) -> NewBookingRow<'static> {
+fn booking_row(w: &World, slot: i64, win: BookingWindow) -> NewBookingRow {
     NewBookingRow {
         user_id: w.driver,
         slot_id: slot,
         window: win,
         duration_minutes: u32::try_from((win.end() - win.start()).num_minutes()).unwrap(),
         payment_method: PaymentMethod::Cash,
-        payment_status: PaymentStatus::Pending,
-        payment_ref: None,
+        payment_id: None,
         amount_cents: 250,
         car_wash: false,
         now: t0(),
     }
 }
 
-async fn book(db: &Db, row: NewBookingRow<'_>) -> Result<i64, DbError> {
+async fn book(db: &Db, row: NewBookingRow) -> Result<i64, DbError> {
     let mut tx = db.begin().await?;
     let id = bookings::insert_booking(&mut tx, row).await?;
     tx.commit().await?;
@@ -221,9 +220,9 @@ pub async fn overlapping_active_bookings_are_refused_by_the_database(db: Db) {
         id: again,
         window: window(70, 80),
         duration_minutes: 10,
-        payment_method: PaymentMethod::Online,
-        payment_status: PaymentStatus::Paid,
-        payment_ref: Some("ref-1"),
+        to: BookingStatus::Confirmed,
+        payment_method: PaymentMethod::Cash,
+        payment_id: None,
         amount_cents: 42,
         now: t0(),
     };
@@ -272,8 +271,16 @@ pub async fn transitions_are_conditional_and_listings_scoped(db: Db) {
         .await
         .unwrap()
     );
-    assert!(bookings::mark_cash_paid(&mut tx, washed).await.unwrap());
-    assert!(!bookings::mark_cash_paid(&mut tx, washed).await.unwrap());
+    assert!(
+        bookings::mark_cash_paid(&mut tx, washed, 1, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !bookings::mark_cash_paid(&mut tx, washed, 1, t0())
+            .await
+            .unwrap()
+    );
     assert!(bookings::mark_car_wash_done(&mut tx, washed).await.unwrap());
     assert!(!bookings::mark_car_wash_done(&mut tx, washed).await.unwrap());
     assert!(!bookings::mark_car_wash_done(&mut tx, plain).await.unwrap());

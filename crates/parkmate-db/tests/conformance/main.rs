@@ -11,7 +11,9 @@ use parkmate_db::{Db, DbError, NewNotification};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 mod domain;
+mod money;
 use domain::*;
+use money::*;
 
 type Store = Db;
 
@@ -453,6 +455,22 @@ async fn postgres_commit_wakes_listeners_on_other_nodes() {
     listening.close().await;
 }
 
+/// Migrations 1002 and 1003 of a database that already held bookings and notifications.
+#[tokio::test]
+async fn migrations_1002_1003_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    migrations_keep_existing_bookings_and_notifications(&url, "sqlite").await;
+}
+
+#[tokio::test]
+async fn migrations_1002_1003_on_postgres() {
+    let Some(pg) = fresh_postgres().await else {
+        return;
+    };
+    migrations_keep_existing_bookings_and_notifications(&pg.url, "postgres").await;
+}
+
 /// Runs each engine-generic case on SQLite and on a fresh PostgreSQL database.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -495,4 +513,8 @@ conformance!(
     transitions_are_conditional_and_listings_scoped,
     the_scheduler_fires_each_deadline_once,
     a_failed_transaction_leaves_nothing_behind,
+    windows_keep_each_payment,
+    every_charge_ends_booked_declined_or_refunded,
+    requests_lapse_after_their_hold_and_count_toward_the_cap,
+    a_lot_audience_follows_current_membership,
 );

@@ -1,21 +1,35 @@
-//! A driver books a slot (event 8 to the lot's owner).
+//! A driver books a slot (event 8 to the lot's owner; the admins hear of the request, the lot's
+//! staff of a car-wash job).
 
 use chrono::{DateTime, Utc};
 use parkmate_db::bookings::{self, NewBookingRow};
-use parkmate_db::{DbError, lots};
+use parkmate_db::{DbError, lots, payments};
 use parkmate_protocol::Role;
 
-use super::{NewBooking, RETRY_WINDOW};
+use super::payments::Paid;
+use super::{NewBooking, PaymentChoice, RETRY_WINDOW};
 use crate::model::{Actor, Booking};
-use crate::types::PaymentStatus;
+use crate::types::BookingWindow;
 use crate::{Domain, DomainError, corrupt, events};
+
+/// What a create decided before any money moved.
+#[derive(Debug, Clone)]
+struct Plan {
+    actor: Actor,
+    req: NewBooking,
+    now: DateTime<Utc>,
+    window: BookingWindow,
+    amount: i64,
+}
 
 impl Domain {
     /// A driver books a slot from now for `minutes`. The booking starts `requested` (an admin
-    /// confirms or declines it) and holds the slot at once. Event 8 to the lot's owner.
+    /// confirms or declines it; unapproved, it lapses after the rules' hold) and holds the slot at
+    /// once. Event 8 to the lot's owner.
     ///
     /// A retry of the same request within [`RETRY_WINDOW`] answers the booking it made instead of
-    /// `slot_taken`, without charging again.
+    /// `slot_taken`, without charging again. A driver holding the rules' maximum of active
+    /// bookings is refused (`too_many_bookings`) before any money moves.
     pub async fn create_booking(
         &self,
         actor: Actor,
@@ -34,63 +48,118 @@ impl Domain {
             if req.car_wash && !slot.car_wash {
                 return Err(DomainError::CarWashUnavailable);
             }
-            // Cheap pre-check so a taken slot is refused before any money moves; the database is
-            // what actually guarantees it.
+            // Cheap pre-checks so a taken slot or a full quota is refused before any money moves;
+            // the write transaction is what actually guarantees both.
             if bookings::slot_busy(&mut conn, req.slot_id, window, None).await? {
                 drop(conn);
                 return self.retried_create(actor, &req, now).await;
             }
+            let max = self.inner.rules.max_active_per_driver.get();
+            if bookings::count_active(&mut conn, actor.user_id, now).await? >= i64::from(max) {
+                return Err(DomainError::TooManyBookings(max));
+            }
             slot
         };
-        let amount = req.minutes.price(slot.price_per_hour_cents);
-        let receipt = self
-            .charge(
-                &req.payment,
-                amount,
-                format!(
-                    "Parkmate slot {} for {} min",
-                    req.slot_id,
-                    req.minutes.get()
-                ),
-            )
-            .await?;
+        let plan = Plan {
+            amount: req.minutes.price(slot.price_per_hour_cents),
+            actor,
+            req,
+            now,
+            window,
+        };
+        let PaymentChoice::Online(card) = plan.req.payment.clone() else {
+            return self.book(plan, None).await;
+        };
+        let (payment_id, key) = self.record_charge(actor.user_id, None, plan.amount).await?;
+        let description = format!(
+            "Parkmate slot {} for {} min",
+            plan.req.slot_id,
+            plan.req.minutes.get()
+        );
+        let domain = self.clone();
+        self.in_task(async move {
+            let paid = domain
+                .send_charge(payment_id, key, card, plan.amount, description)
+                .await?;
+            domain.book(plan, Some(paid)).await
+        })
+        .await
+    }
 
+    /// Writes the booking (paid by `paid`, or cash) with its notifications, in one transaction;
+    /// gives the charge back if that does not happen.
+    async fn book(&self, plan: Plan, paid: Option<Paid>) -> Result<Booking, DomainError> {
+        let written = self.write_booking(&plan, paid.as_ref()).await;
+        if written.is_err()
+            && let Some(p) = &paid
+        {
+            self.give_back(p.payment_id).await;
+        }
+        match written {
+            Ok(b) => Ok(b),
+            Err(DomainError::SlotTaken) => {
+                self.retried_create(plan.actor, &plan.req, plan.now).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_booking(
+        &self,
+        plan: &Plan,
+        paid: Option<&Paid>,
+    ) -> Result<Booking, DomainError> {
         let mut tx = self.begin().await?;
+        let max = self.inner.rules.max_active_per_driver.get();
+        if bookings::lock_and_count_active(&mut tx, plan.actor.user_id, plan.now).await?
+            >= i64::from(max)
+        {
+            return Err(DomainError::TooManyBookings(max));
+        }
         let inserted = bookings::insert_booking(
             &mut tx,
             NewBookingRow {
-                user_id: actor.user_id,
-                slot_id: req.slot_id,
-                window,
-                duration_minutes: req.minutes.get(),
-                payment_method: req.payment.method(),
-                payment_status: if receipt.is_some() {
-                    PaymentStatus::Paid
-                } else {
-                    PaymentStatus::Pending
-                },
-                payment_ref: receipt.as_ref().map(|r| r.reference.as_str()),
-                amount_cents: amount,
-                car_wash: req.car_wash,
-                now,
+                user_id: plan.actor.user_id,
+                slot_id: plan.req.slot_id,
+                window: plan.window,
+                duration_minutes: plan.req.minutes.get(),
+                payment_method: plan.req.payment.method(),
+                payment_id: paid.map(|p| p.payment_id),
+                amount_cents: plan.amount,
+                car_wash: plan.req.car_wash,
+                now: plan.now,
             },
         )
         .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) => {
-                drop(tx);
-                self.refund(receipt.as_ref()).await;
-                return match e {
-                    DbError::SlotTaken => self.retried_create(actor, &req, now).await,
-                    e => Err(e.into()),
-                };
-            }
+            Err(DbError::SlotTaken) => return Err(DomainError::SlotTaken),
+            Err(e) => return Err(e.into()),
         };
+        if let Some(p) = paid
+            && !payments::charge_booked(
+                &mut tx,
+                p.payment_id,
+                id,
+                1,
+                &p.receipt.reference,
+                plan.now,
+            )
+            .await?
+        {
+            // Recovery gave this charge back while the gateway was answering (a call slower
+            // than the grace period): it must not pay for a booking now.
+            return Err(DomainError::PaymentUnavailable(
+                "Payment could not be confirmed".into(),
+            ));
+        }
         let b = bookings::booking(&mut tx, id)
             .await?
             .ok_or_else(|| corrupt("inserted booking vanished"))?;
-        self.commit_with(tx, &[events::created(&b)]).await?;
+        // Event 8 to the owner; the admins hear of the request, the lot's staff of a car wash.
+        let mut notes = vec![events::created(&b), events::requested(&b)];
+        notes.extend(events::car_wash_job(&b));
+        self.commit_with(tx, &notes).await?;
         Ok(b)
     }
 

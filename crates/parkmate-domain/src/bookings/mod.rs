@@ -3,7 +3,8 @@
 //! - `actions.rs`: an admin approves or declines (event 6), the owner verifies cash (event 7), the
 //!   lot's staff completes the car wash (event 9);
 //! - `renewal.rs`: the driver renews an expired booking, paying again (events 3 and 4);
-//! - `payments.rs`: charging and refunding through the [`PaymentGateway`](crate::PaymentGateway);
+//! - `payments.rs`: charging and refunding through the [`PaymentGateway`](crate::PaymentGateway),
+//!   each call recorded first, and the recovery that settles what a crash left;
 //! - `state.rs`: the state machine.
 //!
 //! Every changing path reads the booking it changes inside its write transaction, locked
@@ -21,7 +22,7 @@ use crate::{Domain, DomainError, corrupt};
 
 mod actions;
 mod create;
-mod payments;
+pub(crate) mod payments;
 mod renewal;
 pub mod state;
 
@@ -53,7 +54,7 @@ impl PaymentChoice {
         }
     }
 
-    fn method(&self) -> PaymentMethod {
+    pub(crate) fn method(&self) -> PaymentMethod {
         match self {
             PaymentChoice::Cash => PaymentMethod::Cash,
             PaymentChoice::Online(_) => PaymentMethod::Online,

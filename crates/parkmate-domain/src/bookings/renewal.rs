@@ -3,54 +3,95 @@
 //!
 //! The path, one step per function: find the driver's booking and answer a retry
 //! ([`Domain::renew`]); expire it first if its time ran out a moment ago; refuse what cannot be
-//! renewed; price the new window (refusing a taken slot before any money moves); charge; commit
-//! the new window with event 3, refunding the charge if the commit does not happen.
+//! renewed; price the new window and check the cap (refusing before any money moves); record and
+//! send the charge on a payment task; commit the new window with its payment and event 3, giving
+//! the charge back if the commit does not happen ([`finish_renewal`](Domain::finish_renewal)).
+//!
+//! **A renewal of a request that was never approved is a new request**: it comes back
+//! `requested`, needs an admin's approval, and lapses after the hold like any request. Only a
+//! booking an admin approved once is `confirmed` again by paying.
 
 use chrono::{DateTime, Utc};
 use parkmate_db::bookings::{self, Renewal};
-use parkmate_db::{DbError, lots};
+use parkmate_db::{DbError, lots, payments};
 use parkmate_protocol::Role;
 
+use super::payments::Paid;
 use super::state::{BookingAction, Step, step};
 use super::{PaymentChoice, RETRY_WINDOW, reload};
 use crate::model::{Actor, Booking};
-use crate::types::{BookingMinutes, BookingStatus, BookingWindow, PaymentStatus};
+use crate::types::{BookingMinutes, BookingStatus, BookingWindow};
 use crate::{Domain, DomainError, events};
 
 /// The reason event 4 gives when the slot was taken while the booking was expired.
 pub const SLOT_TAKEN_REASON: &str = "Slot is no longer available";
 const STILL_ACTIVE: &str = "Booking is still active";
 const DECLINED: &str = "Booking was declined";
+const LAPSED: &str = "Booking request lapsed";
+/// The reason event 4 gives when the driver already holds the most active bookings allowed.
+pub const TOO_MANY_REASON: &str = "Too many active bookings";
 
 /// A renewal that succeeded within [`RETRY_WINDOW`] with the same duration: a double click or a
 /// client retry, answered with the renewed booking, not charged or reported again.
 fn is_retried_renewal(b: &Booking, minutes: BookingMinutes, now: DateTime<Utc>) -> bool {
-    b.status == BookingStatus::Confirmed
+    b.status.holds_slot()
         && b.duration_minutes == minutes.get()
         && b.renewed_at.is_some_and(|at| now - at <= RETRY_WINDOW)
 }
 
-/// Why a booking in this state cannot be renewed, if it cannot.
-fn refusal(b: &Booking) -> Option<&'static str> {
-    match step(b.status, BookingAction::Renew) {
-        Step::To(_) => None,
-        Step::Unchanged | Step::Refused if b.status == BookingStatus::Declined => Some(DECLINED),
-        Step::Unchanged | Step::Refused => Some(STILL_ACTIVE),
+/// How renewing this booking acts on it: an approved one is renewed, one never approved is
+/// requested again.
+fn renew_action(b: &Booking) -> BookingAction {
+    if b.approved_at.is_some() {
+        BookingAction::Renew
+    } else {
+        BookingAction::RenewUnapproved
     }
 }
 
-/// What the write transaction of a paid renewal found.
+/// Why a booking in this state cannot be renewed, if it cannot.
+fn refusal(b: &Booking) -> Option<&'static str> {
+    match step(b.status, renew_action(b)) {
+        Step::To(_) => None,
+        Step::Unchanged | Step::Refused => Some(match b.status {
+            BookingStatus::Declined => DECLINED,
+            BookingStatus::Lapsed => LAPSED,
+            _ => STILL_ACTIVE,
+        }),
+    }
+}
+
+/// A renewal decided before any money moved.
+#[derive(Debug, Clone)]
+struct Plan {
+    actor: Actor,
+    /// The expired booking as it was read.
+    booking: Booking,
+    minutes: BookingMinutes,
+    window: BookingWindow,
+    amount: i64,
+    /// `confirmed` for a booking approved once; a never-approved one becomes a new `requested`.
+    to: BookingStatus,
+    now: DateTime<Utc>,
+}
+
+/// What the write transaction of a renewal found.
 enum Committed {
-    Renewed(Booking),
+    /// Boxed: a booking with its windows is large, the other outcomes are nothing.
+    Renewed(Box<Booking>),
     /// Someone (this driver's other click) renewed it between our read and our write.
     AlreadyRenewed,
     SlotTaken,
+    TooMany(u32),
 }
 
 impl Domain {
-    /// The driver renews an expired booking for `minutes` from now, paying again. Event 3 on
-    /// success; a refusal (not renewable, slot taken meanwhile, payment declined or unavailable)
-    /// commits event 4 with the reason and answers the error.
+    /// The driver renews an expired booking for `minutes` from now, paying again for the new
+    /// window (a window of its own: earlier windows keep their payments). A booking that was
+    /// approved once is `confirmed` again; one that never was becomes a new request (`requested`,
+    /// waiting for approval, subject to the hold). Event 3 on success; a refusal (not renewable,
+    /// slot taken meanwhile, too many active bookings, payment declined or unavailable) commits
+    /// event 4 with the reason and answers the error.
     ///
     /// A retry of a renewal that succeeded within [`RETRY_WINDOW`] answers the renewed booking
     /// without charging or reporting again.
@@ -74,50 +115,83 @@ impl Domain {
         }
         let window = minutes.window_from(now);
         let amount = self.renewal_price(&b, window, minutes).await?;
-        let receipt = match self
-            .charge(
-                &payment,
-                amount,
-                format!("Parkmate renewal of booking {id}"),
-            )
-            .await
+        let max = self.inner.rules.max_active_per_driver.get();
+        if bookings::count_active(&mut self.read().await?, actor.user_id, now).await?
+            >= i64::from(max)
         {
-            Ok(receipt) => receipt,
-            Err(DomainError::PaymentDeclined(reason)) => {
-                return Err(self
-                    .renewal_refused(&b, &reason, DomainError::PaymentDeclined(reason.clone()))
-                    .await);
-            }
-            Err(DomainError::PaymentUnavailable(reason)) => {
-                return Err(self
-                    .renewal_refused(&b, &reason, DomainError::PaymentUnavailable(reason.clone()))
-                    .await);
-            }
-            Err(e) => return Err(e),
+            return Err(self
+                .renewal_refused(&b, TOO_MANY_REASON, DomainError::TooManyBookings(max))
+                .await);
+        }
+        let Step::To(to) = step(b.status, renew_action(&b)) else {
+            return Err(crate::corrupt("a renewable booking has no renewal step"));
         };
-        let renewal = Renewal {
-            id,
+        let plan = Plan {
+            actor,
+            to,
+            booking: b,
+            minutes,
             window,
-            duration_minutes: minutes.get(),
-            payment_method: payment.method(),
-            payment_status: if receipt.is_some() {
-                PaymentStatus::Paid
-            } else {
-                PaymentStatus::Pending
-            },
-            payment_ref: receipt.as_ref().map(|r| r.reference.as_str()),
-            amount_cents: amount,
+            amount,
             now,
         };
-        let committed = self.commit_renewal(renewal).await;
-        if !matches!(committed, Ok(Committed::Renewed(_))) {
-            self.refund(receipt.as_ref()).await;
+        let card = match payment {
+            PaymentChoice::Cash => return self.finish_renewal(plan, None).await,
+            PaymentChoice::Online(card) => card,
+        };
+        let (payment_id, key) = self.record_charge(actor.user_id, Some(id), amount).await?;
+        let domain = self.clone();
+        self.in_task(async move {
+            let sent = domain
+                .send_charge(
+                    payment_id,
+                    key,
+                    card,
+                    amount,
+                    format!("Parkmate renewal of booking {id}"),
+                )
+                .await;
+            let paid = match sent {
+                Ok(paid) => paid,
+                Err(DomainError::PaymentDeclined(reason)) => {
+                    return Err(domain
+                        .renewal_refused(
+                            &plan.booking,
+                            &reason,
+                            DomainError::PaymentDeclined(reason.clone()),
+                        )
+                        .await);
+                }
+                Err(DomainError::PaymentUnavailable(reason)) => {
+                    return Err(domain
+                        .renewal_refused(
+                            &plan.booking,
+                            &reason,
+                            DomainError::PaymentUnavailable(reason.clone()),
+                        )
+                        .await);
+                }
+                Err(e) => return Err(e),
+            };
+            domain.finish_renewal(plan, Some(paid)).await
+        })
+        .await
+    }
+
+    /// Commits the renewal (paid by `paid`, or cash), giving the charge back and reporting event 4
+    /// when it does not happen.
+    async fn finish_renewal(&self, plan: Plan, paid: Option<Paid>) -> Result<Booking, DomainError> {
+        let committed = self.commit_renewal(&plan, paid.as_ref()).await;
+        if !matches!(committed, Ok(Committed::Renewed(_)))
+            && let Some(p) = &paid
+        {
+            self.give_back(p.payment_id).await;
         }
         match committed? {
-            Committed::Renewed(b) => Ok(b),
+            Committed::Renewed(b) => Ok(*b),
             Committed::AlreadyRenewed => {
-                let current = self.drivers_booking(actor, id).await?;
-                if is_retried_renewal(&current, minutes, now) {
+                let current = self.drivers_booking(plan.actor, plan.booking.id).await?;
+                if is_retried_renewal(&current, plan.minutes, plan.now) {
                     return Ok(current);
                 }
                 Err(self
@@ -129,7 +203,14 @@ impl Domain {
                     .await)
             }
             Committed::SlotTaken => Err(self
-                .renewal_refused(&b, SLOT_TAKEN_REASON, DomainError::SlotTaken)
+                .renewal_refused(&plan.booking, SLOT_TAKEN_REASON, DomainError::SlotTaken)
+                .await),
+            Committed::TooMany(max) => Err(self
+                .renewal_refused(
+                    &plan.booking,
+                    TOO_MANY_REASON,
+                    DomainError::TooManyBookings(max),
+                )
                 .await),
         }
     }
@@ -182,19 +263,67 @@ impl Domain {
         Ok(minutes.price(price))
     }
 
-    /// The new window and event 3, in one transaction.
-    async fn commit_renewal(&self, renewal: Renewal<'_>) -> Result<Committed, DomainError> {
-        let id = renewal.id;
+    /// The new window (claiming its charge) and event 3, in one transaction.
+    async fn commit_renewal(
+        &self,
+        plan: &Plan,
+        paid: Option<&Paid>,
+    ) -> Result<Committed, DomainError> {
+        let id = plan.booking.id;
         let mut tx = self.begin().await?;
-        match bookings::renew(&mut tx, renewal).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(Committed::AlreadyRenewed),
+        let max = self.inner.rules.max_active_per_driver.get();
+        if bookings::lock_and_count_active(&mut tx, plan.actor.user_id, plan.now).await?
+            >= i64::from(max)
+        {
+            return Ok(Committed::TooMany(max));
+        }
+        let renewal = Renewal {
+            id,
+            window: plan.window,
+            duration_minutes: plan.minutes.get(),
+            to: plan.to,
+            payment_method: if paid.is_some() {
+                crate::types::PaymentMethod::Online
+            } else {
+                crate::types::PaymentMethod::Cash
+            },
+            payment_id: paid.map(|p| p.payment_id),
+            amount_cents: plan.amount,
+            now: plan.now,
+        };
+        let seq = match bookings::renew(&mut tx, renewal).await {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return Ok(Committed::AlreadyRenewed),
             Err(DbError::SlotTaken) => return Ok(Committed::SlotTaken),
             Err(e) => return Err(e.into()),
+        };
+        if let Some(p) = paid
+            && !payments::charge_booked(
+                &mut tx,
+                p.payment_id,
+                id,
+                seq,
+                &p.receipt.reference,
+                plan.now,
+            )
+            .await?
+        {
+            // Recovery gave the charge back while the gateway was answering.
+            return Err(DomainError::PaymentUnavailable(
+                "Payment could not be confirmed".into(),
+            ));
         }
         let b = reload(&mut tx, id).await?;
-        self.commit_with(tx, &[events::renewed(&b)]).await?;
-        Ok(Committed::Renewed(b))
+        let end = b.window.end().timestamp_millis();
+        let mut notes = vec![
+            events::renewed(&b),
+            events::lot_activity(&b, "renewed", &format!("renewed:{end}")),
+        ];
+        if b.status == BookingStatus::Requested {
+            notes.push(events::requested(&b));
+        }
+        self.commit_with(tx, &notes).await?;
+        Ok(Committed::Renewed(Box::new(b)))
     }
 
     /// Commits event 4 for a refused renewal and gives back the error to answer. If even that

@@ -11,8 +11,12 @@ pub enum BookingAction {
     Decline,
     /// The scheduler ends a booking whose window ran out.
     Expire,
-    /// The driver pays for a new window.
+    /// The driver pays for a new window of a booking an admin approved once.
     Renew,
+    /// The driver renews a booking no admin ever approved: a new request.
+    RenewUnapproved,
+    /// The scheduler ends a request not approved within the hold.
+    Lapse,
 }
 
 /// The outcome of [`step`].
@@ -38,6 +42,9 @@ pub fn step(from: BookingStatus, action: BookingAction) -> Step {
         (S::Requested | S::Confirmed, A::Expire) => Step::To(S::Expired),
         (S::Expired, A::Expire) => Step::Unchanged,
         (S::Expired, A::Renew) => Step::To(S::Confirmed),
+        (S::Expired, A::RenewUnapproved) => Step::To(S::Requested),
+        (S::Requested, A::Lapse) => Step::To(S::Lapsed),
+        (S::Lapsed, A::Lapse) => Step::Unchanged,
         _ => Step::Refused,
     }
 }
@@ -67,6 +74,17 @@ mod tests {
             (Requested, Renew, Step::Refused),
             (Confirmed, Renew, Step::Refused),
             (Declined, Renew, Step::Refused),
+            (Expired, RenewUnapproved, Step::To(Requested)),
+            (Requested, RenewUnapproved, Step::Refused),
+            (Lapsed, RenewUnapproved, Step::Refused),
+            (Lapsed, Renew, Step::Refused),
+            (Requested, Lapse, Step::To(Lapsed)),
+            (Lapsed, Lapse, Step::Unchanged),
+            (Confirmed, Lapse, Step::Refused),
+            (Expired, Lapse, Step::Refused),
+            (Lapsed, Approve, Step::Refused),
+            (Lapsed, Decline, Step::Refused),
+            (Lapsed, Expire, Step::Refused),
         ];
         for (from, action, outcome) in table {
             assert_eq!(step(from, action), outcome, "{from} {action:?}");

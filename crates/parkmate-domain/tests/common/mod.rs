@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -13,30 +13,70 @@ use parkmate_db::{Db, OutboxSignal, StoredNotification};
 use parkmate_domain::payment::CARD_APPROVED;
 use parkmate_domain::{
     Actor, BookingMinutes, Charge, Domain, Email, Lot, ManualClock, Name, NewBooking, Password,
-    PaymentChoice, PaymentError, PaymentGateway, Receipt, TestGateway, User,
+    PaymentChoice, PaymentError, PaymentGateway, Receipt, Refund, RefundReceipt, TestGateway, User,
 };
 use parkmate_protocol::Role;
 
-/// The test gateway, counting charges and refunds.
+/// The test gateway, counting charges and refunds, and steerable: charges can be held at the
+/// gateway until released (a slow provider), refunds can be made to fail as if it were down.
 #[derive(Default)]
 pub struct CountingGateway {
     inner: TestGateway,
     pub charges: AtomicUsize,
     pub refunds: AtomicUsize,
+    /// While true, a charge waits at the gateway (before taking the money) until released.
+    hold: tokio::sync::watch::Sender<bool>,
+    /// Signalled each time a charge arrives at the gateway.
+    pub arrived: tokio::sync::Notify,
+    /// While true, refunds answer "unavailable" without doing anything.
+    pub refunds_down: AtomicBool,
+}
+
+impl CountingGateway {
+    /// Charges wait at the gateway from now on, until [`release`](Self::release).
+    pub fn hold_charges(&self) {
+        self.hold.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Every refund the gateway gave (not the calls): charges it holds minus the voids.
+    pub fn refunds(&self) -> usize {
+        self.refunds.load(Ordering::SeqCst)
+    }
+
+    pub fn charges(&self) -> usize {
+        self.charges.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl PaymentGateway for CountingGateway {
     async fn charge(&self, charge: Charge) -> Result<Receipt, PaymentError> {
+        self.arrived.notify_one();
+        let mut hold = self.hold.subscribe();
+        let _ = hold.wait_for(|held| !held).await;
         let r = self.inner.charge(charge).await;
         if r.is_ok() {
             self.charges.fetch_add(1, Ordering::SeqCst);
         }
         r
     }
-    async fn refund(&self, receipt: &Receipt) -> Result<(), PaymentError> {
-        self.refunds.fetch_add(1, Ordering::SeqCst);
-        self.inner.refund(receipt).await
+    async fn refund(&self, refund: &Refund) -> Result<RefundReceipt, PaymentError> {
+        if self.refunds_down.load(Ordering::SeqCst) {
+            return Err(PaymentError::Unavailable(
+                "Payment gateway unavailable".into(),
+            ));
+        }
+        let r = self.inner.refund(refund).await;
+        // Count money given back, not voids of charges the gateway never made: `charges -
+        // refunds` is then the money the gateway keeps.
+        if matches!(&r, Ok(RefundReceipt { voided: false, .. })) {
+            self.refunds.fetch_add(1, Ordering::SeqCst);
+        }
+        r
     }
 }
 
@@ -110,16 +150,22 @@ pub fn actor(u: &User) -> Actor {
 
 impl World {
     pub async fn new(engine: Engine) -> Option<World> {
+        World::with_rules(engine, parkmate_domain::BookingRules::default()).await
+    }
+
+    /// A world whose domain enforces `rules`.
+    pub async fn with_rules(engine: Engine, rules: parkmate_domain::BookingRules) -> Option<World> {
         let fresh = FreshDb::new(engine).await?;
         let url = fresh.url().to_owned();
         let db = Db::open(&url).await.unwrap();
         let clock = Arc::new(ManualClock::starting_at(t0()));
         let gateway = Arc::new(CountingGateway::default());
-        let domain = Domain::new(
+        let domain = Domain::with_rules(
             db.clone(),
             clock.clone(),
             gateway.clone(),
             OutboxSignal::default(),
+            rules,
         );
         let mk = |name: &'static str, role: Role| {
             let domain = domain.clone();
@@ -193,11 +239,12 @@ impl World {
     pub async fn restart(&self, now: DateTime<Utc>) -> (Domain, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::starting_at(now));
         let db = Db::open(&self.url).await.unwrap();
-        let domain = Domain::new(
+        let domain = Domain::with_rules(
             db,
             clock.clone(),
             self.gateway.clone(),
             OutboxSignal::default(),
+            *self.domain.rules(),
         );
         (domain, clock)
     }
