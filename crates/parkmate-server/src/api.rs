@@ -266,6 +266,7 @@ async fn publish(
         .await
         .map_err(|_| {
             ApiError::unavailable("overloaded", "the notification queue is full, retry later")
+                .retry_after(Duration::from_secs(1))
         })??;
     let ids = stored.iter().map(|n| n.id).collect();
     Ok((StatusCode::CREATED, Json(PublishResponse { ids })))
