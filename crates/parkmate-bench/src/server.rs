@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::Child;
 
-
 /// The node's limits a benchmark lifts (`--server-env` can still set any of them).
 pub const BENCH_LIMITS: [(&str, &str); 5] = [
     ("PARKMATE_WS_MAX_CONNECTIONS_PER_IP", "18000"),
