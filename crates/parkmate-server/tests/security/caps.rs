@@ -116,3 +116,18 @@ async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_share() {
             .unwrap(),
     );
 }
+
+#[tokio::test]
+async fn a_full_node_answers_503_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.ws.max_connections = NonZeroUsize::new(1).unwrap();
+    })
+    .await;
+    let _only = app.connect(1, Role::User, None).await;
+    let (status, retry_after, body) = refusal(request(&app, 2, None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("too_many_connections"))
+    );
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+}
