@@ -85,6 +85,16 @@ describe('close-code decisions (docs/protocol.md table)', () => {
     expect(decideClose(CLOSE.TOKEN_EXPIRED, false)).toBe('unauthorized');
   });
 
+  it('stops on 4003 (token revoked) and asks for a login', () => {
+    expect(decideClose(CLOSE.TOKEN_REVOKED, true)).toBe('unauthorized');
+    expect(decideClose(4003, false)).toBe('unauthorized');
+  });
+
+  it('stops on 1002 and 1007 (the client broke the protocol)', () => {
+    expect(decideClose(1002, true)).toBe('stop');
+    expect(decideClose(1007, true)).toBe('stop');
+  });
+
   it('stops on 4009 (broken client)', () => {
     expect(decideClose(CLOSE.PROTOCOL_VIOLATION, true)).toBe('stop');
   });

@@ -9,6 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::Child;
 
+/// The node's limits a benchmark lifts (`--server-env` can still set any of them).
+pub const BENCH_LIMITS: [(&str, &str); 5] = [
+    ("PARKMATE_WS_MAX_CONNECTIONS_PER_IP", "18000"),
+    ("PARKMATE_LIMITS_HANDSHAKES_PER_IP", "off"),
+    ("PARKMATE_LIMITS_PUBLISH", "off"),
+    ("PARKMATE_LIMITS_CLIENT_FRAMES", "off"),
+    ("PARKMATE_HTTP_MAX_CONNECTIONS", "4096"),
+];
 /// Resident set size of a process in kB (`VmRSS`), if it can be read.
 pub fn rss_kb(pid: u32) -> Option<u64> {
     proc_status_kb(pid, "VmRSS:")
@@ -125,6 +133,12 @@ impl SpawnedServer {
             .env("PARKMATE_WEB_DIR", dir.path().join("no-web"))
             .env("PARKMATE_BOOKING_DEMO_DATA", "false")
             .env("PARKMATE_LOG", "warn");
+        // A load generator is one client at a few loopback addresses doing what thousands of
+        // clients would: the per-address and per-key limits that protect a real node would
+        // measure themselves instead of the server (docs/security.md).
+        for (k, v) in BENCH_LIMITS {
+            cmd.env(k, v);
+        }
         for (k, v) in extra_env {
             // MALLOC_* (glibc tunables such as MALLOC_ARENA_MAX) and MIMALLOC_* (the allocator the
             // server links) for memory experiments.

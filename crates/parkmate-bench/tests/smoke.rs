@@ -35,7 +35,7 @@ async fn spawn_server() -> Server {
         dir.path().join("bench.db").display()
     ))
     .unwrap();
-    settings.booking.demo_data = false;
+    settings.booking.demo_data = Some(false);
     let app = Application::build(settings).await.unwrap();
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();

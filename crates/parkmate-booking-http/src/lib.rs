@@ -5,7 +5,8 @@
 //! Handlers are thin: authenticate ([`AuthUser`]), parse the wire DTO into domain values (422 with
 //! a stable code), call the domain (which decides authorisation and state); `?` turns every
 //! failure into JSON through [`Error`]. Bad ids and queries are 400, as everywhere on the server
-//! ([`parkmate_auth::extract`]).
+//! ([`parkmate_auth::extract`]). Login and register are rate-limited and their password hashing
+//! bounded ([`limits`]).
 
 use std::sync::Arc;
 
@@ -16,7 +17,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parkmate_auth::{
-    ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, ExpectedApiKey, PathId, TokenKeys,
+    ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, Authenticator, ClientIp, ExpectedApiKey, PathId,
+    TrustedProxies,
 };
 use parkmate_domain::{
     Actor, BookingMinutes, DemoAccount, Domain, DomainError, Email, Name, NewBooking, Password,
@@ -28,21 +30,28 @@ use utoipa::OpenApi;
 
 pub mod dto;
 mod error;
+pub mod limits;
 
 use dto::*;
 pub use error::Error;
+pub use limits::AccountLimits;
 
 /// Everything the booking routes need; the server constructs it and merges [`router`].
 #[derive(Clone)]
 pub struct BookingApi {
     pub domain: Domain,
-    pub keys: Arc<TokenKeys>,
+    /// Checks tokens (and the accounts behind the ones it minted), and mints them.
+    pub auth: Authenticator,
     /// Lifetime of the tokens `register`/`login` mint, in seconds.
     pub token_ttl_secs: u64,
     /// The demo logins when demo data is on (`GET /api/auth/demo-accounts`); `None` answers 404.
     pub demo_accounts: Option<Arc<Vec<DemoAccount>>>,
     /// The backend API key; required by `POST /api/test/clock`.
     pub api_key: ExpectedApiKey,
+    /// Rate limits and the hashing bound of login and register.
+    pub limits: Arc<AccountLimits>,
+    /// Whose `X-Forwarded-For` names the client, for the per-address limits.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for BookingApi {
@@ -60,9 +69,15 @@ impl BookingApi {
     }
 }
 
-impl FromRef<BookingApi> for Arc<TokenKeys> {
-    fn from_ref(api: &BookingApi) -> Arc<TokenKeys> {
-        api.keys.clone()
+impl FromRef<BookingApi> for Authenticator {
+    fn from_ref(api: &BookingApi) -> Authenticator {
+        api.auth.clone()
+    }
+}
+
+impl FromRef<BookingApi> for TrustedProxies {
+    fn from_ref(api: &BookingApi) -> TrustedProxies {
+        api.trusted_proxies.clone()
     }
 }
 
@@ -169,38 +184,63 @@ type ApiResult<T> = Result<T, Error>;
 // ---------------------------------------------------------------------------------------------
 // Accounts
 
-fn issue(api: &BookingApi, user: parkmate_domain::User) -> AuthResponse {
-    let token = api.keys.mint(user.id, user.role, api.token_ttl_secs);
-    AuthResponse {
+/// A token for the account, at its current version (so the store can revoke it later).
+async fn issue(api: &BookingApi, user: parkmate_domain::User) -> ApiResult<AuthResponse> {
+    let token = api
+        .auth
+        .mint_for_account(user.id, api.token_ttl_secs)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(AuthResponse {
         token,
         user: user.into(),
-    }
+    })
 }
 
 /// Register a driver account.
 #[utoipa::path(post, path = "/api/auth/register", tag = "accounts", security(()), request_body = RegisterRequest,
     responses((status = 201, body = AuthResponse), (status = 409, description = "`email_taken`", body = ErrorBody),
-              (status = 422, description = "`invalid_name`, `invalid_email`, `invalid_password`", body = ErrorBody)))]
+              (status = 422, description = "`invalid_name`, `invalid_email`, `invalid_password`", body = ErrorBody),
+              (status = 429, description = "`rate_limited` (`Retry-After`)", body = ErrorBody),
+              (status = 503, description = "`overloaded`: too many password hashes at once (`Retry-After`)", body = ErrorBody)))]
 async fn register(
     State(api): State<BookingApi>,
+    ip: ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    api.limits.register_per_ip.check(&ip.bucket())?;
     let name = Name::parse(&req.name)?;
     let email = Email::parse(&req.email)?;
     let password = Password::parse(&req.password)?;
+    let _hashing = api.limits.hashing_slot().await?;
     let user = api.domain.register(name, email, password).await?;
-    Ok((StatusCode::CREATED, Json(issue(&api, user))))
+    Ok((StatusCode::CREATED, Json(issue(&api, user).await?)))
 }
 
 /// Log in; the token also opens the notification socket.
 #[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
-    responses((status = 200, body = AuthResponse), (status = 401, description = "`invalid_credentials`", body = ErrorBody)))]
+    responses((status = 200, body = AuthResponse), (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+              (status = 422, description = "`invalid_password`: longer than any password can be", body = ErrorBody),
+              (status = 429, description = "`rate_limited`, per address or per account (`Retry-After`)", body = ErrorBody),
+              (status = 503, description = "`overloaded`: too many password hashes at once (`Retry-After`)", body = ErrorBody)))]
 async fn login(
     State(api): State<BookingApi>,
+    ip: ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<AuthResponse>> {
+    api.limits.login_per_ip.check(&ip.bucket())?;
+    // No password that could be registered is longer: refused before any hashing.
+    if req.password.chars().count() > Password::MAX {
+        return Err(parkmate_domain::InvalidInput::Password.into());
+    }
+    let account = req.email.trim().to_lowercase();
+    // Bounded like the password, so the per-account buckets cannot be fed huge keys.
+    if account.len() <= 320 {
+        api.limits.login_per_account.check(&account)?;
+    }
+    let _hashing = api.limits.hashing_slot().await?;
     let user = api.domain.login(&req.email, &req.password).await?;
-    Ok(Json(issue(&api, user)))
+    Ok(Json(issue(&api, user).await?))
 }
 
 /// The demo logins (development only).

@@ -9,8 +9,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
-use parkmate_auth::{ExpectedApiKey, TokenKeys};
-use parkmate_booking_http::{BookingApi, router};
+use parkmate_auth::{
+    AccountLookup, AccountState, Authenticator, ExpectedApiKey, LookupFailed, TokenKeys,
+    TrustedProxies,
+};
+use parkmate_booking_http::{AccountLimits, BookingApi, router};
 use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
 use parkmate_protocol::Role;
 use serde_json::{Value, json};
@@ -25,19 +28,44 @@ struct App {
     keys: Arc<TokenKeys>,
 }
 
+/// The accounts behind the tokens `login` mints, read from the test's database as the server
+/// reads them.
+struct Accounts(parkmate_db::Db);
+
+#[async_trait::async_trait]
+impl AccountLookup for Accounts {
+    async fn account(&self, id: i64) -> Result<Option<AccountState>, LookupFailed> {
+        let mut read = self.0.read().await.map_err(|_| LookupFailed)?;
+        let state = parkmate_db::accounts::token_state(&mut read, id)
+            .await
+            .map_err(|_| LookupFailed)?;
+        Ok(state.map(|(role, token_version)| AccountState {
+            role,
+            token_version,
+        }))
+    }
+}
+
 async fn app_with(clock: Arc<dyn Clock>, demo: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("http.db").display());
     let db = parkmate_db::Db::open(&url).await.unwrap();
-    let domain = Domain::new(db, clock, Arc::new(TestGateway::new()), Default::default());
+    let domain = Domain::new(
+        db.clone(),
+        clock,
+        Arc::new(TestGateway::new()),
+        Default::default(),
+    );
     let accounts = domain.seed_demo().await.unwrap().unwrap();
     let keys = Arc::new(TokenKeys::new(b"0123456789abcdef0123456789abcdef"));
     let api = BookingApi {
         domain: domain.clone(),
-        keys: keys.clone(),
+        auth: Authenticator::new(keys.clone(), Arc::new(Accounts(db))),
         token_ttl_secs: 3600,
         demo_accounts: demo.then(|| Arc::new(accounts)),
         api_key: ExpectedApiKey::new(API_KEY),
+        limits: Arc::new(AccountLimits::unlimited()),
+        trusted_proxies: TrustedProxies::default(),
     };
     App {
         _dir: dir,

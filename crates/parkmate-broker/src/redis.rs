@@ -57,6 +57,10 @@
 //!   gone from pub/sub (at-most-once), so every socket catches up from the store. Sockets stay open
 //!   throughout.
 //!
+//! Credentials and TLS come with the URL ([`client`]): `redis://user:password@host` (AUTH, ACL
+//! users included) and `rediss://` (TLS, verified against the system's roots or a CA given as
+//! PEM), so neither the password nor the notifications need to cross a network in clear text.
+//!
 //! Wire format, one message per event, encoded once per publish:
 //! - `N{"id":18,"aud":"user:42"}\n<frame>` — a notification; `<frame>` is the already serialised
 //!   `notification` frame, carried as-is so no node serialises it again;
@@ -96,6 +100,25 @@ pub const LINGER: Duration = Duration::from_secs(30);
 /// Channels per `SUBSCRIBE`/`UNSUBSCRIBE`: after a reconnect a node holding 18k users resubscribes
 /// in 18 round trips, and no single command makes Redis answer more than this many confirmations.
 const CHANNELS_PER_COMMAND: usize = 1000;
+
+/// A Redis client for `url`: `redis://` or `rediss://` (TLS), with `user:password@` for AUTH.
+/// `ca_pem` verifies a `rediss://` server instead of the system's roots (a private CA).
+pub fn client(url: &str, ca_pem: Option<Vec<u8>>) -> Result<::redis::Client, BrokerError> {
+    // rustls needs a process-wide crypto provider to build the TLS client; ring is the one this
+    // workspace compiles (a second one installed first is fine too).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match ca_pem {
+        None => ::redis::Client::open(url).map_err(unavailable),
+        Some(root_cert) => ::redis::Client::build_with_tls(
+            url,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        )
+        .map_err(unavailable),
+    }
+}
 
 /// Where role and broadcast notifications travel, heard by every node: `<prefix>:bus`.
 pub fn channel_name(prefix: &str) -> String {
@@ -374,7 +397,26 @@ impl RedisBroker {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<RedisBroker, BrokerError> {
-        let client = ::redis::Client::open(url).map_err(unavailable)?;
+        Self::connect_client(
+            client(url, None)?,
+            prefix,
+            interest,
+            sink,
+            tracker,
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`RedisBroker::connect`] with a client built by [`client`] (TLS with a CA of its own).
+    pub async fn connect_client(
+        client: ::redis::Client,
+        prefix: &str,
+        interest: Arc<Interest>,
+        sink: Arc<dyn BusSink>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<RedisBroker, BrokerError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))

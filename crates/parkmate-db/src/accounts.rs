@@ -1,5 +1,7 @@
 //! Users: who can sign in, with which role. Passwords arrive here already hashed (argon2id PHC
-//! strings); emails already normalised by the domain.
+//! strings); emails already normalised by the domain. Each account has a token version: the
+//! tokens minted for it carry the version, and bumping it (a role change, a revocation) makes
+//! every earlier token invalid on its next use.
 
 use chrono::{DateTime, Utc};
 use parkmate_protocol::Role;
@@ -83,4 +85,55 @@ pub async fn users(c: &mut impl Exec, role: Option<Role>) -> Result<Vec<User>, D
 
 pub async fn count_users(c: &mut impl Exec) -> Result<i64, DbError> {
     c.scalar(Stmt::new("SELECT COUNT(*) AS v FROM users")).await
+}
+
+/// The role and token version of account `id`, which every use of a token minted for it is
+/// checked against; `None` when there is no such account.
+pub async fn token_state(c: &mut impl Exec, id: i64) -> Result<Option<(Role, i64)>, DbError> {
+    let row = c
+        .fetch_optional(Stmt::new("SELECT role, token_version FROM users WHERE id = $1").bind(id))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let role: String = row.get("role")?;
+    let role = role
+        .parse()
+        .map_err(|e: parkmate_protocol::ParseEnumError| DbError::corrupt(e.to_string()))?;
+    Ok(Some((role, row.get("token_version")?)))
+}
+
+/// Gives account `id` another role and revokes its tokens (they name the old one). `false` when
+/// there is no such account.
+pub async fn set_role(c: &mut impl Exec, id: i64, role: Role) -> Result<bool, DbError> {
+    let changed = c
+        .execute(
+            Stmt::new(
+                "UPDATE users SET role = $2, token_version = token_version + 1 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(role.as_str()),
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Revokes every token minted for account `id` so far (a stolen token, a password change).
+/// `false` when there is no such account.
+pub async fn revoke_tokens(c: &mut impl Exec, id: i64) -> Result<bool, DbError> {
+    let changed = c
+        .execute(
+            Stmt::new("UPDATE users SET token_version = token_version + 1 WHERE id = $1").bind(id),
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Deletes account `id` (one that owns nothing: lots and bookings refer to their users).
+/// `false` when there is no such account.
+pub async fn delete_user(c: &mut impl Exec, id: i64) -> Result<bool, DbError> {
+    let changed = c
+        .execute(Stmt::new("DELETE FROM users WHERE id = $1").bind(id))
+        .await?;
+    Ok(changed == 1)
 }

@@ -43,7 +43,7 @@ pub use db::{Db, EngineKind, Read, Tx};
 pub use error::{DbError, redact_url};
 pub use exec::Exec;
 pub use model::*;
-pub use notifications::MAX_PAGE;
+pub use notifications::{MAX_PAGE, PageBudget, ReplayPage};
 pub use outbox::OutboxSignal;
 /// The driver error inside [`DbError`] variants, for callers that build one (tests).
 pub use sqlx::Error as SqlxError;

@@ -115,14 +115,65 @@ pub(crate) fn row_to_notification(row: &Row) -> Result<StoredNotification, DbErr
     })
 }
 
+/// How much one replay page may hold: at most `rows` notifications, and none past the one that
+/// brings the page's message and data to `bytes` (so a page holds at most `bytes` plus one
+/// notification, and always at least one: it makes progress whatever the sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageBudget {
+    pub rows: u32,
+    pub bytes: u32,
+}
+
+/// One replay page, oldest first; `more` when the store may hold further rows after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayPage {
+    pub notifications: Vec<StoredNotification>,
+    pub more: bool,
+}
+
+/// The viewer's rows after `$3`, at most `$4` of them, cut where their message and data pass `$5`
+/// bytes: the row count bounds what the database reads, the running sum (over those rows only)
+/// what is sent to us. Each row also says how many the row-limited page held (`fetched`), so the
+/// reader knows whether the byte budget cut it.
+fn budgeted_page() -> String {
+    format!(
+        "SELECT * FROM ( \
+           SELECT p.*, SUM(OCTET_LENGTH(p.message) + OCTET_LENGTH(p.data)) OVER (ORDER BY p.id) AS upto, \
+                  COUNT(*) OVER () AS fetched \
+           FROM (SELECT * FROM ({}) AS v ORDER BY id LIMIT $4) AS p \
+         ) AS w \
+         WHERE w.upto - OCTET_LENGTH(w.message) - OCTET_LENGTH(w.data) < $5",
+        visible("AND id > $3")
+    )
+}
+
 /// A replay page: `$1` user id, `$2` role (as [`visible`] wants them), `$3` the id to start
-/// after, `$4` the page size (capped).
-fn page(sql: &str, viewer: Viewer, after: i64, limit: u32) -> Stmt<'_> {
+/// after, `$4` the page size (capped), `$5` its byte budget.
+fn page(sql: &str, viewer: Viewer, after: i64, budget: PageBudget) -> Stmt<'_> {
     Stmt::new(sql)
         .bind(viewer.user_id)
         .bind(viewer.role.as_str())
         .bind(after)
-        .bind(limit.min(MAX_PAGE))
+        .bind(budget.rows.clamp(1, MAX_PAGE))
+        .bind(budget.bytes.max(1))
+}
+
+/// Rows of [`budgeted_page`] (those with an `id`) into a [`ReplayPage`].
+fn replay_page(rows: &[Row], budget: PageBudget) -> Result<ReplayPage, DbError> {
+    let mut notifications = Vec::with_capacity(rows.len());
+    let mut fetched = 0i64;
+    for row in rows {
+        if row.get::<Option<i64>>("id")?.is_some() {
+            notifications.push(row_to_notification(row)?);
+            fetched = row.get("fetched")?;
+        }
+    }
+    let cut = (notifications.len() as i64) < fetched;
+    let full = fetched >= i64::from(budget.rows.clamp(1, MAX_PAGE));
+    Ok(ReplayPage {
+        notifications,
+        more: cut || full,
+    })
 }
 
 async fn unread_on(c: &mut impl Exec, viewer: Viewer) -> Result<UnreadState, DbError> {
@@ -172,23 +223,21 @@ impl Db {
         rows.iter().map(row_to_notification).collect()
     }
 
-    /// What `viewer` can see with an id above `after`, oldest first (replay on reconnect).
+    /// What `viewer` can see with an id above `after`, oldest first, one page within `budget`
+    /// (replay on reconnect).
     pub async fn replay(
         &self,
         viewer: Viewer,
         after: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredNotification>, DbError> {
-        let sql = format!(
-            "SELECT * FROM ({}) AS v ORDER BY id LIMIT $4",
-            visible("AND id > $3")
-        );
+        budget: PageBudget,
+    ) -> Result<ReplayPage, DbError> {
+        let sql = format!("{} ORDER BY w.id", budgeted_page());
         let rows = self
             .read()
             .await?
-            .fetch_all(page(&sql, viewer, after, limit))
+            .fetch_all(page(&sql, viewer, after, budget))
             .await?;
-        rows.iter().map(row_to_notification).collect()
+        replay_page(&rows, budget)
     }
 
     /// What a socket resuming after `after` needs first: the viewer's unread state and the first
@@ -198,20 +247,20 @@ impl Db {
         &self,
         viewer: Viewer,
         after: i64,
-        limit: u32,
-    ) -> Result<(UnreadState, Vec<StoredNotification>), DbError> {
+        budget: PageBudget,
+    ) -> Result<(UnreadState, ReplayPage), DbError> {
         // The unread row, joined with the replay page; without a page the page's columns are NULL.
         let sql = format!(
             "SELECT u.as_of, u.unread, page.* FROM ({}) AS u \
-             LEFT JOIN (SELECT * FROM ({}) AS v ORDER BY id LIMIT $4) AS page ON 1 = 1 \
+             LEFT JOIN ({}) AS page ON 1 = 1 \
              ORDER BY page.id",
             unread_sql(),
-            visible("AND id > $3")
+            budgeted_page()
         );
         let rows = self
             .read()
             .await?
-            .fetch_all(page(&sql, viewer, after, limit))
+            .fetch_all(page(&sql, viewer, after, budget))
             .await?;
         let first = rows
             .first()
@@ -220,13 +269,7 @@ impl Db {
             count: first.get("unread")?,
             as_of: first.get("as_of")?,
         };
-        let mut notifications = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.get::<Option<i64>>("id")?.is_some() {
-                notifications.push(row_to_notification(row)?);
-            }
-        }
-        Ok((unread, notifications))
+        Ok((unread, replay_page(&rows, budget)?))
     }
 
     /// The viewer's inbox, newest first, optionally only ids below `before`.

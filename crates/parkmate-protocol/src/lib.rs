@@ -261,6 +261,12 @@ pub enum CloseCode {
     Normal = 1000,
     /// The peer is going away (e.g. heartbeat lost); reconnect.
     GoingAway = 1001,
+    /// The client broke RFC 6455's framing (an unmasked frame, reserved bits, an unknown opcode,
+    /// a control frame over 125 bytes or fragmented, a stray continuation, a close code it may
+    /// not send): the client is broken, do not reconnect.
+    ProtocolError = 1002,
+    /// A text frame (or close reason) that is not UTF-8: the client is broken, do not reconnect.
+    InvalidPayload = 1007,
     /// An inbound frame was larger than the configured limit; reconnect (and send smaller frames).
     TooBig = 1009,
     /// An unexpected server error; reconnect with backoff.
@@ -269,6 +275,9 @@ pub enum CloseCode {
     ServiceRestart = 1012,
     /// The token expired while the socket was open; terminal until the client has a new token.
     TokenExpired = 4001,
+    /// The account behind the token changed role, was deleted or had its tokens revoked while
+    /// the socket was open; terminal until the client has a new token (logs in again).
+    TokenRevoked = 4003,
     /// The client stopped answering pings within the configured time.
     HeartbeatTimeout = 4002,
     /// The socket's bounded send queue filled up: the client reads too slowly. Reconnect with
@@ -285,17 +294,27 @@ impl CloseCode {
 
     /// Whether a client should reconnect after this close. Terminal codes need user action.
     pub fn reconnect(self) -> bool {
-        !matches!(self, CloseCode::TokenExpired | CloseCode::ProtocolViolation)
+        !matches!(
+            self,
+            CloseCode::TokenExpired
+                | CloseCode::TokenRevoked
+                | CloseCode::ProtocolViolation
+                | CloseCode::ProtocolError
+                | CloseCode::InvalidPayload
+        )
     }
 
     pub fn reason(self) -> &'static str {
         match self {
             CloseCode::Normal => "bye",
             CloseCode::GoingAway => "going away",
+            CloseCode::ProtocolError => "protocol error",
+            CloseCode::InvalidPayload => "invalid UTF-8",
             CloseCode::TooBig => "frame too big",
             CloseCode::InternalError => "internal error, reconnect",
             CloseCode::ServiceRestart => "server restarting, reconnect",
             CloseCode::TokenExpired => "token expired, log in again",
+            CloseCode::TokenRevoked => "token revoked, log in again",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::SlowConsumer => "slow consumer, reconnect",
             CloseCode::ProtocolViolation => "too many invalid frames",
@@ -306,10 +325,13 @@ impl CloseCode {
         [
             CloseCode::Normal,
             CloseCode::GoingAway,
+            CloseCode::ProtocolError,
+            CloseCode::InvalidPayload,
             CloseCode::TooBig,
             CloseCode::InternalError,
             CloseCode::ServiceRestart,
             CloseCode::TokenExpired,
+            CloseCode::TokenRevoked,
             CloseCode::HeartbeatTimeout,
             CloseCode::SlowConsumer,
             CloseCode::ProtocolViolation,
@@ -385,6 +407,10 @@ mod tests {
         assert!(CloseCode::SlowConsumer.reconnect());
         assert!(CloseCode::ServiceRestart.reconnect());
         assert!(!CloseCode::TokenExpired.reconnect());
+        for terminal in [1002, 1007, 4003] {
+            let code = CloseCode::from_code(terminal).unwrap();
+            assert!(!code.reconnect(), "{code:?}");
+        }
         assert_eq!(CloseCode::from_code(4008), Some(CloseCode::SlowConsumer));
     }
 

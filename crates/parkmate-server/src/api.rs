@@ -1,18 +1,29 @@
 //! The HTTP API of the notification core: publishing (for backends, with the API key), the
 //! signed-in user's inbox (with their JWT), health and metrics. See `docs/protocol.md`.
+//!
+//! A publish is checked cheapest first, and its body is parsed last: the declared size
+//! (`Content-Length` over `http.max_body_bytes`: 413 before a byte is read, for every route,
+//! [`refuse_oversized`]), the API key (401), the key's rate limit (`limits.publish`, 429), the
+//! size again while reading (a chunked body passing the limit: 413), and only then the JSON. `/metrics` is a router of its own
+//! ([`metrics_router`]): on the main address (behind `metrics.token` if set, and in production
+//! only then) or on `metrics.bind`.
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parkmate_auth::{ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, PathId};
+use parkmate_auth::{ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, ExpectedApiKey, PathId};
 use parkmate_db::{NewNotification, UnreadState};
 use parkmate_protocol::{Audience, Level, NotificationFrame, Role};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Settings;
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -33,7 +44,65 @@ pub fn router() -> Router<AppState> {
         .route("/api/inbox/read-all", post(read_all))
         .route("/api/inbox/{id}/read", post(read_one))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+}
+
+/// `GET /metrics`, behind `Authorization: Bearer <metrics.token>` when one is set.
+pub fn metrics_router<S: Clone + Send + Sync + 'static>(settings: &Settings) -> Router<S> {
+    let token = settings
+        .metrics
+        .token
+        .as_ref()
+        .map(|t| ExpectedApiKey::new(t.expose_secret()));
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| async move {
+            if let Some(token) = token
+                && !parkmate_auth::bearer(&headers).is_some_and(|k| token.matches(k))
+            {
+                return ApiError::unauthorized(
+                    "unauthorized",
+                    "Authorization: Bearer <metrics token> is required",
+                )
+                .into_response();
+            }
+            metrics().await.into_response()
+        }),
+    )
+}
+
+/// Middleware: a request whose `Content-Length` is over `max` is answered 413
+/// `payload_too_large` before a byte of its body is read. (A body without a length, chunked, is
+/// cut by the extractors' limit as soon as it passes `max`.)
+pub async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::too_large(format!(
+            "the request body is larger than this server accepts ({max} bytes)"
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Extractor: one call of the API key's rate limit (`limits.publish`), taken before the body is
+/// read; 429 with `Retry-After` when it is spent.
+struct PublishAllowance;
+
+impl FromRequestParts<AppState> for PublishAllowance {
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        state
+            .limits
+            .publish
+            .check()
+            .map(|()| PublishAllowance)
+            .map_err(IntoResponse::into_response)
+    }
 }
 
 /// The publish body, mirroring the original `send_ws_notification(user_id, level, message)`.
@@ -179,11 +248,13 @@ pub fn validate(
         .collect())
 }
 
-/// Publishes a notification (backends, with the API key). The key is checked before the body is
-/// read, so an unauthenticated caller learns nothing about it.
+/// Publishes a notification (backends, with the API key). The key and its rate limit are checked
+/// before the body is read, so an unauthenticated caller learns nothing about it and a flood
+/// costs no parsing.
 async fn publish(
     State(state): State<AppState>,
     _key: ApiKey,
+    _allowed: PublishAllowance,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<impl IntoResponse, Error> {
@@ -195,6 +266,7 @@ async fn publish(
         .await
         .map_err(|_| {
             ApiError::unavailable("overloaded", "the notification queue is full, retry later")
+                .retry_after(Duration::from_secs(1))
         })??;
     let ids = stored.iter().map(|n| n.id).collect();
     Ok((StatusCode::CREATED, Json(PublishResponse { ids })))

@@ -46,6 +46,27 @@ enum Command {
     Token(TokenArgs),
     /// Send a notification through a running server's publish API.
     Notify(NotifyArgs),
+    /// Change an account in the database; its tokens stop working on their next use.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Give an account another role; the tokens minted for it are revoked (they name the old one).
+    SetRole {
+        #[arg(long)]
+        user: i64,
+        /// user, owner, admin or employee.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Revoke every token minted for an account so far (a stolen token, a leaked laptop); its
+    /// open sockets close with 4003 within ws.account_check_interval.
+    RevokeTokens {
+        #[arg(long)]
+        user: i64,
+    },
 }
 
 #[derive(Args)]
@@ -162,7 +183,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.use_dev_secrets()?;
             notify(settings, args).await
         }
+        Command::Account(command) => account(settings, command).await,
     }
+}
+
+async fn account(settings: Settings, command: AccountCommand) -> anyhow::Result<()> {
+    let url = parkmate_db::redact_url(settings.database.url.as_str());
+    let db = parkmate_db::Db::open(settings.database.url.as_str())
+        .await
+        .with_context(|| format!("cannot open the database at {url}"))?;
+    let mut tx = db.begin().await?;
+    let (user, found, done) = match command {
+        AccountCommand::SetRole { user, role } => (
+            user,
+            parkmate_db::accounts::set_role(&mut tx, user, role).await?,
+            format!("user {user} is now {role}; their earlier tokens are revoked"),
+        ),
+        AccountCommand::RevokeTokens { user } => (
+            user,
+            parkmate_db::accounts::revoke_tokens(&mut tx, user).await?,
+            format!("every token minted for user {user} so far is revoked"),
+        ),
+    };
+    tx.commit().await?;
+    db.close().await;
+    anyhow::ensure!(found, "no account {user} in the database at {url}");
+    println!("{done}");
+    Ok(())
 }
 
 async fn serve(mut settings: Settings) -> anyhow::Result<()> {

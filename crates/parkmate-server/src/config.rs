@@ -9,6 +9,11 @@
 //! Environment variables follow one rule: `PARKMATE_<SECTION>_<KEY>` sets `key` of `[section]`
 //! (`PARKMATE_WS_QUEUE_CAPACITY` → `ws.queue_capacity`), `PARKMATE_<KEY>` a top-level key.
 //!
+//! Production is safe by default: a setting whose default suits development only (demo accounts,
+//! `?token=` on the socket, localhost origins, `/metrics` on the public address) defaults to the
+//! safe side when `env = production`, and setting the unsafe side explicitly stops the start with
+//! an error naming the key (`docs/security.md` lists them all).
+//!
 //! Secrets: in production a missing or short JWT secret or API key refuses to start. In
 //! development they may be left out: `parkmate serve` then generates them once into
 //! `<data_dir>/dev-secrets.toml` ([`Settings::generate_dev_secrets`], an explicit step of `serve`
@@ -19,11 +24,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use parkmate_auth::{Rate, TrustedProxies};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -37,7 +45,9 @@ pub const ENV_PREFIX: &str = "PARKMATE_";
 
 /// The `[section]`s of [`Settings`]: `PARKMATE_<SECTION>_<KEY>` sets `section.key`. No top-level
 /// key starts with one of these followed by `_` (a test holds the list to the struct).
-const SECTIONS: &[&str] = &["database", "ws", "redis", "tls", "booking"];
+const SECTIONS: &[&str] = &[
+    "database", "http", "ws", "limits", "redis", "tls", "booking", "metrics",
+];
 
 /// Settings that moved when they became sections, old key → new key: an old name is still an
 /// error (no silent fallback), but one that says where the setting went.
@@ -62,7 +72,13 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Keys whose values are never repeated in an error message.
-const SECRET_KEYS: &[&str] = &["jwt_secret", "api_key", "redis.url"];
+const SECRET_KEYS: &[&str] = &["jwt_secret", "api_key", "redis.url", "metrics.token"];
+
+/// `ws.allowed_origins` outside production when not set: the Vite dev server of `web/`.
+static DEV_ORIGINS: LazyLock<AllowedOrigins> =
+    LazyLock::new(|| AllowedOrigins::of(["http://localhost:5173", "http://127.0.0.1:5173"]));
+/// `ws.allowed_origins` in production when not set: none besides the server's own.
+static NO_ORIGINS: LazyLock<AllowedOrigins> = LazyLock::new(|| AllowedOrigins::of([]));
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,11 +134,98 @@ pub struct Settings {
     #[default(Duration::from_secs(5))]
     pub shutdown_grace: Duration,
     pub database: DatabaseSettings,
+    pub http: HttpSettings,
     pub ws: WsSettings,
+    pub limits: LimitsSettings,
     pub redis: RedisSettings,
     /// Native TLS (`tls.rs`); `None`: plain HTTP, e.g. behind a TLS-terminating proxy.
     pub tls: Option<TlsFiles>,
     pub booking: BookingSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `[http]`: connections before they become sockets, and request bodies.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request head (request line and headers) must arrive within this, counted from the
+    /// connection's first byte wait or the previous response: a peer that trickles a head, or a
+    /// keep-alive connection left idle, is closed after it. Bounds what a slowloris can hold.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub header_read_timeout: Duration,
+    /// HTTP connections open at once (not counting upgraded sockets, which `ws.max_connections`
+    /// caps): past it the node stops accepting until one closes, so connections waiting for
+    /// their head cannot take the file descriptors the sockets need. With the socket cap and the
+    /// database it must fit the process's descriptor limit (20,000 here).
+    #[default(NonZeroUsize::new(1024).expect("non-zero"))]
+    pub max_connections: NonZeroUsize,
+    /// Largest request body (the publish API's, the booking API's): 413 `payload_too_large`
+    /// above it, decided from `Content-Length` before a byte is read. 64 KiB holds the largest
+    /// valid publish (a 2,000-character message, 16 KiB of `data`, 1,000 user ids).
+    #[default(BufferBytes(64 * 1024))]
+    pub max_body_bytes: BufferBytes,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` is believed for per-address
+    /// limits. Empty: the peer of the connection is the client. Behind nginx, list nginx here,
+    /// or every client shares nginx's address and its limits.
+    pub trusted_proxies: TrustedProxyList,
+}
+
+/// `[limits]`: rate limits (`"N/s"`, `"N/min"`, `"N/h"`, or `"off"`; a burst of N, refilled
+/// evenly) and the password-hashing bound. Over a rate: 429 `rate_limited` with `Retry-After`.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// `POST /api/auth/login` per client address: slows password guessing across accounts.
+    #[default(RateSetting::of("30/min"))]
+    pub login_per_ip: RateSetting,
+    /// `POST /api/auth/login` per email address: slows guessing one account's password from
+    /// many addresses. (It also lets someone spend another person's attempts: a tradeoff every
+    /// per-account limit makes; the per-address limit bounds it.)
+    #[default(RateSetting::of("10/min"))]
+    pub login_per_account: RateSetting,
+    /// `POST /api/auth/register` per client address: accounts are cheap to make, and each one
+    /// brings `ws.max_connections_per_user` more sockets.
+    #[default(RateSetting::of("20/h"))]
+    pub register_per_ip: RateSetting,
+    /// `POST /api/notifications` for the API key: a leaked key or a backend in a loop cannot bury
+    /// the store. Below the ~17,000/s one node stores (BENCHMARKS.md), so a flood is refused
+    /// rather than queued.
+    #[default(RateSetting::of("10000/s"))]
+    pub publish: RateSetting,
+    /// WebSocket handshakes per client address, counted before anything else is checked (a
+    /// flood of bad tokens costs one map lookup each).
+    #[default(RateSetting::of("300/min"))]
+    pub handshakes_per_ip: RateSetting,
+    /// Frames a client may send on one socket (`ping`, `mark_read`, `mark_all_read` each cost
+    /// a store call). Over it a frame is answered with an `error` frame `rate_limited` and not
+    /// run; ten refusals in a row close the socket with 4009.
+    #[default(RateSetting::of("10/s"))]
+    pub client_frames: RateSetting,
+    /// Password hashes (argon2id, ~19 MiB and tens of ms of CPU each) computed at once, for
+    /// login and register together.
+    #[default(NonZeroUsize::new(4).expect("non-zero"))]
+    pub password_hashes: NonZeroUsize,
+    /// How long a login or register waits for a hashing slot before it is answered 503
+    /// `overloaded` with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(2))]
+    pub password_hash_wait: Duration,
+}
+
+/// `[metrics]`: who may read `/metrics`.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on this address of its own (e.g. an internal interface) and not on
+    /// `bind`.
+    pub bind: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics` (Prometheus' `authorization`).
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub token: Option<SecretString>,
 }
 
 /// `[database]`
@@ -141,14 +244,38 @@ pub struct DatabaseSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct WsSettings {
     /// Browser origins allowed to open sockets besides the server's own: a list, or one
-    /// comma-separated string (as an environment variable is).
-    #[default(AllowedOrigins::of(["http://localhost:5173", "http://127.0.0.1:5173"]))]
-    pub allowed_origins: AllowedOrigins,
+    /// comma-separated string (as an environment variable is). Unset: the Vite dev server's
+    /// (`http://localhost:5173`, `http://127.0.0.1:5173`) outside production, none in production.
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub allowed_origins: Option<AllowedOrigins>,
     /// Sockets this node holds at most; the next handshake gets 503. One process may hold 20,000
     /// file descriptors here: the default leaves room for the database, the listener and HTTP
     /// clients.
     #[default(NonZeroUsize::new(18_000).expect("non-zero"))]
     pub max_connections: NonZeroUsize,
+    /// Sockets one user may hold on this node (tabs, devices); the next handshake gets 429. So
+    /// one account cannot take the node's slots.
+    #[default(NonZeroUsize::new(20).expect("non-zero"))]
+    pub max_connections_per_user: NonZeroUsize,
+    /// Sockets one client address may hold on this node (see `http.trusted_proxies`); the next
+    /// handshake gets 429. Room for an office behind one NAT address; IPv6 counts per /64.
+    #[default(NonZeroUsize::new(256).expect("non-zero"))]
+    pub max_connections_per_ip: NonZeroUsize,
+    /// Accept the token as `?token=` (proxies log query strings). Unset: yes outside production,
+    /// no in production, where `true` is refused: browsers send `Sec-WebSocket-Protocol:
+    /// bearer.<jwt>`, other clients `Authorization`.
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub query_token: Option<bool>,
+    /// How often an open socket re-checks the account behind a token this server minted: a
+    /// changed role, a deleted account or revoked tokens close it with 4003.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(60))]
+    pub account_check_interval: Duration,
+    /// Byte budget of one replay page (message and data of the notifications a reconnecting
+    /// socket is sent at once; a page also stops at 500 notifications). Bounds the memory a
+    /// reconnect storm takes, whatever the notifications' sizes.
+    #[default(BufferBytes(256 * 1024))]
+    pub replay_page_bytes: BufferBytes,
     /// Frames queued per socket before it is closed as a slow consumer (4008).
     #[default(NonZeroUsize::new(256).expect("non-zero"))]
     pub queue_capacity: NonZeroUsize,
@@ -185,6 +312,9 @@ pub struct RedisSettings {
     /// Every Redis key and channel of this cluster starts with this.
     #[default(RedisPrefix("parkmate".into()))]
     pub prefix: RedisPrefix,
+    /// PEM certificates to verify a `rediss://` server with, instead of the system's roots (a
+    /// private CA, a self-signed server).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `[tls]`: the node's certificate and key, read and checked by `tls::server_config` at
@@ -207,9 +337,10 @@ pub struct BookingSettings {
     /// Serve the booking API; `false` runs the notification core alone (without its tables).
     #[default(true)]
     pub api: bool,
-    /// Seed demo accounts and lots on an empty database.
-    #[default(true)]
-    pub demo_data: bool,
+    /// Seed demo accounts and lots on an empty database. Unset: yes outside production, no in
+    /// production, where `true` is refused (the demo passwords are in the README).
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub demo_data: Option<bool>,
     /// Bookings one driver may hold at once (`requested` or `confirmed`); the next create or
     /// renewal answers 409 `too_many_bookings`.
     #[default(NonZeroU32::new(2).expect("non-zero"))]
@@ -284,16 +415,7 @@ impl AllowedOrigins {
 
 impl<'de> Deserialize<'de> for AllowedOrigins {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Joined(String),
-            List(Vec<String>),
-        }
-        let origins: Vec<String> = match Written::deserialize(d)? {
-            Written::Joined(s) => s.split(',').map(str::to_owned).collect(),
-            Written::List(l) => l,
-        };
+        let origins = ListOrJoined(d).strings()?;
         let mut set = BTreeSet::new();
         for o in origins {
             let o = o.trim().trim_end_matches('/');
@@ -308,6 +430,96 @@ impl<'de> Deserialize<'de> for AllowedOrigins {
             set.insert(o.to_owned());
         }
         Ok(AllowedOrigins(set))
+    }
+}
+
+/// `http.trusted_proxies`: addresses or networks, a list or one comma-separated string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxyList(Vec<IpNet>);
+
+impl TrustedProxyList {
+    pub fn proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.0.iter().copied())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxyList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let nets = ListOrJoined(d).strings()?;
+        nets.iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(TrustedProxies::parse_net)
+            .collect::<Result<_, _>>()
+            .map(TrustedProxyList)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+impl Serialize for TrustedProxyList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|n| n.to_string()))
+    }
+}
+
+/// A list written either as a list or as one comma-separated string (an environment variable).
+struct ListOrJoined<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> ListOrJoined<D> {
+    fn strings(self) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Joined(String),
+            List(Vec<String>),
+        }
+        Ok(match Written::deserialize(self.0)? {
+            Written::Joined(s) => s.split(',').map(str::to_owned).collect(),
+            Written::List(l) => l,
+        })
+    }
+}
+
+/// A rate limit setting: a [`Rate`] such as `"30/min"`, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RateSetting(Option<Rate>);
+
+impl RateSetting {
+    fn of(rate: &str) -> RateSetting {
+        RateSetting(Some(rate.parse().expect("a valid default rate")))
+    }
+
+    /// `None`: no limit.
+    pub fn rate(self) -> Option<Rate> {
+        self.0
+    }
+}
+
+impl TryFrom<String> for RateSetting {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(RateSetting(None));
+        }
+        s.parse::<Rate>()
+            .map(|r| RateSetting(Some(r)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+impl Serialize for RateSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(r) => s.collect_str(&r),
+            None => s.serialize_str("off"),
+        }
     }
 }
 
@@ -422,6 +634,25 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Whether a Redis URL is plain `redis://` to a host other than this machine: notifications
+/// (and the password, if the URL has one) would cross a network in clear text.
+pub fn redis_is_plaintext_off_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !local
+}
+
 /// The environment variable that sets `key` (`ws.queue_capacity` → `PARKMATE_WS_QUEUE_CAPACITY`).
 pub fn env_var(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
@@ -476,6 +707,14 @@ impl Settings {
         positive("ws.write_timeout", self.ws.write_timeout)?;
         positive("booking.request_hold", self.booking.request_hold)?;
         positive("booking.payment_grace", self.booking.payment_grace)?;
+        positive("ws.account_check_interval", self.ws.account_check_interval)?;
+        positive("http.header_read_timeout", self.http.header_read_timeout)?;
+        if self.metrics.bind == Some(self.bind) && self.bind.port() != 0 {
+            return Err(invalid(
+                "metrics.bind",
+                "must differ from `bind` (unset it to serve /metrics there)",
+            ));
+        }
         if self.ws.heartbeat_timeout <= self.ws.heartbeat_interval {
             return Err(invalid(
                 "ws.heartbeat_timeout",
@@ -490,11 +729,15 @@ impl Settings {
                 return Err(invalid("tls.key", "must be a path to a PEM file"));
             }
         }
-        for (key, secret) in [("jwt_secret", &self.jwt_secret), ("api_key", &self.api_key)] {
+        for (key, secret, required) in [
+            ("jwt_secret", &self.jwt_secret, true),
+            ("api_key", &self.api_key, true),
+            ("metrics.token", &self.metrics.token, false),
+        ] {
             let len = secret.as_ref().map(|s| s.expose_secret().len());
             match len {
                 Some(0) => return Err(invalid(key, "must not be empty")),
-                None if self.production() => {
+                None if required && self.production() => {
                     return Err(invalid(key, "is required when env = production"));
                 }
                 Some(n) if self.production() && n < MIN_SECRET_LEN => {
@@ -512,11 +755,56 @@ impl Settings {
                 "a manual clock is for tests and refused in production",
             ));
         }
+        if self.production() && self.booking.demo_data == Some(true) {
+            return Err(invalid(
+                "booking.demo_data",
+                "demo accounts have published passwords (an admin among them) and are refused \
+                 in production",
+            ));
+        }
+        if self.production() && self.ws.query_token == Some(true) {
+            return Err(invalid(
+                "ws.query_token",
+                "`?token=` puts tokens in URLs, which proxies and access logs keep; refused in \
+                 production (browsers send Sec-WebSocket-Protocol: bearer.<jwt>, other clients \
+                 Authorization: Bearer)",
+            ));
+        }
         Ok(())
     }
 
     fn production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.production()
+    }
+
+    /// `ws.allowed_origins`, or its default: the Vite dev server outside production, none in
+    /// production.
+    pub fn allowed_origins(&self) -> &AllowedOrigins {
+        match &self.ws.allowed_origins {
+            Some(origins) => origins,
+            None if self.production() => &NO_ORIGINS,
+            None => &DEV_ORIGINS,
+        }
+    }
+
+    /// `booking.demo_data`, or its default: on outside production only.
+    pub fn demo_data(&self) -> bool {
+        self.booking.demo_data.unwrap_or(!self.production())
+    }
+
+    /// `ws.query_token`, or its default: on outside production only.
+    pub fn query_token(&self) -> bool {
+        self.ws.query_token.unwrap_or(!self.production())
+    }
+
+    /// Whether `/metrics` is served on `bind`: not when it has an address of its own, and in
+    /// production only behind a token.
+    pub fn metrics_on_main_listener(&self) -> bool {
+        self.metrics.bind.is_none() && (!self.production() || self.metrics.token.is_some())
     }
 
     /// The JWT secret, or an error saying how to provide one.
@@ -843,15 +1131,15 @@ mod tests {
         assert_eq!(s.ws.heartbeat_interval, Duration::from_secs(60));
         assert_eq!(s.ws.heartbeat_timeout, Duration::from_secs(150));
         assert_eq!(s.ws.write_timeout, Duration::from_millis(250));
-        assert!(s.ws.allowed_origins.contains("https://b.example"));
-        assert!(!s.ws.allowed_origins.contains("http://localhost:5173"));
+        assert!(s.allowed_origins().contains("https://b.example"));
+        assert!(!s.allowed_origins().contains("http://localhost:5173"));
         assert_eq!(s.database.url.as_str(), "postgres://db/parkmate");
         assert_eq!(
             s.redis.url.as_ref().map(RedisUrl::expose_secret),
             Some("redis://127.0.0.1:6379")
         );
         assert_eq!(s.redis.prefix.as_str(), "blue");
-        assert!(!s.booking.api && !s.booking.demo_data);
+        assert!(!s.booking.api && !s.demo_data());
         assert_eq!(
             s.tls,
             Some(TlsFiles {
@@ -870,8 +1158,118 @@ mod tests {
             )],
         )
         .unwrap();
-        assert!(s.ws.allowed_origins.contains("https://a.example"));
-        assert!(s.ws.allowed_origins.contains("https://b.example"));
+        assert!(s.allowed_origins().contains("https://a.example"));
+        assert!(s.allowed_origins().contains("https://b.example"));
+    }
+
+    const LONG: &str = "0123456789abcdef0123456789abcdef";
+
+    /// What production changes by itself, and every unsafe setting it refuses by name.
+    #[test]
+    fn production_takes_the_safe_defaults_and_refuses_the_unsafe_side_by_name() {
+        let secrets = [("PARKMATE_JWT_SECRET", LONG), ("PARKMATE_API_KEY", LONG)];
+        let dev = load("", &secrets).unwrap();
+        assert!(dev.demo_data() && dev.query_token() && dev.metrics_on_main_listener());
+        assert!(dev.allowed_origins().contains("http://localhost:5173"));
+
+        let prod_env = [secrets[0], secrets[1], ("PARKMATE_ENV", "production")];
+        let prod = load("", &prod_env).unwrap();
+        assert!(!prod.demo_data(), "no demo accounts unless asked");
+        assert!(!prod.query_token(), "no ?token= in production");
+        assert!(!prod.allowed_origins().contains("http://localhost:5173"));
+        assert!(!prod.metrics_on_main_listener(), "/metrics is not public");
+
+        for ((var, value), key) in [
+            (("PARKMATE_BOOKING_DEMO_DATA", "true"), "booking.demo_data"),
+            (("PARKMATE_WS_QUERY_TOKEN", "true"), "ws.query_token"),
+            (("PARKMATE_CLOCK", "manual"), "clock"),
+            (("PARKMATE_JWT_SECRET", "short"), "jwt_secret"),
+            (("PARKMATE_API_KEY", "short"), "api_key"),
+            (("PARKMATE_METRICS_TOKEN", "short"), "metrics.token"),
+        ] {
+            let mut env = prod_env.to_vec();
+            env.retain(|(k, _)| *k != var);
+            env.push((var, value));
+            let err = load("", &env).unwrap_err();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains(var),
+                "{var}={value}: {err}"
+            );
+        }
+        // Explicitly safe is fine; so are metrics behind a token or on their own address.
+        let mut env = prod_env.to_vec();
+        env.extend([
+            ("PARKMATE_BOOKING_DEMO_DATA", "false"),
+            ("PARKMATE_WS_QUERY_TOKEN", "false"),
+            ("PARKMATE_METRICS_TOKEN", LONG),
+        ]);
+        assert!(load("", &env).unwrap().metrics_on_main_listener());
+        let mut env = prod_env.to_vec();
+        env.push(("PARKMATE_METRICS_BIND", "127.0.0.1:9100"));
+        assert!(!load("", &env).unwrap().metrics_on_main_listener());
+    }
+
+    #[test]
+    fn limits_and_proxies_are_read_and_checked() {
+        let s = load(
+            "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[limits]\nlogin_per_ip = \"5/min\"\n",
+            &[
+                ("PARKMATE_LIMITS_PUBLISH", "off"),
+                ("PARKMATE_HTTP_HEADER_READ_TIMEOUT", "3s"),
+                ("PARKMATE_WS_MAX_CONNECTIONS_PER_USER", "2"),
+            ],
+        )
+        .unwrap();
+        let login = s.limits.login_per_ip.rate().unwrap();
+        assert_eq!((login.count.get(), login.per), (5, Duration::from_secs(60)));
+        assert_eq!(s.limits.publish.rate(), None);
+        assert_eq!(s.http.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(s.ws.max_connections_per_user.get(), 2);
+        let proxies = s.http.trusted_proxies.proxies();
+        assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(proxies.contains("::1".parse().unwrap()));
+        assert!(!proxies.contains("11.0.0.1".parse().unwrap()));
+        let s = load(
+            "",
+            &[("PARKMATE_HTTP_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")],
+        )
+        .unwrap();
+        assert!(
+            s.http
+                .trusted_proxies
+                .proxies()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+
+        for (env, expect) in [
+            (
+                ("PARKMATE_LIMITS_LOGIN_PER_IP", "lots"),
+                "`limits.login_per_ip`",
+            ),
+            (
+                ("PARKMATE_LIMITS_CLIENT_FRAMES", "0/s"),
+                "`limits.client_frames`",
+            ),
+            (
+                ("PARKMATE_HTTP_TRUSTED_PROXIES", "nginx"),
+                "`http.trusted_proxies`",
+            ),
+            (
+                ("PARKMATE_HTTP_HEADER_READ_TIMEOUT", "0s"),
+                "`http.header_read_timeout`",
+            ),
+            (
+                ("PARKMATE_HTTP_MAX_BODY_BYTES", "10"),
+                "`http.max_body_bytes`",
+            ),
+            (
+                ("PARKMATE_METRICS_BIND", "127.0.0.1:8000"),
+                "`metrics.bind`",
+            ),
+        ] {
+            let err = load("", &[env]).unwrap_err();
+            assert!(err.contains(expect), "{env:?}: {err}");
+        }
     }
 
     #[test]
@@ -889,6 +1287,10 @@ mod tests {
             ),
             (("PARKMATE_WS_MAX_FRAME_BYTES", "100"), "between 256 and"),
             (("PARKMATE_REDIS_PREFIX", "has space"), "`redis.prefix`"),
+            (
+                ("PARKMATE_WS_MAX_CONNECTIONS_PER_IP", "0"),
+                "`ws.max_connections_per_ip`",
+            ),
             (
                 ("PARKMATE_WS_ALLOWED_ORIGINS", "ftp://x"),
                 "not an http(s) origin",
@@ -1019,8 +1421,24 @@ mod tests {
             } else {
                 dict.get(section).and_then(|v| v.as_dict())
             };
-            let known = holder.is_some_and(|d| d.contains_key(key)) || ["redis.url"].contains(new);
+            let known = holder.is_some_and(|d| d.contains_key(key))
+                || ["redis.url", "ws.allowed_origins", "booking.demo_data"].contains(new);
             assert!(known, "`{new}` is not a setting");
+        }
+    }
+
+    #[test]
+    fn plaintext_redis_off_this_host_is_told_apart() {
+        for (url, off_host) in [
+            ("redis://127.0.0.1:6379", false),
+            ("redis://:pw@localhost/0", false),
+            ("redis://user:pw@[::1]:6379", false),
+            ("redis://redis.internal:6379", true),
+            ("redis://:p@ss@10.0.0.5", true),
+            ("rediss://redis.internal:6380", false),
+            ("unix:///run/redis.sock", false),
+        ] {
+            assert_eq!(redis_is_plaintext_off_host(url), off_host, "{url}");
         }
     }
 

@@ -25,6 +25,7 @@ impl IntoResponse for Error {
             Error::Store(e) | Error::Notify(NotifyError::Store(e)) => store(e),
             Error::Notify(NotifyError::ShuttingDown) => {
                 ApiError::unavailable("shutting_down", "the server is shutting down, retry")
+                    .retry_after(std::time::Duration::from_secs(1))
             }
             Error::Notify(NotifyError::StoreUnavailable) => store_unavailable(),
             Error::Notify(e @ NotifyError::CommitFailed(_)) => ApiError::internal(&e),
@@ -48,6 +49,7 @@ fn store(e: StoreError) -> ApiError {
 /// An outage of the database: worth a retry later, so 503 rather than 500.
 fn store_unavailable() -> ApiError {
     ApiError::unavailable("unavailable", "the store is unavailable, retry later")
+        .retry_after(std::time::Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -1,22 +1,26 @@
 //! Builds the application from [`Settings`] and runs it until a shutdown future resolves.
 //!
-//! `Application::build` opens (and migrates) the store, starts the notifier and binds the listener,
-//! so a test can ask for `port()` before serving. `run_until_stopped(shutdown)` serves until the
-//! future resolves, then: stop accepting, close every socket with 1012 ("server restarting,
-//! reconnect"), let the writer store what was queued and the dispatcher publish what was stored,
-//! and wait for all of that under the `shutdown_grace` deadline.
+//! `Application::build` opens (and migrates) the store, starts the notifier and binds the listener
+//! (and the metrics listener, if `metrics.bind` is set), so a test can ask for `port()` before
+//! serving. `run_until_stopped(shutdown)` serves (`serve.rs`) until the future resolves, then:
+//! stop accepting, close every socket with 1012 ("server restarting, reconnect"), let HTTP
+//! requests in flight finish, let the writer store what was queued and the dispatcher publish
+//! what was stored, and wait for all of that under one `shutdown_grace` deadline, after which
+//! whatever is left (a peer that never finishes its request) is dropped.
 //!
 //! `build` validates the settings again (a test may build them by hand) and needs both secrets:
 //! the CLI's `serve` provides development ones first (`Settings::generate_dev_secrets`).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use parkmate_auth::{ExpectedApiKey, TokenKeys};
-use parkmate_booking_http::BookingApi;
+use axum::extract::DefaultBodyLimit;
+use parkmate_auth::{Authenticator, ExpectedApiKey, TokenKeys};
+use parkmate_booking_http::{AccountLimits, BookingApi};
 use parkmate_broker::redis::{Interest, RedisBroker};
 use parkmate_broker::{Broker, BusEvent, BusSink, MemoryBroker};
 use parkmate_domain::{Clock, Domain, ManualClock, SystemClock, TestGateway};
@@ -29,11 +33,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ClockKind, Environment, Settings};
+use crate::limits::EdgeLimits;
+use crate::serve::{Connections, HttpOptions};
 use crate::state::AppState;
 
 /// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
 /// clients reconnect at once after a restart.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// How often rate-limit buckets that have refilled are forgotten: their memory follows the
+/// callers of the last minute or so, not every address ever seen.
+const FORGET_IDLE_BUCKETS: Duration = Duration::from_secs(60);
 
 /// Hands broker events to the local hub.
 struct HubSink(Hub);
@@ -81,6 +91,8 @@ impl Presence for BrokerPresence {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `/metrics` on an address of its own (`metrics.bind`), with its router.
+    metrics: Option<(TcpListener, Router)>,
     state: AppState,
     database: parkmate_db::Db,
     /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
@@ -118,6 +130,15 @@ impl Application {
         ));
         let api_key = ExpectedApiKey::new(settings.api_key()?.expose_secret());
         crate::telemetry::prometheus();
+        let metrics_listener = settings
+            .metrics
+            .bind
+            .map(|addr| {
+                bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (PARKMATE_METRICS_BIND)"))
+            })
+            .transpose()?;
+        warn_about(&settings);
         // First, so a bad certificate stops the start before the database or Redis is touched.
         let tls = settings
             .tls
@@ -152,8 +173,20 @@ impl Application {
                     settings.ws.queue_capacity.get(),
                     Arc::new(BrokerPresence(interest.clone())),
                 );
-                let broker = RedisBroker::connect(
-                    url.expose_secret(),
+                let ca = settings
+                    .redis
+                    .ca_cert
+                    .as_ref()
+                    .map(|path| {
+                        std::fs::read(path).with_context(|| {
+                            format!("cannot read {} (PARKMATE_REDIS_CA_CERT)", path.display())
+                        })
+                    })
+                    .transpose()?;
+                let client = parkmate_broker::redis::client(url.expose_secret(), ca)
+                    .context("the Redis URL or certificate cannot be used (PARKMATE_REDIS_URL)")?;
+                let broker = RedisBroker::connect_client(
+                    client,
                     settings.redis.prefix.as_str(),
                     interest,
                     Arc::new(HubSink(hub.clone())),
@@ -220,7 +253,7 @@ impl Application {
                 lease.clone().cancelled_owned(),
             );
         }
-        let demo_accounts = if settings.booking.demo_data
+        let demo_accounts = if settings.demo_data()
             && let Some(domain) = &domain
         {
             domain
@@ -231,14 +264,23 @@ impl Application {
         } else {
             None
         };
+        // Never a password: logs are shipped and kept. The demo passwords are in the README, and
+        // in development `GET /api/auth/demo-accounts` lists them.
         for a in demo_accounts.iter().flat_map(|a| a.iter()) {
-            tracing::info!(role = %a.role, email = %a.email, password = %a.password, "demo account");
+            tracing::info!(role = %a.role, email = %a.email, "demo account");
         }
         // `GET /api/auth/demo-accounts` is for development: production never hands out passwords.
         let served_demo_accounts =
             demo_accounts.filter(|_| settings.env != Environment::Production);
-        let state = AppState::new(crate::state::Shared {
+        let auth = Authenticator::new(
             keys,
+            Arc::new(crate::accounts::StoreAccounts(database.clone())),
+        );
+        let trusted_proxies = settings.http.trusted_proxies.proxies();
+        let state = AppState::new(crate::state::Shared {
+            auth,
+            trusted_proxies: trusted_proxies.clone(),
+            limits: EdgeLimits::new(&settings),
             api_key,
             store,
             notifier,
@@ -257,6 +299,27 @@ impl Application {
         let mut router = Router::new()
             .merge(crate::ws::router())
             .merge(crate::api::router());
+        if settings.metrics_on_main_listener() {
+            router = router.merge(crate::api::metrics_router(&settings));
+        } else {
+            // A JSON 404 rather than the web client's page, which would answer 200.
+            router = router.route(
+                "/metrics",
+                axum::routing::get(|| async {
+                    parkmate_auth::ApiError::not_found(
+                        "metrics are not served here (metrics.bind, metrics.token)",
+                    )
+                }),
+            );
+        }
+        let limits = &settings.limits;
+        let account_limits = Arc::new(AccountLimits::new(
+            limits.login_per_ip.rate(),
+            limits.login_per_account.rate(),
+            limits.register_per_ip.rate(),
+            limits.password_hashes.get(),
+            limits.password_hash_wait,
+        ));
         // BOOKING DOMAIN HOOK
         // One scheduler task for every booking's timers; it stops with the other tasks, and it
         // ticks only while this node leads, so a cluster fires each timer on one node.
@@ -274,17 +337,31 @@ impl Application {
             });
             router = router.merge(parkmate_booking_http::router(BookingApi {
                 domain,
-                keys: state.keys.clone(),
+                auth: state.auth.clone(),
                 token_ttl_secs: settings.token_ttl.as_secs(),
                 demo_accounts: served_demo_accounts,
                 api_key: state.api_key.clone(),
+                limits: account_limits.clone(),
+                trusted_proxies,
             }));
         }
+        spawn_forget_idle(&state, account_limits);
         router = router.merge(crate::web::router(&settings.web_dir));
-        let router = router.with_state(state.clone());
+        // Every body, publish and booking alike: 413 above it, from Content-Length before a byte
+        // is read (`refuse_oversized`), or as soon as a streamed body passes it (`ApiJson`).
+        let max_body = settings.http.max_body_bytes.get();
+        let router = router
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(axum::middleware::from_fn_with_state(
+                max_body,
+                crate::api::refuse_oversized,
+            ))
+            .with_state(state.clone());
+        let metrics = metrics_listener.map(|l| (l, crate::api::metrics_router(&settings)));
         Ok(Application {
             listener,
             router,
+            metrics,
             state,
             database,
             lease: lease_guard,
@@ -307,6 +384,13 @@ impl Application {
         self.local_addr().port()
     }
 
+    /// Where `/metrics` is served when it has an address of its own (`metrics.bind`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -318,38 +402,59 @@ impl Application {
         let Application {
             listener,
             router,
+            metrics,
             state,
             database,
             lease,
             tls,
         } = self;
         let token = state.shutdown.clone();
-        let serve_token = token.clone();
-        let stopping = async move {
+        let options = HttpOptions {
+            header_read_timeout: state.settings.http.header_read_timeout,
+            max_connections: state.settings.http.max_connections.get(),
+        };
+        let stopping = async {
             tokio::select! {
                 _ = stop => {}
-                _ = serve_token.cancelled() => {}
+                _ = token.cancelled() => {}
             }
-            // Cancelling closes sockets (1012) and stops the notifier after its last pass.
-            serve_token.cancel();
+            // Cancelling stops both accept loops, closes sockets (1012) and stops the notifier
+            // after its last pass.
+            token.cancel();
         };
-        // The same `axum::serve` either way; with TLS its listener yields finished handshakes.
-        let server = match tls {
-            None => axum::serve(listener, router)
-                .with_graceful_shutdown(stopping)
-                .into_future(),
-            Some(config) => axum::serve(
-                crate::tls::TlsListener::new(listener, config, crate::tls::HANDSHAKE_TIMEOUT),
-                router,
-            )
-            .with_graceful_shutdown(stopping)
-            .into_future(),
+        // The same loop either way; with TLS its listener yields finished handshakes.
+        let main = async {
+            match tls {
+                None => crate::serve::serve(listener, router, options, token.clone()).await,
+                Some(config) => {
+                    let tls = crate::tls::TlsListener::new(
+                        listener,
+                        config,
+                        crate::tls::HANDSHAKE_TIMEOUT,
+                    );
+                    crate::serve::serve(tls, router, options, token.clone()).await
+                }
+            }
         };
-        let result = server.await.context("server failed");
-        token.cancel();
-        state.tracker.close();
+        let metrics = async {
+            match metrics {
+                Some((l, r)) => Some(crate::serve::serve(l, r, options, token.clone()).await),
+                None => None,
+            }
+        };
+        let ((), connections, metrics_connections) = tokio::join!(stopping, main, metrics);
+
+        // One deadline for everything that drains.
         let grace = state.settings.shutdown_grace;
-        if tokio::time::timeout(grace, state.tracker.wait())
+        let deadline = tokio::time::Instant::now() + grace;
+        state.tracker.close();
+        let drain_all = |c: Option<Connections>| async move {
+            if let Some(c) = c {
+                c.drain(deadline).await;
+            }
+        };
+        tokio::join!(drain_all(Some(connections)), drain_all(metrics_connections));
+        if tokio::time::timeout_at(deadline, state.tracker.wait())
             .await
             .is_err()
         {
@@ -357,6 +462,72 @@ impl Application {
         }
         drop(lease);
         database.close().await;
-        result
+        Ok(())
+    }
+}
+
+/// Every minute, forgets the rate-limit buckets that have refilled, until shutdown.
+fn spawn_forget_idle(state: &AppState, accounts: Arc<AccountLimits>) {
+    let state2 = state.clone();
+    state.tracker.spawn(async move {
+        let mut tick = tokio::time::interval(FORGET_IDLE_BUCKETS);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = state2.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    state2.limits.handshakes_per_ip.forget_idle();
+                    accounts.forget_idle();
+                }
+            }
+        }
+    });
+}
+
+/// Settings that are allowed but worth a line in the log: limits switched off, plain-text Redis
+/// leaving the machine in production, a production node whose metrics nobody can read.
+fn warn_about(settings: &Settings) {
+    let limits = &settings.limits;
+    for (key, off) in [
+        ("limits.login_per_ip", limits.login_per_ip.rate().is_none()),
+        (
+            "limits.login_per_account",
+            limits.login_per_account.rate().is_none(),
+        ),
+        (
+            "limits.register_per_ip",
+            limits.register_per_ip.rate().is_none(),
+        ),
+        ("limits.publish", limits.publish.rate().is_none()),
+        (
+            "limits.handshakes_per_ip",
+            limits.handshakes_per_ip.rate().is_none(),
+        ),
+        (
+            "limits.client_frames",
+            limits.client_frames.rate().is_none(),
+        ),
+    ] {
+        if off && settings.is_production() {
+            tracing::warn!(key, var = %crate::config::env_var(key), "rate limit is off");
+        }
+    }
+    if settings.is_production()
+        && let Some(url) = &settings.redis.url
+        && crate::config::redis_is_plaintext_off_host(url.expose_secret())
+    {
+        tracing::warn!(
+            "PARKMATE_REDIS_URL is redis:// to another host: notifications cross the network in \
+             clear text; use rediss:// (docs/security.md)"
+        );
+    }
+    if settings.is_production()
+        && settings.metrics.bind.is_none()
+        && settings.metrics.token.is_none()
+    {
+        tracing::info!(
+            "/metrics is not served: set PARKMATE_METRICS_BIND (an internal address) or \
+             PARKMATE_METRICS_TOKEN to expose it"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use parkmate_auth::{ExpectedApiKey, TokenKeys};
+use parkmate_auth::{Authenticator, ExpectedApiKey, TrustedProxies};
 use parkmate_db::Db;
 use parkmate_hub::Hub;
 use parkmate_notifier::Notifier;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::limits::EdgeLimits;
 
 /// Cheap to clone: one pointer. Every socket task keeps a clone for its whole life, so the fields
 /// live once behind an `Arc` rather than being copied into each task (BENCHMARKS.md, idle memory).
@@ -33,7 +34,12 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub settings: Arc<Settings>,
-    pub keys: Arc<TokenKeys>,
+    /// Verifies user tokens, and checks the accounts behind the ones this server minted.
+    pub auth: Authenticator,
+    /// `http.trusted_proxies`, for [`parkmate_auth::ClientIp`].
+    pub trusted_proxies: TrustedProxies,
+    /// Handshakes per address, publishes per key, sockets per user and per address.
+    pub limits: EdgeLimits,
     /// The backends' key, checked by the [`parkmate_auth::ApiKey`] extractor.
     pub api_key: ExpectedApiKey,
     pub store: Db,
@@ -54,9 +60,15 @@ pub struct Shared {
     pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
-impl FromRef<AppState> for Arc<TokenKeys> {
+impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
-        state.keys.clone()
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.trusted_proxies.clone()
     }
 }
 

@@ -2,10 +2,11 @@
 //! (`PARKMATE_TLS_CERT` + `PARKMATE_TLS_KEY`). A cluster behind nginx terminates TLS there instead
 //! (`docs/deployment.md`).
 //!
-//! [`TlsListener`] is an [`axum::serve::Listener`]: it hands axum connections whose TLS handshake
-//! has finished, so `axum::serve` keeps doing everything it does on the plain path — HTTP/1.1 with
-//! upgrades, per-connection errors logged and dropped, and graceful shutdown (stop accepting, let
-//! requests in flight finish). Sockets are still ours to close with 1012 (`startup.rs`).
+//! [`TlsListener`] is an [`axum::serve::Listener`]: it hands the accept loop (`serve.rs`)
+//! connections whose TLS handshake has finished, so everything the plain path does holds here
+//! too — HTTP/1.1 with upgrades, the request-head deadline, the connection cap, per-connection
+//! errors logged and dropped, and graceful shutdown (stop accepting, let requests in flight
+//! finish). Sockets are still ours to close with 1012 (`startup.rs`).
 //!
 //! Handshakes run in their own tasks, each under [`HANDSHAKE_TIMEOUT`], so a peer that connects
 //! and says nothing never stalls the accept loop and loses its place after the timeout.
@@ -98,8 +99,8 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    /// Handshakes in flight, at most [`MAX_HANDSHAKES`]. Dropping the listener (axum does when
-    /// shutdown starts) aborts them all.
+    /// Handshakes in flight, at most [`MAX_HANDSHAKES`]. Dropping the listener (the accept loop
+    /// does when shutdown starts) aborts them all.
     handshakes: JoinSet<(SocketAddr, Result<TlsStream<TcpStream>, HandshakeError>)>,
 }
 
@@ -130,7 +131,7 @@ impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
 
-    /// Cancel-safe, as axum needs when shutdown interrupts it: a TCP accept or a join is either
+    /// Cancel-safe, as the accept loop needs when shutdown interrupts it: a TCP accept or a join is either
     /// complete or not started, and handshakes in flight stay in the set.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {

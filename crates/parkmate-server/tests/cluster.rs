@@ -18,13 +18,20 @@ use serde_json::json;
 /// restart never lands in the middle of a test that does not expect one.
 static REDIS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// One replay page holding every notification a test stores.
+const EVERYTHING: parkmate_db::PageBudget = parkmate_db::PageBudget {
+    rows: 1000,
+    bytes: u32::MAX,
+};
+
 /// Every id `viewer` can see, in order: what a lossless client must end up with.
 async fn store_sequence(app: &TestApp, user_id: i64, role: Role) -> Vec<i64> {
     app.state
         .store
-        .replay(Viewer { user_id, role }, 0, 1000)
+        .replay(Viewer { user_id, role }, 0, EVERYTHING)
         .await
         .unwrap()
+        .notifications
         .into_iter()
         .map(|n| n.id)
         .collect()
@@ -428,7 +435,7 @@ async fn login(node: &TestApp, who: &str, password: &str) -> (i64, Role, String)
 /// happen once, and no start may fail on it.
 async fn three_demo_nodes(cluster: &Cluster, clock: ClockKind) -> Vec<Option<TestApp>> {
     let configure = move |raw: &mut parkmate_server::Settings| {
-        raw.booking.demo_data = true;
+        raw.booking.demo_data = Some(true);
         raw.clock = clock;
     };
     let (a, b, c) = tokio::join!(
@@ -465,10 +472,11 @@ async fn stored(node: &TestApp, user: i64, role: Role, event: &str) -> usize {
                 role,
             },
             0,
-            1000,
+            EVERYTHING,
         )
         .await
         .unwrap()
+        .notifications
         .iter()
         .filter(|n| n.event == event)
         .count()

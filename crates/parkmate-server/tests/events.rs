@@ -38,7 +38,7 @@ const PEOPLE: [(&str, &str); 6] = [
 impl Demo {
     async fn start() -> Demo {
         let app = spawn_app_with(|r| {
-            r.booking.demo_data = true;
+            r.booking.demo_data = Some(true);
             r.clock = ClockKind::Manual;
         })
         .await;

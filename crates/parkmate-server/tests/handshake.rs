@@ -60,7 +60,8 @@ async fn missing_forged_none_wrong_key_and_expired_tokens_get_401() {
             sub: "7".into(),
             role: Role::User,
             exp: parkmate_auth::now_secs() - 5,
-            iat: 0,
+            iat: Some(0),
+            ver: None,
         },
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )

@@ -98,10 +98,14 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_under_concurrent_publishin
                     role,
                 },
                 0,
-                1000,
+                parkmate_db::PageBudget {
+                    rows: 1000,
+                    bytes: u32::MAX,
+                },
             )
             .await
             .unwrap()
+            .notifications
             .iter()
             .map(|n| n.id)
             .collect();
@@ -135,10 +139,14 @@ async fn since_replays_in_order_then_marks_the_end() {
                         role: Role::User
                     },
                     a,
-                    1
+                    parkmate_db::PageBudget {
+                        rows: 1,
+                        bytes: u32::MAX
+                    }
                 )
                 .await
-                .unwrap()[0]
+                .unwrap()
+                .notifications[0]
                 .frame()
         )
     );

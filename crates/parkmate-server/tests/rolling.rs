@@ -213,11 +213,20 @@ async fn stored_ids(node: &TestApp, user: i64) -> Vec<i64> {
     let mut ids: Vec<i64> = Vec::new();
     loop {
         let after = ids.last().copied().unwrap_or(0);
-        let page = node.state.store.replay(viewer, after, 500).await.unwrap();
-        if page.is_empty() {
+        let budget = parkmate_db::PageBudget {
+            rows: 500,
+            bytes: 1 << 20,
+        };
+        let page = node
+            .state
+            .store
+            .replay(viewer, after, budget)
+            .await
+            .unwrap();
+        ids.extend(page.notifications.iter().map(|n| n.id));
+        if !page.more {
             return ids;
         }
-        ids.extend(page.iter().map(|n| n.id));
     }
 }
 

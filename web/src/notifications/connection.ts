@@ -8,7 +8,7 @@
  *                 │             │                          │          (socket at once if a signal
  *                 │             │                          │           came during the check)
  *                 │             │                          └─refused→ terminal
- *                 │             └─ 4001 / 4009 ───────→ terminal
+ *                 │             └─ 4001 4003 4009 1002 1007 → terminal
  *                 └── `online` / tab visible: waiting or offline → socket at once
  * (browser offline: waiting → offline; a connect while offline → offline; stop() → stopped from anywhere)
  * ```
@@ -63,7 +63,7 @@ type Phase =
   | { kind: 'waiting' }
   /** The browser is offline: nothing happens until `online`. */
   | { kind: 'offline' }
-  /** 4001, 4009 or a refused token: no automatic reconnect. */
+  /** 4001, 4003, 4009, 1002, 1007 or a refused token: no automatic reconnect. */
   | { kind: 'terminal'; unauthorized: boolean }
   | { kind: 'stopped' };
 

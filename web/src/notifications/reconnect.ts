@@ -65,18 +65,25 @@ export type CloseDecision =
   | 'check-auth'
   /** The token is no longer accepted: stop and send the user to log in. */
   | 'unauthorized'
-  /** The client is broken (4009) — retrying would repeat the same mistake. */
+  /** The client is broken (4009, or 1002/1007: it broke the WebSocket protocol) — retrying
+   *  would repeat the same mistake. */
   | 'stop';
 
 export const CLOSE = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  /** The server saw a frame that breaks RFC 6455 (unmasked, reserved bits, unknown opcode…). */
+  PROTOCOL_ERROR: 1002,
   ABNORMAL: 1006,
+  /** The server saw text (or a close reason) that is not UTF-8. */
+  INVALID_PAYLOAD: 1007,
   TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
   TOKEN_EXPIRED: 4001,
   HEARTBEAT_TIMEOUT: 4002,
+  /** The account changed role, was deleted or had its tokens revoked: log in again. */
+  TOKEN_REVOKED: 4003,
   SLOW_CONSUMER: 4008,
   PROTOCOL_VIOLATION: 4009,
   /** Used by this client when it closes a socket it believes dead (no frame for 2 heartbeats). */
@@ -90,8 +97,11 @@ export const CLOSE = {
 export function decideClose(code: number, opened: boolean): CloseDecision {
   switch (code) {
     case CLOSE.TOKEN_EXPIRED:
+    case CLOSE.TOKEN_REVOKED:
       return 'unauthorized';
     case CLOSE.PROTOCOL_VIOLATION:
+    case CLOSE.PROTOCOL_ERROR:
+    case CLOSE.INVALID_PAYLOAD:
       return 'stop';
     default:
       break;

@@ -74,6 +74,47 @@ async fn book(db: &Db, row: NewBookingRow) -> Result<i64, DbError> {
     Ok(id)
 }
 
+/// Tokens are checked against `token_state`: a role change and a revocation bump the version, a
+/// deleted account has none.
+pub async fn token_versions_follow_role_changes_and_revocations(db: Db) {
+    let w = world(&db).await;
+    let state = |id| {
+        let db = db.clone();
+        async move {
+            accounts::token_state(&mut db.read().await.unwrap(), id)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(state(w.driver).await, Some((Role::User, 0)));
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        accounts::set_role(&mut tx, w.driver, Role::Admin)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !accounts::set_role(&mut tx, 999_999, Role::Admin)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(state(w.driver).await, Some((Role::Admin, 1)));
+    let mut tx = db.begin().await.unwrap();
+    assert!(accounts::revoke_tokens(&mut tx, w.driver).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(state(w.driver).await, Some((Role::Admin, 2)));
+    assert_eq!(
+        state(w.owner).await,
+        Some((Role::Owner, 0)),
+        "others keep theirs"
+    );
+    let mut tx = db.begin().await.unwrap();
+    assert!(accounts::delete_user(&mut tx, w.driver).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(state(w.driver).await, None);
+}
+
 pub async fn accounts_lots_and_employees(db: Db) {
     let w = world(&db).await;
     let mut tx = db.begin().await.unwrap();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use parkmate_db::test_support::fresh_postgres;
-use parkmate_db::{Db, DbError, NewNotification};
+use parkmate_db::{Db, DbError, NewNotification, PageBudget};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 mod domain;
@@ -36,6 +36,14 @@ const BOB: Viewer = Viewer {
     role: Role::Owner,
 };
 
+/// A page of at most `n` rows and a byte budget no test reaches.
+fn rows(n: u32) -> PageBudget {
+    PageBudget {
+        rows: n,
+        bytes: 1 << 20,
+    }
+}
+
 fn note(audience: Audience, msg: &str) -> NewNotification {
     NewNotification::new(audience, Level::Info, "custom", msg)
 }
@@ -55,26 +63,81 @@ async fn ids_are_monotonic_and_replay_merges_streams_in_order(store: Store) {
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
     let alice: Vec<String> = store
-        .replay(ALICE, 0, 100)
+        .replay(ALICE, 0, rows(100))
         .await
         .unwrap()
+        .notifications
         .into_iter()
         .map(|n| n.message)
         .collect();
     assert_eq!(alice, ["a1", "everyone", "a2"]);
     let bob: Vec<String> = store
-        .replay(BOB, 0, 100)
+        .replay(BOB, 0, rows(100))
         .await
         .unwrap()
+        .notifications
         .into_iter()
         .map(|n| n.message)
         .collect();
     assert_eq!(bob, ["b1", "owners", "everyone"]);
-    let after = store.replay(ALICE, ids[3], 100).await.unwrap();
+    let after = store
+        .replay(ALICE, ids[3], rows(100))
+        .await
+        .unwrap()
+        .notifications;
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].message, "a2");
     assert_eq!(store.after(ids[2], 100).await.unwrap().len(), 2);
     assert_eq!(store.max_id().await.unwrap(), ids[4]);
+}
+
+/// A page stops at the row that passes its byte budget (so it always holds one), says whether
+/// more follow, and resume cuts its first page the same way.
+async fn replay_pages_stop_at_their_byte_budget(store: Store) {
+    let big = "x".repeat(1000);
+    let mut batch: Vec<NewNotification> = (0..5).map(|_| note(Audience::User(1), &big)).collect();
+    batch.push(note(Audience::User(1), "small"));
+    let stored = store.insert_batch(&batch).await.unwrap();
+    // `data` is `{}`: 2 bytes each.
+    let budget = PageBudget {
+        rows: 100,
+        bytes: 2500,
+    };
+    let page = store.replay(ALICE, 0, budget).await.unwrap();
+    let ids: Vec<i64> = page.notifications.iter().map(|n| n.id).collect();
+    assert_eq!(ids, [stored[0].id, stored[1].id, stored[2].id]);
+    assert!(page.more);
+    let (_, first) = store.resume(ALICE, 0, budget).await.unwrap();
+    assert_eq!(first, page);
+
+    let tiny = PageBudget {
+        rows: 100,
+        bytes: 1,
+    };
+    let page = store.replay(ALICE, 0, tiny).await.unwrap();
+    assert_eq!(page.notifications.len(), 1, "a page always makes progress");
+    assert!(page.more);
+
+    let rest = store.replay(ALICE, stored[3].id, budget).await.unwrap();
+    assert_eq!(rest.notifications.len(), 2);
+    assert!(!rest.more, "everything fitted");
+    let full = store
+        .replay(
+            ALICE,
+            stored[3].id,
+            PageBudget {
+                rows: 2,
+                bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        full.more,
+        "a page that filled its rows may have more after it"
+    );
+    let none = store.replay(ALICE, stored[5].id, budget).await.unwrap();
+    assert!(none.notifications.is_empty() && !none.more);
 }
 
 async fn dedupe_key_makes_retries_idempotent(store: Store) {
@@ -82,7 +145,15 @@ async fn dedupe_key_makes_retries_idempotent(store: Store) {
     let first = store.insert_batch(std::slice::from_ref(&n)).await.unwrap();
     let second = store.insert_batch(&[n]).await.unwrap();
     assert_eq!(first[0].id, second[0].id);
-    assert_eq!(store.replay(ALICE, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .replay(ALICE, 0, rows(10))
+            .await
+            .unwrap()
+            .notifications
+            .len(),
+        1
+    );
 }
 
 async fn read_state_is_per_user_also_for_group_notifications(store: Store) {
@@ -379,7 +450,8 @@ async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
 async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
     let ids =
         |page: &[parkmate_db::StoredNotification]| page.iter().map(|n| n.id).collect::<Vec<_>>();
-    let (unread, page) = store.resume(ALICE, 0, 10).await.unwrap();
+    let (unread, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
+    let page = page.notifications;
     assert_eq!((unread.count, unread.as_of), (0, 0));
     assert!(page.is_empty());
 
@@ -399,9 +471,14 @@ async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
     for viewer in [ALICE, BOB] {
         for after in [0, stored[0].id, stored[3].id, last, last + 100] {
             for limit in [1, 2, 10] {
-                let (unread, page) = store.resume(viewer, after, limit).await.unwrap();
+                let (unread, page) = store.resume(viewer, after, rows(limit)).await.unwrap();
+                let page = page.notifications;
                 assert_eq!(unread, store.unread(viewer).await.unwrap());
-                let expected = store.replay(viewer, after, limit).await.unwrap();
+                let expected = store
+                    .replay(viewer, after, rows(limit))
+                    .await
+                    .unwrap()
+                    .notifications;
                 assert_eq!(
                     ids(&page),
                     ids(&expected),
@@ -414,7 +491,8 @@ async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
             }
         }
     }
-    let (unread, page) = store.resume(ALICE, 0, 10).await.unwrap();
+    let (unread, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
+    let page = page.notifications;
     // a2, everyone, users; a1 was read.
     assert_eq!(unread.count, 3);
     assert_eq!(unread.as_of, last);
@@ -499,6 +577,7 @@ macro_rules! conformance {
 
 conformance!(
     ids_are_monotonic_and_replay_merges_streams_in_order,
+    replay_pages_stop_at_their_byte_budget,
     dedupe_key_makes_retries_idempotent,
     read_state_is_per_user_also_for_group_notifications,
     inbox_pages_newest_first,
@@ -509,6 +588,7 @@ conformance!(
     batch_mixing_new_and_stored_keys_answers_originals_in_place,
     duplicate_key_inside_one_batch_answers_the_first_row,
     accounts_lots_and_employees,
+    token_versions_follow_role_changes_and_revocations,
     overlapping_active_bookings_are_refused_by_the_database,
     transitions_are_conditional_and_listings_scoped,
     the_scheduler_fires_each_deadline_once,

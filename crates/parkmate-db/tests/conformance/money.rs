@@ -835,11 +835,21 @@ pub async fn a_lot_audience_follows_current_membership(db: Db) {
         page.into_iter().map(|n| n.message).collect::<Vec<_>>()
     };
     assert_eq!(
-        messages(db.replay(emil_v, 0, 10).await.unwrap()),
+        messages(
+            db.replay(emil_v, 0, crate::rows(10))
+                .await
+                .unwrap()
+                .notifications
+        ),
         ["job at central", "all employees"]
     );
     assert_eq!(
-        messages(db.replay(erin_v, 0, 10).await.unwrap()),
+        messages(
+            db.replay(erin_v, 0, crate::rows(10))
+                .await
+                .unwrap()
+                .notifications
+        ),
         ["all employees"]
     );
     assert_eq!(db.unread(erin_v).await.unwrap().count, 1);
@@ -860,11 +870,16 @@ pub async fn a_lot_audience_follows_current_membership(db: Db) {
     tx.commit().await.unwrap();
     assert_eq!(db.lot_staff(harbour).await.unwrap(), [erin]);
     assert_eq!(
-        messages(db.replay(erin_v, 0, 10).await.unwrap()),
+        messages(
+            db.replay(erin_v, 0, crate::rows(10))
+                .await
+                .unwrap()
+                .notifications
+        ),
         ["job at harbour", "all employees"]
     );
-    let (unread, page) = db.resume(erin_v, 0, 10).await.unwrap();
-    assert_eq!((unread.count, page.len()), (2, 2));
+    let (unread, page) = db.resume(erin_v, 0, crate::rows(10)).await.unwrap();
+    assert_eq!((unread.count, page.notifications.len()), (2, 2));
     assert_eq!(db.mark_read(erin_v, stored[1].id).await.unwrap().count, 1);
     let inbox = db.inbox(erin_v, None, 10).await.unwrap();
     assert_eq!(

@@ -11,25 +11,35 @@
 //! `Result<_, End>`, so `?` is the only way out; [`Connection::run`] then picks the close code from
 //! the [`End`] in one `match`. Queued frames are written together and flushed once (one syscall
 //! for a burst); every write has a deadline, so a peer that stops reading cannot pin the task.
+//!
+//! A peer that breaks RFC 6455 (an unmasked frame, reserved bits, an unknown opcode, a bad
+//! control or continuation frame) is told so with 1002 before the connection is dropped, and one
+//! that sends text (or a close reason) that is not UTF-8 with 1007: tungstenite reports each as a
+//! typed error, [`End::from_read`] sorts them, and the socket can still write its close frame.
+//! Client frames are rate-limited (`limits.client_frames`), and a socket whose token was minted
+//! here re-checks its account every `ws.account_check_interval` (4003 when it no longer holds).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use parkmate_auth::{Identity, now_secs};
-use parkmate_db::{DbError as StoreError, StoredNotification};
+use parkmate_auth::{AuthError, Identity, SingleLimit, now_secs};
+use parkmate_db::{DbError as StoreError, PageBudget, ReplayPage};
 use parkmate_hub::{Delivery, Subscription};
 use parkmate_protocol::{ClientFrame, CloseCode, FrameError, ServerFrame, Viewer, rfc3339};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
+use tungstenite::error::ProtocolError;
 
+use crate::limits::SocketTicket;
 use crate::state::AppState;
 
 /// Most queued deliveries written before one flush: bounds the latency a big burst adds for the
 /// first frame, while still coalescing a broadcast storm into few writes.
 const MAX_COALESCE: usize = 64;
-/// Replay page size: one store query per this many missed notifications.
+/// Replay page size: one store query per this many missed notifications (or fewer, when their
+/// bytes reach `ws.replay_page_bytes`).
 const REPLAY_PAGE: u32 = 500;
 /// Invalid frames in a row after which the client is considered broken (4009).
 const MAX_INVALID_FRAMES: u32 = 10;
@@ -46,7 +56,8 @@ pub(super) enum End {
     SlowConsumer,
     /// The hub's sending side is gone (only if the hub itself is): 1011.
     HubGone,
-    /// The peer sent a close frame: answered with 1000.
+    /// The peer sent a close frame: answered with its own code (tungstenite queues the echo,
+    /// and replaces a code a peer may not send, such as 1004, with 1002).
     PeerClosed,
     /// The peer vanished: end of stream or a transport error. Nobody to say goodbye to.
     PeerGone,
@@ -54,6 +65,12 @@ pub(super) enum End {
     Unwritable,
     /// An inbound message above `ws.max_frame_bytes`: 1009.
     TooBig,
+    /// The peer broke RFC 6455's framing: 1002.
+    ProtocolError,
+    /// A text frame or close reason that is not UTF-8: 1007.
+    InvalidPayload,
+    /// The account behind the token changed role, was deleted or had its tokens revoked: 4003.
+    TokenRevoked,
     /// [`MAX_INVALID_FRAMES`] invalid frames in a row: 4009.
     ProtocolViolation,
     /// Silent for `ws.heartbeat_timeout`: 4002.
@@ -71,14 +88,39 @@ impl From<StoreError> for End {
 }
 
 impl End {
-    /// A failed read. axum wraps tungstenite's error, which reports a message over the size limit
-    /// as a capacity error; anything else means the transport is gone.
+    /// A failed read, sorted by tungstenite's error type (axum wraps it): a message over the size
+    /// limit, a framing violation, text that is not UTF-8; anything else means the transport is
+    /// gone.
     fn from_read(e: axum::Error) -> End {
-        match e.into_inner().downcast::<tungstenite::Error>() {
-            Ok(e) if matches!(*e, tungstenite::Error::Capacity(_)) => End::TooBig,
+        use tungstenite::Error as E;
+        let Ok(e) = e.into_inner().downcast::<E>() else {
+            return End::PeerGone;
+        };
+        match *e {
+            E::Capacity(_) => End::TooBig,
+            E::Utf8(_) => End::InvalidPayload,
+            E::Protocol(
+                ProtocolError::NonZeroReservedBits
+                | ProtocolError::UnmaskedFrameFromClient
+                | ProtocolError::FragmentedControlFrame
+                | ProtocolError::ControlFrameTooBig
+                | ProtocolError::UnknownControlFrameType(_)
+                | ProtocolError::UnknownDataFrameType(_)
+                | ProtocolError::UnexpectedContinueFrame
+                | ProtocolError::ExpectedFragment(_)
+                | ProtocolError::InvalidOpcode(_)
+                | ProtocolError::InvalidCloseSequence,
+            ) => End::ProtocolError,
             _ => End::PeerGone,
         }
     }
+}
+
+/// What an admitted socket holds until it ends: its node slot (`ws.max_connections`) and its
+/// places in the per-user and per-address caps.
+pub(super) struct Places {
+    pub(super) _slot: OwnedSemaphorePermit,
+    pub(super) _ticket: SocketTicket,
 }
 
 /// One socket's state. Lives in the socket's task only.
@@ -97,8 +139,11 @@ pub(super) struct Connection {
     replay_floor: i64,
     invalid_in_a_row: u32,
     last_heard: Instant,
-    /// This socket's permit of `ws.max_connections`, given back when the task ends.
-    _slot: OwnedSemaphorePermit,
+    /// `limits.client_frames`: one word of state, not a task or a timer.
+    frames: SingleLimit,
+    /// This socket's permit of `ws.max_connections` and its caps' places, given back when the
+    /// task ends.
+    _places: Places,
 }
 
 impl Connection {
@@ -107,8 +152,12 @@ impl Connection {
         socket: WebSocket,
         identity: Identity,
         since: Option<i64>,
-        slot: OwnedSemaphorePermit,
+        places: Places,
     ) -> Self {
+        let frames = SingleLimit::new(
+            state.settings.limits.client_frames.rate(),
+            "frames on this socket",
+        );
         Connection {
             state,
             socket,
@@ -120,7 +169,16 @@ impl Connection {
             replay_floor: 0,
             invalid_in_a_row: 0,
             last_heard: Instant::now(),
-            _slot: slot,
+            frames,
+            _places: places,
+        }
+    }
+
+    fn page_budget(&self) -> PageBudget {
+        PageBudget {
+            rows: REPLAY_PAGE,
+            bytes: u32::try_from(self.state.settings.ws.replay_page_bytes.get())
+                .unwrap_or(u32::MAX),
         }
     }
 
@@ -136,10 +194,18 @@ impl Connection {
         let Err(end) = self.serve(&mut sub).await;
         drop(sub);
         let code = match end {
+            End::PeerClosed => {
+                // The reply is queued already; sending a close of our own after the peer's is
+                // refused (`SendAfterClosing`), so only flush the queued one out.
+                let _ = Box::pin(timeout(CLOSE_TIMEOUT, self.socket.flush())).await;
+                return;
+            }
             End::Shutdown => CloseCode::ServiceRestart,
             End::SlowConsumer => CloseCode::SlowConsumer,
-            End::PeerClosed => CloseCode::Normal,
             End::TooBig => CloseCode::TooBig,
+            End::ProtocolError => CloseCode::ProtocolError,
+            End::InvalidPayload => CloseCode::InvalidPayload,
+            End::TokenRevoked => CloseCode::TokenRevoked,
             End::ProtocolViolation => CloseCode::ProtocolViolation,
             End::HeartbeatTimeout => CloseCode::HeartbeatTimeout,
             End::TokenExpired => CloseCode::TokenExpired,
@@ -176,6 +242,12 @@ impl Connection {
         let expires = Instant::now()
             + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
         let mut next_beat = Instant::now() + heartbeat_interval;
+        // Only tokens minted here for an account are re-checked; `expires` stands for "never".
+        let check_every = self.state.settings.ws.account_check_interval;
+        let mut next_check = match self.identity.token_version {
+            Some(_) => Instant::now() + check_every,
+            None => expires,
+        };
         // Built once and polled by reference: re-creating them on every wake-up registered
         // fresh waiters and a fresh timer per delivery, which showed at the top of the
         // broadcast profile (BENCHMARKS.md). One timer serves both the heartbeat and the
@@ -183,7 +255,7 @@ impl Connection {
         let slow = sub.slow.clone();
         let stopping = shutdown.cancelled();
         let too_slow = slow.cancelled();
-        let timer = sleep_until(next_beat.min(expires));
+        let timer = sleep_until(next_beat.min(expires).min(next_check));
         tokio::pin!(stopping, too_slow, timer);
 
         loop {
@@ -211,6 +283,14 @@ impl Connection {
                     if now >= expires {
                         return Err(End::TokenExpired);
                     }
+                    if now >= next_check {
+                        match Box::pin(self.state.auth.recheck(&self.identity)).await {
+                            Err(AuthError::Revoked) => return Err(End::TokenRevoked),
+                            // A store that does not answer now is asked again next time; the
+                            // socket is not closed for the store's outage.
+                            Ok(()) | Err(_) => next_check = now + check_every,
+                        }
+                    }
                     if now >= next_beat {
                         if self.last_heard.elapsed() >= heartbeat_timeout {
                             metrics::counter!("parkmate_heartbeat_timeouts_total").increment(1);
@@ -220,7 +300,7 @@ impl Connection {
                         // Counted from now: a late tick delays the next one rather than bunching.
                         next_beat = now + heartbeat_interval;
                     }
-                    timer.as_mut().reset(next_beat.min(expires));
+                    timer.as_mut().reset(next_beat.min(expires).min(next_check));
                 }
             }
         }
@@ -236,7 +316,7 @@ impl Connection {
                 let (snapshot, page) = self
                     .state
                     .store
-                    .resume(self.viewer(), since, REPLAY_PAGE)
+                    .resume(self.viewer(), since, self.page_budget())
                     .await?;
                 (snapshot, Some(page))
             }
@@ -278,21 +358,23 @@ impl Connection {
         &mut self,
         announce: bool,
         mut frames: Vec<Message>,
-        mut first_page: Option<Vec<StoredNotification>>,
+        mut first_page: Option<ReplayPage>,
     ) -> Result<(), End> {
         let mut count = 0u64;
         loop {
-            let page = match first_page.take() {
+            let ReplayPage {
+                notifications: page,
+                more,
+            } = match first_page.take() {
                 Some(page) => page,
                 None => {
                     let from = self.last_sent.max(self.replay_floor);
                     self.state
                         .store
-                        .replay(self.viewer(), from, REPLAY_PAGE)
+                        .replay(self.viewer(), from, self.page_budget())
                         .await?
                 }
             };
-            let full = page.len() == REPLAY_PAGE as usize;
             for n in &page {
                 frames.push(Message::Text(
                     ServerFrame::Notification(n.frame()).to_json().into(),
@@ -303,7 +385,7 @@ impl Connection {
             if !announce && !page.is_empty() {
                 frames.push(self.unread_frame());
             }
-            if !full {
+            if !more {
                 break;
             }
             // More pages follow: send this one before reading the next.
@@ -387,6 +469,30 @@ impl Connection {
     }
 
     async fn inbound(&mut self, msg: Message) -> Result<(), End> {
+        if matches!(msg, Message::Text(_) | Message::Binary(_))
+            && let Err(wait) = self.frames.try_take()
+        {
+            // Not run: answered, and counted with the invalid frames, so a client in a loop is
+            // closed (4009) after ten refusals in a row instead of being served at any rate.
+            self.invalid_in_a_row += 1;
+            if self.invalid_in_a_row >= MAX_INVALID_FRAMES {
+                return Err(End::ProtocolViolation);
+            }
+            let refusal = ServerFrame::Error {
+                code: "rate_limited".into(),
+                message: format!(
+                    "more than {} frames; retry in {} ms",
+                    self.state
+                        .settings
+                        .limits
+                        .client_frames
+                        .rate()
+                        .map_or_else(String::new, |r| r.to_string()),
+                    wait.as_millis().max(1)
+                ),
+            };
+            return self.write(&[Message::Text(refusal.to_json().into())]).await;
+        }
         let parsed = match msg {
             Message::Text(text) => ClientFrame::parse(text.as_str()),
             Message::Binary(_) => Err(FrameError::Binary),
@@ -465,7 +571,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tungstenite::error::{CapacityError, ProtocolError};
+    use tungstenite::error::CapacityError;
 
     #[test]
     fn an_over_long_message_is_told_apart_by_its_type() {
@@ -477,6 +583,28 @@ mod tests {
             End::from_read(axum::Error::new(too_long)),
             End::TooBig
         ));
+        for (violation, expected) in [
+            (
+                tungstenite::Error::Protocol(ProtocolError::UnmaskedFrameFromClient),
+                CloseCode::ProtocolError,
+            ),
+            (
+                tungstenite::Error::Protocol(ProtocolError::UnknownDataFrameType(3)),
+                CloseCode::ProtocolError,
+            ),
+            (
+                tungstenite::Error::Utf8("invalid utf-8".into()),
+                CloseCode::InvalidPayload,
+            ),
+        ] {
+            let end = End::from_read(axum::Error::new(violation));
+            let code = match end {
+                End::ProtocolError => CloseCode::ProtocolError,
+                End::InvalidPayload => CloseCode::InvalidPayload,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(code, expected);
+        }
         for other in [
             tungstenite::Error::ConnectionClosed,
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),

@@ -1,7 +1,10 @@
-//! The handshake: authenticate (sub-protocol `bearer.<jwt>`, `Authorization`, or `?token=`), check
-//! the path's user is the token's, check the browser `Origin`, read `since`, take a connection slot
-//! — or refuse with an [`ApiError`] (HTTP status + JSON body), counted by reason. An admitted
-//! socket is configured (buffers, frame limit) and handed to its own task
+//! The handshake: count it against its address's rate (`limits.handshakes_per_ip`), authenticate
+//! (sub-protocol `bearer.<jwt>`, `Authorization`, or `?token=` where `ws.query_token` allows it;
+//! a token this server minted is also checked against its account), check the path's user is the
+//! token's, check the browser `Origin`, read `since`, take the user's and the address's places
+//! (`ws.max_connections_per_user`, `_per_ip`) and a node slot — or refuse with an [`ApiError`]
+//! (HTTP status + JSON body, `Retry-After` on 429 and 503), counted by reason, before anything is
+//! upgraded. An admitted socket is configured (buffers, frame limit) and handed to its own task
 //! ([`Connection::run`](super::connection::Connection::run)).
 
 use std::collections::HashMap;
@@ -12,11 +15,12 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use parkmate_auth::{ApiError, Identity};
+use parkmate_auth::{ApiError, AuthError, ClientIp, Identity};
 use parkmate_protocol::{BEARER_PROTOCOL_PREFIX, SUBPROTOCOL};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::connection::Connection;
+use super::connection::{Connection, Places};
+use crate::limits::CAP_RETRY_AFTER;
 use crate::state::AppState;
 
 /// tungstenite's write buffer: queued frames are coalesced in it and written on flush; above it
@@ -47,17 +51,18 @@ struct Admission {
     upgrade: WebSocketUpgrade,
     identity: Identity,
     since: Option<i64>,
-    slot: OwnedSemaphorePermit,
+    places: Places,
 }
 
 pub async fn handshake(
     State(state): State<AppState>,
+    ip: ClientIp,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let admission = match admit(&state, path, query, &headers, upgrade) {
+    let admission = match admit(&state, ip, path, query, &headers, upgrade).await {
         Ok(a) => a,
         Err(refusal) => return refusal.into_response(),
     };
@@ -65,7 +70,7 @@ pub async fn handshake(
         upgrade,
         identity,
         since,
-        slot,
+        places,
     } = admission;
     let ws = &state.settings.ws;
     let upgrade = upgrade
@@ -78,16 +83,18 @@ pub async fn handshake(
     upgrade.on_upgrade(move |socket| {
         // A task of its own rather than running inside axum's upgrade task: that task's future
         // also keeps the upgrade's captures (~1 KiB) for as long as the socket lives.
-        tracker.spawn(Connection::new(state, socket, identity, since, slot).run());
+        tracker.spawn(Connection::new(state, socket, identity, since, places).run());
         std::future::ready(())
     })
 }
 
-/// Every check of the handshake, in the order a client learns about them: not a WebSocket, no or
-/// a bad token (401), another user's path (403), a foreign origin (403), a bad `since` (400), a
-/// full node (503).
-fn admit(
+/// Every check of the handshake, in the order a client learns about them: not a WebSocket, too
+/// many handshakes from its address (429), no or a bad token (401), another user's path (403), a
+/// foreign origin (403), a bad `since` (400), the user's or the address's sockets at their cap
+/// (429), a full node (503).
+async fn admit(
     state: &AppState,
+    ip: ClientIp,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: &HeaderMap,
@@ -99,23 +106,45 @@ fn admit(
             ApiError::new(e.status(), "not_websocket", e.body_text()),
         )
     })?;
+    // First, before any work: a flood of handshakes (with bad tokens, say) costs a map lookup.
+    state
+        .limits
+        .handshakes_per_ip
+        .check(&ip.bucket())
+        .map_err(|e| refuse("rate_limited", e))?;
     let Query(query) = query.map_err(|e| {
         refuse(
             "invalid_query",
             ApiError::bad_request("invalid_query", e.body_text()),
         )
     })?;
-    let token = offered_token(headers, &query).ok_or_else(|| {
-        refuse(
-            "missing_token",
-            ApiError::unauthorized("missing_token", "a token is required"),
-        )
-    })?;
-    let identity = state.keys.verify(token).map_err(|e| {
-        refuse(
-            "invalid_token",
-            ApiError::unauthorized("invalid_token", e.to_string()),
-        )
+    let token = match offered_token(headers, &query) {
+        Offered::Token(t) => t,
+        Offered::Nothing => {
+            return Err(refuse(
+                "missing_token",
+                ApiError::unauthorized("missing_token", "a token is required"),
+            ));
+        }
+        Offered::InQuery(t) if state.settings.query_token() => t,
+        Offered::InQuery(_) => {
+            return Err(refuse(
+                "query_token_disabled",
+                ApiError::unauthorized(
+                    "query_token_disabled",
+                    "this server does not read tokens from the URL (proxies log URLs): send it \
+                     as Sec-WebSocket-Protocol: bearer.<jwt> or Authorization: Bearer <jwt>",
+                ),
+            ));
+        }
+    };
+    let identity = state.auth.authenticate(token).await.map_err(|e| {
+        let reason = match e {
+            AuthError::Invalid(_) => "invalid_token",
+            AuthError::Revoked => "token_revoked",
+            AuthError::Unavailable => "unavailable",
+        };
+        refuse(reason, e.into())
     })?;
     let path_user = path
         .ok()
@@ -152,30 +181,46 @@ fn admit(
             ));
         }
     };
-    let slot = state
-        .connection_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            refuse(
-                "full",
-                ApiError::unavailable("too_many_connections", "this node is full, retry later"),
-            )
-        })?;
+    let ticket = state
+        .limits
+        .sockets
+        .admit(identity.user_id, ip.bucket())
+        .map_err(|e| refuse("connection_limit", e))?;
+    let slot: OwnedSemaphorePermit =
+        state
+            .connection_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                refuse(
+                    "full",
+                    ApiError::unavailable("too_many_connections", "this node is full, retry later")
+                        .retry_after(CAP_RETRY_AFTER),
+                )
+            })?;
     Ok(Admission {
         upgrade,
         identity,
         since,
-        slot,
+        places: Places {
+            _slot: slot,
+            _ticket: ticket,
+        },
     })
+}
+
+/// Where a client put its token.
+enum Offered<'a> {
+    /// In a header (the sub-protocol or `Authorization`).
+    Token(&'a str),
+    /// In the URL's `?token=`.
+    InQuery(&'a str),
+    Nothing,
 }
 
 /// The token a client offered: sub-protocol `bearer.<jwt>`, then `Authorization` (parsed by
 /// [`parkmate_auth::bearer`], like every other credential), then `?token=`.
-fn offered_token<'a>(
-    headers: &'a HeaderMap,
-    query: &'a HashMap<String, String>,
-) -> Option<&'a str> {
+fn offered_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Offered<'a> {
     let from_protocol = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -183,10 +228,16 @@ fn offered_token<'a>(
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
-    from_protocol
+    if let Some(t) = from_protocol
         .or_else(|| parkmate_auth::bearer(headers))
-        .or_else(|| query.get("token").map(String::as_str))
         .filter(|t| !t.is_empty())
+    {
+        return Offered::Token(t);
+    }
+    match query.get("token").map(String::as_str) {
+        Some(t) if !t.is_empty() => Offered::InQuery(t),
+        _ => Offered::Nothing,
+    }
 }
 
 /// Same-origin, or listed in `ws.allowed_origins`. Non-browser clients send no `Origin` and pass.
@@ -195,7 +246,7 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
         return true;
     };
     let origin = origin.trim_end_matches('/');
-    if state.settings.ws.allowed_origins.contains(origin) {
+    if state.settings.allowed_origins().contains(origin) {
         return true;
     }
     let host = headers

@@ -31,6 +31,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `/metrics` on its own address, when `metrics.bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub keys: TokenKeys,
     pub http: reqwest::Client,
     pub state: AppState,
@@ -49,7 +51,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         ..Settings::default()
     };
     s.database.url = sqlite_url(dir);
-    s.booking.demo_data = false;
+    s.booking.demo_data = Some(false);
     s
 }
 
@@ -72,6 +74,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
     let app = Application::build(settings).await.expect("app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -79,6 +82,7 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
     }));
     TestApp {
         addr,
+        metrics_addr,
         keys: TokenKeys::new(JWT_SECRET.as_bytes()),
         http: reqwest::Client::new(),
         state,

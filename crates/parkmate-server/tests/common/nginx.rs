@@ -81,6 +81,8 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             # With the port: the node's same-origin check compares it with the browser's Origin.
             proxy_set_header Host $http_host;
+            # Who the client is, for the per-address limits (nodes trust it from nginx only).
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             # A socket is idle between frames; nodes ping every 20 s (ws.heartbeat_interval), so
             # a read timeout above that never cuts a healthy socket.
             proxy_read_timeout 60s;
