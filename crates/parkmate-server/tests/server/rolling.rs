@@ -8,18 +8,16 @@
 //! Uses the machine's PostgreSQL and Redis (missing: a failure under `CI=true`, a loud skip
 //! elsewhere).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{API_KEY, Cluster, JWT_SECRET, TestApp, WAIT};
+use crate::common::{API_KEY, Cluster, JWT_SECRET, TestApp, WAIT};
 use futures_util::StreamExt;
 use parkmate_auth::TokenKeys;
-use parkmate_protocol::{Role, ServerFrame, Viewer};
+use parkmate_protocol::{Role, ServerFrame};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -204,32 +202,6 @@ async fn publisher(
     out
 }
 
-/// Every id `user` can see in the store, page by page.
-async fn stored_ids(node: &TestApp, user: i64) -> Vec<i64> {
-    let viewer = Viewer {
-        user_id: user,
-        role: Role::User,
-    };
-    let mut ids: Vec<i64> = Vec::new();
-    loop {
-        let after = ids.last().copied().unwrap_or(0);
-        let budget = parkmate_db::PageBudget {
-            rows: 500,
-            bytes: 1 << 20,
-        };
-        let page = node
-            .state
-            .store
-            .replay(viewer, after, budget)
-            .await
-            .unwrap();
-        ids.extend(page.notifications.iter().map(|n| n.id));
-        if !page.more {
-            return ids;
-        }
-    }
-}
-
 fn total_connections(nodes: &[Option<TestApp>]) -> usize {
     nodes
         .iter()
@@ -333,7 +305,7 @@ async fn a_rolling_restart_while_publishing_loses_and_repeats_nothing() {
     let node = nodes[0].as_ref().unwrap();
     for user in 1..=USERS {
         assert_eq!(
-            stored_ids(node, user).await,
+            node.stored_ids(user, Role::User).await,
             published.per_user[&user],
             "user {user} in the store"
         );

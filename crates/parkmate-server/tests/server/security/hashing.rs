@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::rates::{app_with_limits, post};
+use super::rates::{app_with_limits, post};
 
 #[tokio::test]
 async fn logins_past_the_hashing_bound_get_503_with_retry_after() {

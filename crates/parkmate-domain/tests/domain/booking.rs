@@ -1,13 +1,11 @@
 //! The domain on a real SQLite file: the slot race, authorisation, payments, the scheduler across
 //! restarts, crash between commit and publish, idempotent retries, and every event's rows.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use parkmate_db::{DbError, Exec, StoredNotification, exec::Stmt};
 use parkmate_domain::payment::{CARD_DECLINED, CARD_GATEWAY_ERROR, CARD_INSUFFICIENT_FUNDS};
 use parkmate_domain::{
@@ -416,7 +414,7 @@ async fn deadlines_that_passed_while_down_fire_once_at_start(w: World) {
         .unwrap();
     // The server goes down before anything fires; it comes back 57 minutes later: the first
     // booking is within its last 5 minutes, the second ended long ago.
-    let (after_restart, _clock) = w.restart(common::t0() + Duration::minutes(57)).await;
+    let (after_restart, _clock) = w.restart(crate::common::t0() + Duration::minutes(57)).await;
     assert_eq!(
         after_restart.fire_due().await.unwrap(),
         Fired {
@@ -426,7 +424,7 @@ async fn deadlines_that_passed_while_down_fire_once_at_start(w: World) {
         }
     );
     // And again after another restart: nothing fires twice.
-    let (again, _clock) = w.restart(common::t0() + Duration::minutes(58)).await;
+    let (again, _clock) = w.restart(crate::common::t0() + Duration::minutes(58)).await;
     assert_eq!(again.fire_due().await.unwrap(), Fired::default());
 
     let expiring = w.notes_of("booking_expiring").await;
@@ -874,7 +872,9 @@ async fn login_register_and_seed(w: World) {
         return;
     };
     let db = parkmate_db::Db::open(fresh.url()).await.unwrap();
-    let clock = Arc::new(parkmate_domain::ManualClock::starting_at(common::t0()));
+    let clock = Arc::new(parkmate_domain::ManualClock::starting_at(
+        crate::common::t0(),
+    ));
     let domain = parkmate_domain::Domain::new(
         db,
         clock,
@@ -929,7 +929,7 @@ async fn on_postgres_two_nodes_race_for_one_slot_and_exactly_one_wins() {
     let Some(w) = World::new(Engine::Postgres).await else {
         return;
     };
-    let (other_node, _clock) = w.restart(common::t0()).await;
+    let (other_node, _clock) = w.restart(crate::common::t0()).await;
     let slot = w.slot(3);
     let mut racers = Vec::new();
     for i in 0..8 {
@@ -1034,8 +1034,8 @@ async fn on_postgres_two_nodes_firing_at_once_store_each_event_once() {
         w.domain.approve(actor(&w.admin), b.id).await.unwrap();
     }
     // The same moment on both nodes: 56 minutes past t0, the second five in their last 5.
-    let (a, _) = w.restart(common::t0() + Duration::minutes(56)).await;
-    let (b, _) = w.restart(common::t0() + Duration::minutes(56)).await;
+    let (a, _) = w.restart(crate::common::t0() + Duration::minutes(56)).await;
+    let (b, _) = w.restart(crate::common::t0() + Duration::minutes(56)).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let passes: Vec<_> = [a, b]
         .into_iter()
@@ -1058,14 +1058,14 @@ async fn on_postgres_two_nodes_firing_at_once_store_each_event_once() {
     assert_eq!(w.notes_of("booking_expiring").await.len(), n);
 
     // And the expiries, from both nodes again at +61.
-    let (a, _) = w.restart(common::t0() + Duration::minutes(61)).await;
-    let (b, _) = w.restart(common::t0() + Duration::minutes(61)).await;
+    let (a, _) = w.restart(crate::common::t0() + Duration::minutes(61)).await;
+    let (b, _) = w.restart(crate::common::t0() + Duration::minutes(61)).await;
     let (fa, fb) = tokio::join!(a.fire_due(), b.fire_due());
     assert_eq!(fa.unwrap().expired + fb.unwrap().expired, n);
     assert_eq!(w.notes_of("booking_expired").await.len(), 2 * n);
 }
 
-on_both_engines!(
+crate::on_both_engines!(
     concurrent_bookings_of_one_slot_exactly_one_wins,
     the_database_refuses_overlaps_whatever_the_writer,
     authorisation_refusals,

@@ -6,13 +6,11 @@
 //! Uses the machine's PostgreSQL, Redis and nginx (missing: a failure under `CI=true`, a loud skip
 //! elsewhere).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::nginx::{Nginx, nginx_or_skip};
-use common::tls::{self, TestCert};
-use common::{Client, Cluster, JWT_SECRET, TestApp};
+use crate::common::nginx::{Nginx, nginx_or_skip};
+use crate::common::tls::{self, TestCert};
+use crate::common::{Client, Cluster, JWT_SECRET, TestApp};
 use parkmate_auth::TokenKeys;
 use parkmate_protocol::Role;
 use serde_json::json;
@@ -99,7 +97,7 @@ async fn wss_through_nginx_reaches_every_node_and_a_stopped_nodes_clients_resume
         .await
         .unwrap();
     // Gone from its node before anyone else connects, so later counts see only newcomers.
-    tokio::time::timeout(common::WAIT, async {
+    tokio::time::timeout(crate::common::WAIT, async {
         while counts(&nodes).iter().sum::<usize>() != conns.len() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }

@@ -2,9 +2,6 @@
 //! closed over real sockets (raw TCP where the point is what a well-behaved client would never
 //! send). One module per point; `docs/security.md` lists the limits these tests hold.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod budgets;
 mod caps;
 mod frames;

@@ -2,11 +2,9 @@
 //! published; each must see exactly the sequence the store holds for it — no gap, no duplicate,
 //! in order.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use parkmate_protocol::{Role, ServerFrame, Viewer};
 use serde_json::json;
 

@@ -11,8 +11,8 @@ use parkmate_server::config::{Environment, Settings};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::rates::post;
 use crate::common::{JWT_SECRET, WAIT, spawn_app_with};
-use crate::rates::post;
 
 /// A long API key, as production requires (the harness's is short).
 pub const LONG_API_KEY: &str = "production-api-key-0123456789abcdef";

@@ -1,11 +1,9 @@
 //! Live delivery: many devices, groups, broadcast, the socket's own frames, heartbeat, slow
 //! consumers, token expiry and graceful shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use parkmate_db::NewNotification;
 use parkmate_protocol::{Audience, Level, Role, ServerFrame};
 use serde_json::json;

@@ -2,10 +2,8 @@
 //! a certificate generated for the test, plain `ws://` refused on that port, graceful shutdown
 //! still closing sockets with 1012, and misconfiguration stopping the start.
 
-mod common;
-
-use common::tls::{self, TestCert};
-use common::{TestApp, spawn_app_with, test_settings};
+use crate::common::tls::{self, TestCert};
+use crate::common::{TestApp, spawn_app_with, test_settings};
 use parkmate_protocol::Role;
 use parkmate_server::Application;
 use parkmate_server::config::TlsFiles;
@@ -44,7 +42,7 @@ async fn a_wss_client_authenticates_and_receives_what_is_published_over_https() 
     let https = cert.http_client();
     let r = https
         .post(format!("https://127.0.0.1:{port}/api/notifications"))
-        .bearer_auth(common::API_KEY)
+        .bearer_auth(crate::common::API_KEY)
         .json(&json!({"level":"success","message":"over TLS","user_id":1}))
         .send()
         .await

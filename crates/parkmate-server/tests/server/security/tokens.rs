@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::caps::refusal;
+use super::caps::refusal;
+use super::production::production;
+use super::rates::{app_with_limits, post};
 use crate::common::{Client, JWT_SECRET, TestApp, spawn_app_with};
-use crate::production::production;
-use crate::rates::{app_with_limits, post};
 
 async fn login(app: &TestApp, email: &str, password: &str) -> (String, i64) {
     let (status, _, body) = post(

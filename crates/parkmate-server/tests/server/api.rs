@@ -1,8 +1,6 @@
 //! The publish API's validation and the inbox's read state.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use parkmate_protocol::Role;
 use serde_json::json;
 

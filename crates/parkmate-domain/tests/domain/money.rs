@@ -7,12 +7,10 @@
 //! - a renewal adds a window with its own payment: earlier unpaid cash stays to be verified;
 //! - a renewal of a never-approved request is a new request.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use parkmate_db::payments::{self, NewCharge};
 use parkmate_db::{Exec, exec::Stmt};
 use parkmate_domain::payment::{CARD_APPROVED, CARD_DECLINED, CARD_GATEWAY_ERROR};
@@ -973,7 +971,7 @@ async fn staff_hear_of_requests_jobs_and_every_change_at_their_lots(w: World) {
     );
 }
 
-on_both_engines!(
+crate::on_both_engines!(
     staff_hear_of_requests_jobs_and_every_change_at_their_lots,
     a_declined_online_booking_is_refunded_and_says_so,
     a_refund_the_gateway_could_not_take_is_sent_by_recovery,

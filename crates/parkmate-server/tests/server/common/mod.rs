@@ -136,6 +136,82 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// One HTTP call (as `token`, when given); answers the status and the JSON body (`null` when
+    /// there is none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A demo account signed in (`who@parkmate.test`): (user id, role, token).
+    pub async fn login(&self, who: &str, password: &str) -> (i64, Role, String) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(serde_json::json!({"email": format!("{who}@parkmate.test"), "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "{who}: {body}");
+        (
+            body["user"]["id"].as_i64().unwrap(),
+            body["user"]["role"].as_str().unwrap().parse().unwrap(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Moves this node's manual clock (every node has its own) through the test clock route; the
+    /// answer comes after whatever fell due has been committed.
+    pub async fn advance(&self, by: Duration) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/test/clock",
+                Some(API_KEY),
+                Some(serde_json::json!({"advance_seconds": by.as_secs()})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Every notification id `user_id` (as `role`) can see in the store, in order, page by page:
+    /// what a lossless client must end up with.
+    pub async fn stored_ids(&self, user_id: i64, role: Role) -> Vec<i64> {
+        let viewer = parkmate_protocol::Viewer { user_id, role };
+        let mut ids: Vec<i64> = Vec::new();
+        loop {
+            let after = ids.last().copied().unwrap_or(0);
+            let budget = parkmate_db::PageBudget {
+                rows: 500,
+                bytes: 1 << 20,
+            };
+            let page = self
+                .state
+                .store
+                .replay(viewer, after, budget)
+                .await
+                .unwrap();
+            ids.extend(page.notifications.iter().map(|n| n.id));
+            if !page.more {
+                return ids;
+            }
+        }
+    }
+
     /// Publishes one notification to one user and returns its id.
     pub async fn send(&self, user_id: i64, message: &str) -> i64 {
         let (status, body) = self
@@ -339,7 +415,11 @@ pub struct Cluster {
 impl Cluster {
     /// `None` (after a loud skip, or a failure under `CI=true`) when PostgreSQL or Redis is missing.
     pub async fn new() -> Option<Cluster> {
-        let redis_url = redis_or_skip().await?;
+        Cluster::with_redis(redis_or_skip().await?).await
+    }
+
+    /// A cluster on the Redis at `redis_url` (a test's own server) and a fresh PostgreSQL database.
+    pub async fn with_redis(redis_url: String) -> Option<Cluster> {
         let pg = parkmate_db::test_support::fresh_postgres().await?;
         let prefix = format!("parkmate-test-{:016x}", rand::random::<u64>());
         Some(Cluster {

@@ -4,8 +4,8 @@
 
 use parkmate_protocol::Role;
 
+use super::raw::RawWs;
 use crate::common::spawn_app;
-use crate::raw::RawWs;
 
 /// Each violation, sent on a fresh socket right after its `hello`, and the close code the server
 /// must answer with.

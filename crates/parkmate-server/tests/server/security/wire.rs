@@ -14,10 +14,10 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::caps::refusal;
+use super::caps::refusal;
+use super::production::production;
 use crate::common::tls::TestCert;
 use crate::common::{WAIT, spawn_app_with, test_settings};
-use crate::production::production;
 
 /// A Redis of this test's own, speaking only TLS and requiring a password.
 struct TlsRedis {

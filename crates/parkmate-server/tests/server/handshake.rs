@@ -1,8 +1,6 @@
 //! Every way a handshake is refused, and the three ways a token is accepted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use parkmate_auth::Claims;
 use parkmate_protocol::{Role, ServerFrame};
 use tokio_tungstenite::tungstenite::Error as WsError;

@@ -3,12 +3,10 @@
 //! recipient's WebSocket receives exactly the documented frame while every other demo user's
 //! socket stays silent.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{API_KEY, Client, TestApp, spawn_app_with};
+use crate::common::{Client, TestApp, spawn_app_with};
 use parkmate_protocol::{Level, NotificationFrame, Role, ServerFrame};
 use parkmate_server::config::ClockKind;
 use serde_json::{Value, json};
@@ -44,24 +42,7 @@ impl Demo {
         .await;
         let mut users = HashMap::new();
         for (who, password) in PEOPLE {
-            let (status, body) = call(
-                &app,
-                "POST",
-                "/api/auth/login",
-                None,
-                Some(json!({"email": format!("{who}@parkmate.test"), "password": password})),
-            )
-            .await;
-            assert_eq!(status, 200, "{who}: {body}");
-            let role: Role = body["user"]["role"].as_str().unwrap().parse().unwrap();
-            users.insert(
-                who,
-                (
-                    body["user"]["id"].as_i64().unwrap(),
-                    role,
-                    body["token"].as_str().unwrap().to_owned(),
-                ),
-            );
+            users.insert(who, app.login(who, password).await);
         }
         let mut demo = Demo {
             app,
@@ -87,7 +68,9 @@ impl Demo {
     }
 
     async fn call(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(&self.app, method, path, Some(&self.users[who].2), body).await
+        self.app
+            .call(method, path, Some(&self.users[who].2), body)
+            .await
     }
 
     /// Olga's slot with this number.
@@ -125,15 +108,10 @@ impl Demo {
     }
 
     async fn advance(&self, seconds: i64) {
-        let (status, body) = call(
-            &self.app,
-            "POST",
-            "/api/test/clock",
-            Some(API_KEY),
-            Some(json!({"advance_seconds": seconds})),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        let seconds = u64::try_from(seconds).expect("time moves forward");
+        self.app
+            .advance(std::time::Duration::from_secs(seconds))
+            .await;
     }
 
     /// A socket for every demo user, opened now: everything stored before is behind them (they
@@ -158,24 +136,6 @@ impl Demo {
         }
         sockets
     }
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.http.request(method.parse().unwrap(), app.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// What keeps the staff's screens live (not one of the ten), and the one demo user each kind

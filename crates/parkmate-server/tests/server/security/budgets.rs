@@ -6,8 +6,8 @@
 use parkmate_protocol::Role;
 use serde_json::{Value, json};
 
+use super::raw::http;
 use crate::common::{API_KEY, spawn_app, spawn_app_with};
-use crate::raw::http;
 
 #[tokio::test]
 async fn an_oversized_publish_is_413_and_the_key_is_checked_first() {

@@ -9,7 +9,7 @@ use parkmate_protocol::{Role, ServerFrame};
 use parkmate_server::config::{RateSetting, Settings};
 use serde_json::{Value, json};
 
-use crate::caps::refusal;
+use super::caps::refusal;
 use crate::common::{API_KEY, TestApp, spawn_app_with};
 
 pub fn rate(text: &str) -> RateSetting {

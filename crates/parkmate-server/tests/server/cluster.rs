@@ -4,19 +4,13 @@
 //! timers firing once per cluster. Uses the real PostgreSQL and Redis of the
 //! machine (missing: a failure under `CI=true`, a loud skip elsewhere).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, Cluster, TestApp, WAIT};
+use crate::common::{Client, Cluster, TestApp, WAIT};
 use parkmate_protocol::{Role, Viewer};
 use parkmate_server::config::ClockKind;
 use serde_json::json;
-
-/// Tests that restart the machine's Redis take this exclusively; the others share it, so a
-/// restart never lands in the middle of a test that does not expect one.
-static REDIS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// One replay page holding every notification a test stores.
 const EVERYTHING: parkmate_db::PageBudget = parkmate_db::PageBudget {
@@ -24,22 +18,8 @@ const EVERYTHING: parkmate_db::PageBudget = parkmate_db::PageBudget {
     bytes: u32::MAX,
 };
 
-/// Every id `viewer` can see, in order: what a lossless client must end up with.
-async fn store_sequence(app: &TestApp, user_id: i64, role: Role) -> Vec<i64> {
-    app.state
-        .store
-        .replay(Viewer { user_id, role }, 0, EVERYTHING)
-        .await
-        .unwrap()
-        .notifications
-        .into_iter()
-        .map(|n| n.id)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_client_on_one_node_receives_what_another_node_publishes() {
-    let _shared = REDIS.read().await;
     let Some(cluster) = Cluster::new().await else {
         return;
     };
@@ -80,56 +60,91 @@ async fn a_client_on_one_node_receives_what_another_node_publishes() {
     b.stop().await;
 }
 
-/// Restarts the machine's redis-server when dropped, so a failing test never leaves it down.
-struct RedisRestart;
-
-impl RedisRestart {
-    fn stop() -> RedisRestart {
-        let status = std::process::Command::new("redis-cli")
-            .args(["shutdown", "nosave"])
-            .status()
-            .expect("redis-cli runs");
-        // redis-cli reports the closed connection of a successful shutdown as an error.
-        let _ = status;
-        RedisRestart
-    }
+/// A redis-server of this test's own, on a free port, so stopping it disturbs no other test (the
+/// machine's Redis is shared by every test of this binary and by other runs). Killed on drop.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
 }
 
-impl Drop for RedisRestart {
-    fn drop(&mut self) {
-        let status = std::process::Command::new("redis-server")
-            .args([
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1 -::1",
-                "--port",
-                "6379",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                "/var/lib/redis",
-                "--logfile",
-                "/var/log/redis/ci.log",
-            ])
-            .status()
-            .expect("redis-server runs");
-        assert!(status.success(), "redis-server restarted");
+impl PrivateRedis {
+    /// `None` when there is no `redis-server` binary (a loud skip, a failure under `CI=true`).
+    async fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        if let Err(e) = redis.launch() {
+            parkmate_db::test_support::service_missing("redis-server", "PATH", &e);
+            return None;
+        }
+        redis.wait_until(true).await;
+        Some(redis)
     }
-}
 
-async fn redis_answers() -> bool {
-    tokio::net::TcpStream::connect("127.0.0.1:6379")
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) -> std::io::Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits (bounded) until the server answers, or until it no longer does.
+    async fn wait_until(&self, up: bool) {
+        let addr = format!("127.0.0.1:{}", self.port);
+        tokio::time::timeout(WAIT, async {
+            while tokio::net::TcpStream::connect(&addr).await.is_ok() != up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
         .await
-        .is_ok()
+        .unwrap_or_else(|_| {
+            panic!(
+                "redis-server never became {}",
+                if up { "ready" } else { "unreachable" }
+            )
+        });
+    }
+}
+
+/// Waits (bounded) until the store holds a notification with id `id` or above.
+async fn stored_at_least(node: &TestApp, id: i64) {
+    tokio::time::timeout(WAIT, async {
+        while node.state.store.max_id().await.unwrap() < id {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the publisher keeps storing");
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[tokio::test]
 async fn nodes_ride_out_a_redis_restart_while_publishing_and_clients_lose_nothing() {
-    let _exclusive = REDIS.write().await;
-    let Some(cluster) = Cluster::new().await else {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let Some(cluster) = Cluster::with_redis(redis.url()).await else {
         return;
     };
     let a = Arc::new(cluster.spawn_node().await);
@@ -159,26 +174,15 @@ async fn nodes_ride_out_a_redis_restart_while_publishing_and_clients_lose_nothin
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    {
-        let _restart = RedisRestart::stop();
-        tokio::time::timeout(WAIT, async {
-            while redis_answers().await {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("redis stops");
-        // Down for a while, with publishing going on (the store takes it; pub/sub cannot).
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
-    tokio::time::timeout(WAIT, async {
-        while !redis_answers().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("redis is back");
+    // Publishing is underway, then Redis goes down while 30 more notifications are stored (the
+    // store takes them; pub/sub cannot).
+    stored_at_least(&a, 20).await;
+    redis.kill();
+    redis.wait_until(false).await;
+    let down_at = a.state.store.max_id().await.unwrap();
+    stored_at_least(&a, down_at + 30).await;
+    redis.launch().expect("redis-server starts again");
+    redis.wait_until(true).await;
     tokio::time::timeout(Duration::from_secs(30), publisher)
         .await
         .expect("publishing finishes")
@@ -188,7 +192,7 @@ async fn nodes_ride_out_a_redis_restart_while_publishing_and_clients_lose_nothin
     a.wait_for_connections(2).await;
     b.wait_for_connections(3).await;
     for (user, role, client) in &mut clients {
-        let expected = store_sequence(&a, *user, *role).await;
+        let expected = a.stored_ids(*user, *role).await;
         let got = client.ids_through(*expected.last().unwrap()).await;
         assert_eq!(got, expected, "user {user} on its node");
     }
@@ -201,7 +205,6 @@ async fn nodes_ride_out_a_redis_restart_while_publishing_and_clients_lose_nothin
 
 #[tokio::test]
 async fn concurrent_publishers_and_clients_hopping_nodes_with_since_see_exact_sequences() {
-    let _shared = REDIS.read().await;
     let Some(cluster) = Cluster::new().await else {
         return;
     };
@@ -250,7 +253,7 @@ async fn concurrent_publishers_and_clients_hopping_nodes_with_since_see_exact_se
                     }
                     drop(c);
                     hop += 1;
-                    let expected = store_sequence(&nodes[0], user, Role::User).await;
+                    let expected = nodes[0].stored_ids(user, Role::User).await;
                     // Publishing is done once every publisher's last row is in; stop when caught up.
                     if expected.len() as i64 == expected_total(user, PER_NODE) && seen == expected {
                         return seen;
@@ -269,7 +272,7 @@ async fn concurrent_publishers_and_clients_hopping_nodes_with_since_see_exact_se
     for (i, h) in hoppers.into_iter().enumerate() {
         let user = i as i64 + 1;
         let seen = h.await.unwrap();
-        assert_eq!(seen, store_sequence(&nodes[0], user, Role::User).await);
+        assert_eq!(seen, nodes[0].stored_ids(user, Role::User).await);
     }
     let [a, b] = Arc::into_inner(nodes).expect("tasks finished");
     a.stop().await;
@@ -338,7 +341,6 @@ async fn the_leader(nodes: &[Option<TestApp>]) -> usize {
 
 #[tokio::test]
 async fn three_nodes_publish_each_notification_once_and_the_lead_moves_when_the_leader_stops() {
-    let _shared = REDIS.read().await;
     let Some(cluster) = Cluster::new().await else {
         return;
     };
@@ -376,8 +378,15 @@ async fn three_nodes_publish_each_notification_once_and_the_lead_moves_when_the_
     let id = node.send(7, "after two leaders died").await;
     assert_eq!(client.ids_through(id).await, [id]);
 
-    // Nothing crossed the bus twice: only one dispatcher published at any time.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing crossed the bus twice: only one dispatcher published at any time. The spy hears
+    // the bus in publish order, so once it has the last id it has heard everything before it.
+    tokio::time::timeout(WAIT, async {
+        while !bus.lock().unwrap().contains_key(&id) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the spy hears the last notification");
     let counts = bus.lock().unwrap().clone();
     assert_eq!(counts.len(), 61, "every notification was published");
     let repeats: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
@@ -390,46 +399,6 @@ async fn three_nodes_publish_each_notification_once_and_the_lead_moves_when_the_
 
 // ---------------------------------------------------------------------------------------------
 // The booking API on a cluster: every node serves it on the one PostgreSQL database.
-
-/// One HTTP call to a node; answers the status and the JSON body.
-async fn call(
-    node: &TestApp,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = node.http.request(method.parse().unwrap(), node.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (
-        r.status().as_u16(),
-        r.json().await.unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// A demo user signed in on `node`: (user id, role, token).
-async fn login(node: &TestApp, who: &str, password: &str) -> (i64, Role, String) {
-    let (status, body) = call(
-        node,
-        "POST",
-        "/api/auth/login",
-        None,
-        Some(json!({"email": format!("{who}@parkmate.test"), "password": password})),
-    )
-    .await;
-    assert_eq!(status, 200, "{who}: {body}");
-    (
-        body["user"]["id"].as_i64().unwrap(),
-        body["user"]["role"].as_str().unwrap().parse().unwrap(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
-}
 
 /// Three nodes with demo data started at the same moment on one empty database: the seed must
 /// happen once, and no start may fail on it.
@@ -448,7 +417,9 @@ async fn three_demo_nodes(cluster: &Cluster, clock: ClockKind) -> Vec<Option<Tes
 
 /// Olga's lot's slot with this number, as `node` lists it.
 async fn olga_slot(node: &TestApp, olga: &str, number: i64) -> (i64, i64) {
-    let (status, body) = call(node, "GET", "/api/lots?mine=true", Some(olga), None).await;
+    let (status, body) = node
+        .call("GET", "/api/lots?mine=true", Some(olga), None)
+        .await;
     assert_eq!(status, 200, "{body}");
     let lot = &body["items"][0];
     let slot = lot["slots"]
@@ -484,22 +455,21 @@ async fn stored(node: &TestApp, user: i64, role: Role, event: &str) -> usize {
 
 #[tokio::test]
 async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
-    let _shared = REDIS.read().await;
     let Some(cluster) = Cluster::new().await else {
         return;
     };
     let nodes = three_demo_nodes(&cluster, ClockKind::System).await;
     let (a, b) = (nodes[0].as_ref().unwrap(), nodes[1].as_ref().unwrap());
     // Each demo user exists once, whichever node seeded: every node signs them in alike.
-    let (dana, _, dana_token) = login(a, "dana", "driver-demo-123").await;
-    let (olga, _, olga_token) = login(b, "olga", "owner-demo-123").await;
-    let (_, _, admin_token) = login(b, "admin", "admin-demo-123").await;
+    let (dana, _, dana_token) = a.login("dana", "driver-demo-123").await;
+    let (olga, _, olga_token) = b.login("olga", "owner-demo-123").await;
+    let (_, _, admin_token) = b.login("admin", "admin-demo-123").await;
     // Seeded once although three nodes started together on an empty database: two lots in all,
     // and every node lists the same demo accounts (a node that lost a seeding race would list none).
-    let (status, lots) = call(a, "GET", "/api/lots", Some(&dana_token), None).await;
+    let (status, lots) = a.call("GET", "/api/lots", Some(&dana_token), None).await;
     assert_eq!(status, 200, "{lots}");
     assert_eq!(lots["items"].as_array().map(Vec::len), Some(2), "{lots}");
-    let (_, accounts) = call(a, "GET", "/api/auth/demo-accounts", None, None).await;
+    let (_, accounts) = a.call("GET", "/api/auth/demo-accounts", None, None).await;
     assert_eq!(
         accounts["accounts"].as_array().map(Vec::len),
         Some(6),
@@ -507,7 +477,7 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
     );
     for node in [b, nodes[2].as_ref().unwrap()] {
         assert_eq!(
-            call(node, "GET", "/api/auth/demo-accounts", None, None)
+            node.call("GET", "/api/auth/demo-accounts", None, None)
                 .await
                 .1,
             accounts
@@ -518,9 +488,7 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
 
     // Dana books through node A: Olga, on node B, hears of it (event 8).
     let (lot, slot) = olga_slot(a, &olga_token, 3).await;
-    let (status, booking) = call(
-        a,
-        "POST",
+    let (status, booking) = a.call("POST",
         "/api/bookings",
         Some(&dana_token),
         Some(json!({"slot_id": slot, "duration_minutes": 60, "car_wash": false, "payment_method": "cash"})),
@@ -538,14 +506,14 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
     assert_eq!(n.data["booking_id"], booking["id"]);
 
     // The admin declines it through node A: Dana, on node B, hears of it (event 6), once.
-    let (status, body) = call(
-        a,
-        "POST",
-        &format!("/api/bookings/{}/decline", booking["id"]),
-        Some(&admin_token),
-        Some(json!({"reason": "maintenance"})),
-    )
-    .await;
+    let (status, body) = a
+        .call(
+            "POST",
+            &format!("/api/bookings/{}/decline", booking["id"]),
+            Some(&admin_token),
+            Some(json!({"reason": "maintenance"})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let n = dana_on_b.next_notification().await;
     assert_eq!(
@@ -571,22 +539,8 @@ async fn a_booking_action_on_one_node_notifies_sockets_on_another() {
     }
 }
 
-/// Moves `node`'s manual clock (every node has its own) through the test clock route.
-async fn advance(node: &TestApp, by: Duration) {
-    let (status, body) = call(
-        node,
-        "POST",
-        "/api/test/clock",
-        Some(common::API_KEY),
-        Some(json!({"advance_seconds": by.as_secs()})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 #[tokio::test]
 async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
-    let _shared = REDIS.read().await;
     let Some(cluster) = Cluster::new().await else {
         return;
     };
@@ -594,16 +548,14 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
     let leader = the_leader(&nodes).await;
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let node = |i: usize| nodes[i].as_ref().unwrap();
-    let (dana, _, dana_token) = login(node(followers[0]), "dana", "driver-demo-123").await;
-    let (_, _, olga_token) = login(node(followers[1]), "olga", "owner-demo-123").await;
+    let (dana, _, dana_token) = node(followers[0]).login("dana", "driver-demo-123").await;
+    let (_, _, olga_token) = node(followers[1]).login("olga", "owner-demo-123").await;
     // Dana listens on a follower, the one that will still be up at the end.
     let mut dana_socket = node(followers[0]).connect(dana, Role::User, None).await;
 
     // A 60-minute booking, made through the other follower.
     let (_, slot) = olga_slot(node(followers[1]), &olga_token, 4).await;
-    let (status, booking) = call(
-        node(followers[1]),
-        "POST",
+    let (status, booking) = node(followers[1]).call("POST",
         "/api/bookings",
         Some(&dana_token),
         Some(json!({"slot_id": slot, "duration_minutes": 60, "car_wash": false, "payment_method": "cash"})),
@@ -612,21 +564,21 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
     assert_eq!(status, 201, "{booking}");
     // Approved (through the leader): a request nobody approves lapses after the hold, long
     // before its warning.
-    let (_, _, admin_token) = login(node(leader), "admin", "admin-demo-123").await;
-    let (status, body) = call(
-        node(leader),
-        "POST",
-        &format!("/api/bookings/{}/approve", booking["id"]),
-        Some(&admin_token),
-        None,
-    )
-    .await;
+    let (_, _, admin_token) = node(leader).login("admin", "admin-demo-123").await;
+    let (status, body) = node(leader)
+        .call(
+            "POST",
+            &format!("/api/bookings/{}/approve", booking["id"]),
+            Some(&admin_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // 56 minutes later on every node: the warning fires once, on the leader (the followers only
     // move their clocks; the leader's advance answers once the warning is stored).
     for &i in followers.iter().chain([&leader]) {
-        advance(node(i), Duration::from_secs(56 * 60)).await;
+        node(i).advance(Duration::from_secs(56 * 60)).await;
     }
     let n = dana_socket.next_notification().await;
     assert_eq!(
@@ -642,7 +594,7 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
     // The followers' clocks pass the end; the leader's does not. Followers run no timers, so
     // nothing expires yet.
     for &i in &followers {
-        advance(node(i), Duration::from_secs(5 * 60)).await;
+        node(i).advance(Duration::from_secs(5 * 60)).await;
     }
     dana_socket
         .assert_no_notification(Duration::from_millis(500))
@@ -676,14 +628,14 @@ async fn booking_timers_fire_once_on_the_leader_and_carry_on_when_it_stops() {
         1
     );
     // The booking is expired for every node.
-    let (status, body) = call(
-        survivor,
-        "GET",
-        &format!("/api/bookings/{}", booking["id"]),
-        Some(&dana_token),
-        None,
-    )
-    .await;
+    let (status, body) = survivor
+        .call(
+            "GET",
+            &format!("/api/bookings/{}", booking["id"]),
+            Some(&dana_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "expired");
 

@@ -1,0 +1,17 @@
+//! The server's integration tests, one binary (one link instead of ten), one module per topic.
+//! Every test spawns the real application on `127.0.0.1:0` (`common::TestApp`, which owns the
+//! helpers every module uses: sockets, publishing, HTTP calls, signing in, moving the test clock)
+//! and talks to it over real sockets; the cluster modules add PostgreSQL, Redis and nginx.
+
+mod common;
+
+mod api;
+mod cluster;
+mod delivery;
+mod events;
+mod handshake;
+mod nginx;
+mod replay;
+mod rolling;
+mod security;
+mod tls;
