@@ -10,13 +10,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod dialect;
+pub use dialect::{CHANNELS_GREETING, CHANNELS_SUBPROTOCOL, Dialect};
+
 /// RFC 3339 with milliseconds and a `Z`: the one timestamp format on the wire (frames, the HTTP
 /// APIs' DTOs), so clients parse one shape everywhere.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The WebSocket sub-protocol the server speaks and answers with.
+/// The WebSocket sub-protocol of the native frames ([`ServerFrame`]); the server answers with it
+/// unless the client asked for [`CHANNELS_SUBPROTOCOL`] ([`Dialect`]).
 pub const SUBPROTOCOL: &str = "parkmate.v1";
 /// Prefix of the sub-protocol entry a browser uses to carry its token (`bearer.<jwt>`), because
 /// browsers cannot set an `Authorization` header on a WebSocket.

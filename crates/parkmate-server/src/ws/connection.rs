@@ -18,6 +18,10 @@
 //! typed error, [`End::from_read`] sorts them, and the socket can still write its close frame.
 //! Client frames are rate-limited (`limits.client_frames`), and a socket whose token was minted
 //! here re-checks its account every `ws.account_check_interval` (4003 when it no longer holds).
+//!
+//! A socket in the Channels [`Dialect`] (`parkmate.channels`) runs the same loop; only what it
+//! writes differs: the original consumer's greeting instead of `hello`, notifications with the
+//! level in `type`, and no unread counts or replay marker (the store and the seam are the same).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -27,7 +31,10 @@ use futures_util::SinkExt;
 use parkmate_auth::{AuthError, Identity, SingleLimit, now_secs};
 use parkmate_db::{DbError as StoreError, PageBudget, ReplayPage};
 use parkmate_hub::{Delivery, Subscription};
-use parkmate_protocol::{ClientFrame, CloseCode, FrameError, ServerFrame, Viewer, rfc3339};
+use parkmate_protocol::{
+    CHANNELS_GREETING, ClientFrame, CloseCode, Dialect, FrameError, NotificationFrame, ServerFrame,
+    Viewer, rfc3339,
+};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
 use tungstenite::error::ProtocolError;
@@ -129,6 +136,8 @@ pub(super) struct Connection {
     socket: WebSocket,
     identity: Identity,
     since: Option<i64>,
+    /// Which frames this socket writes (its sub-protocol).
+    dialect: Dialect,
     /// Highest notification id written to this socket; nothing at or below it is sent again.
     last_sent: i64,
     unread: i64,
@@ -152,6 +161,7 @@ impl Connection {
         socket: WebSocket,
         identity: Identity,
         since: Option<i64>,
+        dialect: Dialect,
         places: Places,
     ) -> Self {
         let frames = SingleLimit::new(
@@ -163,6 +173,7 @@ impl Connection {
             socket,
             identity,
             since,
+            dialect,
             last_sent: since.unwrap_or(0),
             unread: 0,
             unread_as_of: 0,
@@ -335,15 +346,20 @@ impl Connection {
             // queued are still sent, but a broker resync must not replay its whole history.
             None => self.replay_floor = snapshot.as_of,
         }
-        let hello = ServerFrame::Hello {
-            user_id: self.identity.user_id,
-            role: self.identity.role,
-            resume_from: self.since,
-            unread_count: self.unread,
-            heartbeat_ms: self.state.settings.ws.heartbeat_interval.as_millis() as u64,
-            server_time: rfc3339((self.state.now)()),
+        let hello = match self.dialect {
+            Dialect::Native => ServerFrame::Hello {
+                user_id: self.identity.user_id,
+                role: self.identity.role,
+                resume_from: self.since,
+                unread_count: self.unread,
+                heartbeat_ms: self.state.settings.ws.heartbeat_interval.as_millis() as u64,
+                server_time: rfc3339((self.state.now)()),
+            }
+            .to_json()
+            .into(),
+            Dialect::Channels => Utf8Bytes::from_static(CHANNELS_GREETING),
         };
-        let hello = vec![Message::Text(hello.to_json().into())];
+        let hello = vec![Message::Text(hello)];
         if first_page.is_some() {
             return self.catch_up(true, hello, first_page).await;
         }
@@ -376,13 +392,11 @@ impl Connection {
                 }
             };
             for n in &page {
-                frames.push(Message::Text(
-                    ServerFrame::Notification(n.frame()).to_json().into(),
-                ));
+                frames.push(Message::Text(self.dialect.notification(n.frame()).into()));
                 self.note_sent(n.id);
             }
             count += page.len() as u64;
-            if !announce && !page.is_empty() {
+            if !announce && !page.is_empty() && self.dialect == Dialect::Native {
                 frames.push(self.unread_frame());
             }
             if !more {
@@ -393,7 +407,7 @@ impl Connection {
             frames.clear();
         }
         metrics::counter!("parkmate_replayed_total").increment(count);
-        if announce {
+        if announce && self.dialect == Dialect::Native {
             let done = ServerFrame::Replayed {
                 count,
                 last_id: (count > 0).then_some(self.last_sent),
@@ -432,9 +446,17 @@ impl Connection {
                     if id <= self.last_sent {
                         continue; // already replayed
                     }
-                    match Utf8Bytes::try_from(frame) {
-                        Ok(text) => frames.push(Message::Text(text)),
-                        Err(_) => continue, // frames are built from Rust strings; cannot happen
+                    let text = match self.dialect {
+                        Dialect::Native => Utf8Bytes::try_from(frame).ok(),
+                        // Rebuilt for this socket from the shared bytes: a parse per frame, paid
+                        // only by sockets that asked for the original consumer's frames.
+                        Dialect::Channels => {
+                            NotificationFrame::channels_from_native(&frame).map(Utf8Bytes::from)
+                        }
+                    };
+                    match text {
+                        Some(text) => frames.push(Message::Text(text)),
+                        None => continue, // frames are built from Rust strings; cannot happen
                     }
                     self.note_sent(id);
                     count_changed = true;
@@ -459,7 +481,7 @@ impl Connection {
                 }
             }
         }
-        if count_changed {
+        if count_changed && self.dialect == Dialect::Native {
             frames.push(self.unread_frame());
         }
         if frames.is_empty() {

@@ -4,7 +4,9 @@
 //! token's, check the browser `Origin`, read `since`, take the user's and the address's places
 //! (`ws.max_connections_per_user`, `_per_ip`) and a node slot — or refuse with an [`ApiError`]
 //! (HTTP status + JSON body, `Retry-After` on 429 and 503), counted by reason, before anything is
-//! upgraded. An admitted socket is configured (buffers, frame limit) and handed to its own task
+//! upgraded. An admitted socket is configured (buffers, frame limit), answered with the
+//! sub-protocol of its [`Dialect`] (`parkmate.v1`, or `parkmate.channels` when the client asked
+//! for the original consumer's frames) and handed to its own task
 //! ([`Connection::run`](super::connection::Connection::run)).
 
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parkmate_auth::{ApiError, AuthError, ClientIp, Identity};
-use parkmate_protocol::{BEARER_PROTOCOL_PREFIX, SUBPROTOCOL};
+use parkmate_protocol::{BEARER_PROTOCOL_PREFIX, Dialect};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::connection::{Connection, Places};
@@ -51,6 +53,7 @@ struct Admission {
     upgrade: WebSocketUpgrade,
     identity: Identity,
     since: Option<i64>,
+    dialect: Dialect,
     places: Places,
 }
 
@@ -70,11 +73,12 @@ pub async fn handshake(
         upgrade,
         identity,
         since,
+        dialect,
         places,
     } = admission;
     let ws = &state.settings.ws;
     let upgrade = upgrade
-        .protocols([SUBPROTOCOL])
+        .protocols([dialect.subprotocol()])
         .read_buffer_size(ws.read_buffer_bytes.get())
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(ws.max_frame_bytes.get())
@@ -83,7 +87,7 @@ pub async fn handshake(
     upgrade.on_upgrade(move |socket| {
         // A task of its own rather than running inside axum's upgrade task: that task's future
         // also keeps the upgrade's captures (~1 KiB) for as long as the socket lives.
-        tracker.spawn(Connection::new(state, socket, identity, since, places).run());
+        tracker.spawn(Connection::new(state, socket, identity, since, dialect, places).run());
         std::future::ready(())
     })
 }
@@ -202,6 +206,7 @@ async fn admit(
         upgrade,
         identity,
         since,
+        dialect: Dialect::negotiate(offered_protocols(headers)),
         places: Places {
             _slot: slot,
             _ticket: ticket,
@@ -218,16 +223,21 @@ enum Offered<'a> {
     Nothing,
 }
 
-/// The token a client offered: sub-protocol `bearer.<jwt>`, then `Authorization` (parsed by
-/// [`parkmate_auth::bearer`], like every other credential), then `?token=`.
-fn offered_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Offered<'a> {
-    let from_protocol = headers
+/// The sub-protocols a client offered, in its order.
+fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
+}
+
+/// The token a client offered: sub-protocol `bearer.<jwt>`, then `Authorization` (parsed by
+/// [`parkmate_auth::bearer`], like every other credential), then `?token=`.
+fn offered_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Offered<'a> {
+    let from_protocol =
+        offered_protocols(headers).find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
     if let Some(t) = from_protocol
         .or_else(|| parkmate_auth::bearer(headers))
         .filter(|t| !t.is_empty())

@@ -6,6 +6,7 @@
 mod common;
 
 mod api;
+mod channels;
 mod cluster;
 mod delivery;
 mod events;
