@@ -10,8 +10,8 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    // Build output, and the file openapi-typescript generates (checked by `npm run api:check`).
-    ignores: ['dist/', 'dist-lib/', 'test-artifacts/', 'src/api/schema.d.ts'],
+    // Build output (the app, the size builds, the npm package), and the file openapi-typescript generates (checked by `npm run api:check`).
+    ignores: ['dist/', 'dist-lib/', 'packages/notify/dist/', 'test-artifacts/', 'src/api/schema.d.ts'],
   },
   js.configs.recommended,
   {

@@ -1,4 +1,5 @@
 /// <reference types="vitest/config" />
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 import react from '@vitejs/plugin-react';
 
@@ -8,6 +9,12 @@ const backend = process.env.PARKMATE_BACKEND ?? 'http://127.0.0.1:8000';
 
 export default defineConfig({
   plugins: [react()],
+  resolve: {
+    // The app imports the notification module by the npm package's name, as an adopter's app does;
+    // here it is the package's source (one copy: packages/notify is built from it). tsconfig.json
+    // maps the name the same way.
+    alias: { '@parkmate/notify': fileURLToPath(new URL('./src/notifications/index.ts', import.meta.url)) },
+  },
   server: {
     port: 5173,
     proxy: {

@@ -35,6 +35,18 @@ export const WAIT_MS = 10_000;
 const live = new Set(); // child processes to kill on exit
 const tempDirs = new Set(); // data dirs to remove on exit
 
+/** A temporary directory removed on any exit (and by `removeTempDir`). */
+export function tempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
 function killAll() {
   for (const child of live) {
     try {
@@ -121,8 +133,9 @@ export async function until(what, fn, timeoutMs = WAIT_MS, everyMs = 50) {
 
 /** The real server as a child process: start, stop (SIGTERM), restart on the same port and data dir. */
 export class Server {
-  constructor({ bin, port, dir }) {
+  constructor({ bin, port, dir, webDir = path.join(WEB_DIR, 'dist') }) {
     this.bin = bin;
+    this.webDir = webDir;
     this.port = port;
     this.dir = dir;
     this.url = `http://127.0.0.1:${port}`;
@@ -131,10 +144,11 @@ export class Server {
     this.starts = 0;
   }
 
-  static async create(bin = buildAll()) {
+  /** `webDir`: what the server serves at `/` (default: web/dist, the app). */
+  static async create(bin = buildAll(), { webDir } = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parkmate-e2e-'));
     tempDirs.add(dir);
-    return new Server({ bin, port: await freePort(), dir });
+    return new Server({ bin, port: await freePort(), dir, webDir });
   }
 
   env() {
@@ -145,7 +159,7 @@ export class Server {
       PARKMATE_BIND: `127.0.0.1:${this.port}`,
       PARKMATE_DATABASE_URL: `sqlite://${this.dir}/p.db`,
       PARKMATE_DATA_DIR: this.dir,
-      PARKMATE_WEB_DIR: path.join(WEB_DIR, 'dist'),
+      PARKMATE_WEB_DIR: this.webDir,
       PARKMATE_JWT_SECRET: JWT_SECRET,
       PARKMATE_API_KEY: API_KEY,
       PARKMATE_BOOKING_DEMO_DATA: 'true',

@@ -3,7 +3,7 @@ import { Header } from './app/Header';
 import { LiveProvider } from './app/live';
 import { match, Redirect, RouterProvider, useFocusOnNavigate, usePath } from './app/router';
 import type { Role } from './app/api';
-import { NotificationToaster } from './notifications';
+import { NotificationToaster } from '@parkmate/notify';
 import { AdminDashboardPage } from './pages/AdminDashboard';
 import { BookingPage } from './pages/BookingPage';
 import { DriverLotsPage } from './pages/DriverLots';

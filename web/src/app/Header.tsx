@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { Bell, Car, LogOut, RefreshCw, Wifi, WifiOff } from 'lucide-react';
-import { focusToasts } from '../notifications';
+import { focusToasts } from '@parkmate/notify';
 import { useAuth } from './auth';
 import { useLive } from './live';
 import { focusMain, Link } from './router';

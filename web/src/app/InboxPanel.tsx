@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { AlertTriangle, CheckCircle, Info, XCircle } from 'lucide-react';
-import { useToastHistory, type Level, type Notification } from '../notifications';
+import { useToastHistory, type Level, type Notification } from '@parkmate/notify';
 import { api, errorMessage } from './api';
 import { useAuth } from './auth';
 import { refundText } from './components';

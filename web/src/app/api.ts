@@ -12,8 +12,8 @@
  * @packageDocumentation
  */
 
-import { apiBaseUrl } from '../notifications';
-import type { Notification } from '../notifications';
+import { apiBaseUrl } from '@parkmate/notify';
+import type { Notification } from '@parkmate/notify';
 import type { components, operations } from '../api/schema';
 
 type Schemas = components['schemas'];

@@ -8,7 +8,7 @@
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, configureApi, type User } from './api';
 import { navigate } from './router';
-import { notify } from '../notifications';
+import { notify } from '@parkmate/notify';
 
 const TOKEN_KEY = 'parkmate.token';
 const USER_KEY = 'parkmate.user';

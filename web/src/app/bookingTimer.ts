@@ -10,7 +10,7 @@
  * @packageDocumentation
  */
 
-import { expiredToastId, expiringToastId, notify } from '../notifications';
+import { expiredToastId, expiringToastId, notify } from '@parkmate/notify';
 import type { BookingStatus } from './api';
 
 export const WARN_BEFORE_MS = 5 * 60 * 1000;

@@ -14,7 +14,7 @@ import {
   useWebSocketNotifications,
   type Notification,
   type UseWebSocketNotificationsResult,
-} from '../notifications';
+} from '@parkmate/notify';
 import { useAuth } from './auth';
 import { refundText } from './components';
 

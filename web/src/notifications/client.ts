@@ -9,8 +9,9 @@
  * - frames.ts: what each server frame does (dedupe, resume, replay, toasts);
  * - http.ts: read state over the inbox API.
  *
- * Options are read through a function at each use, so the hook can keep them in a ref and a
- * re-render never reconnects.
+ * Options are a plain object (a page without React: `new NotificationClient(userId, { token })`),
+ * or a function read at each use, so the hook can keep them in a ref and a re-render never
+ * reconnects. `wsBase` and `apiBase` default as in config.ts.
  *
  * @packageDocumentation
  */
@@ -18,8 +19,9 @@
 import { Connection } from './connection';
 import { FrameDispatcher } from './frames';
 import { Heartbeat } from './heartbeat';
+import { apiBaseUrl, wsBaseUrl } from './config';
 import { InboxHttp, UnauthorizedError } from './http';
-import type { NotificationState, OptionsSource } from './types';
+import type { NotificationClientInit, NotificationState, OptionsSource } from './types';
 
 export const INITIAL_STATE: NotificationState = {
   status: 'connecting',
@@ -37,12 +39,23 @@ export class NotificationClient {
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameDispatcher;
   private readonly inbox: InboxHttp;
+  private readonly opts: OptionsSource;
 
+  /**
+   * Nothing happens until `start()`. `listener` hears every state change (status, unread count,
+   * notifications) until `stop()`.
+   */
   constructor(
     userId: number | string,
-    private readonly opts: OptionsSource,
-    private readonly listener: (s: NotificationState) => void,
+    options: NotificationClientInit | (() => NotificationClientInit),
+    private readonly listener: (s: NotificationState) => void = () => {},
   ) {
+    const read = typeof options === 'function' ? options : () => options;
+    const opts: OptionsSource = () => {
+      const o = read();
+      return { ...o, wsBase: wsBaseUrl(o.wsBase), apiBase: apiBaseUrl(o.apiBase) };
+    };
+    this.opts = opts;
     const update = (patch: Partial<NotificationState>) => this.update(patch);
     this.frames = new FrameDispatcher(userId, opts, {
       state: () => this.state,

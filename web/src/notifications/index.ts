@@ -1,7 +1,9 @@
 /**
  * Parkmate notifications for React: a lossless WebSocket hook and the original's toasts.
  * Mount `<NotificationToaster/>` once, call `useWebSocketNotifications(userId, { token, ... })` once
- * (e.g. in the app shell), and use `notify.*` anywhere.
+ * (e.g. in the app shell), and use `notify.*` anywhere. Pages without React use
+ * `mountNotificationToaster()` and `new NotificationClient(userId, { token }, onState).start()`.
+ * Published as the npm package `@parkmate/notify` (packages/notify), built from this directory.
  *
  * @packageDocumentation
  */
@@ -13,6 +15,7 @@ export { toastOptionsFor } from './frames';
 export type {
   ConnectionStatus,
   DeliveryInfo,
+  NotificationClientInit,
   NotificationClientOptions,
   NotificationState,
   WebSocketCtor,
@@ -30,6 +33,7 @@ export {
   TOAST_LIMIT,
 } from './notify';
 export type { NotifyOptions, NotificationToasterProps } from './notify';
+export { mountNotificationToaster } from './mount';
 export { focusToasts } from './toastFocus';
 export { useToastHistory, toastHistory, subscribeToastHistory, clearToastHistory, TOAST_HISTORY_LIMIT } from './toastHistory';
 export type { ShownToast } from './toastHistory';

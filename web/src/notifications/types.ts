@@ -62,6 +62,14 @@ export interface NotificationClientOptions {
   fetchImpl?: typeof fetch;
 }
 
+/** What `new NotificationClient(userId, options)` takes: the options, with the two bases optional. */
+export interface NotificationClientInit extends Omit<NotificationClientOptions, 'wsBase' | 'apiBase'> {
+  /** Defaults to VITE_WS_URL, else the page's origin (ws:, or wss: under https). */
+  wsBase?: string;
+  /** Defaults to VITE_API_BASE_URL, else `/api`. */
+  apiBase?: string;
+}
+
 export interface NotificationState {
   status: ConnectionStatus;
   /** Whole seconds until the next attempt while 'reconnecting', else null. */

@@ -9,17 +9,12 @@
 
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { INITIAL_STATE, NotificationClient } from './client';
-import type { ConnectionStatus, NotificationClientOptions, NotificationState } from './types';
-import { apiBaseUrl, wsBaseUrl } from './config';
+import type { ConnectionStatus, NotificationClientInit, NotificationState } from './types';
 import type { Notification } from './protocol';
 
 export interface UseWebSocketNotificationsOptions
-  extends Omit<NotificationClientOptions, 'token' | 'wsBase' | 'apiBase'> {
+  extends Omit<NotificationClientInit, 'token'> {
   token: string | null | undefined;
-  /** Defaults to VITE_WS_URL, else the page's origin (ws:, or wss: under https). */
-  wsBase?: string;
-  /** Defaults to VITE_API_BASE_URL, else `/api`. */
-  apiBase?: string;
   /** False keeps the socket closed (status 'offline'). Default true. */
   enabled?: boolean;
 }
@@ -70,13 +65,7 @@ export function useWebSocketNotifications(
     const client = new NotificationClient(
       userId,
       () => {
-        const o = optionsRef.current;
-        return {
-          ...o,
-          token: token,
-          wsBase: wsBaseUrl(o.wsBase),
-          apiBase: apiBaseUrl(o.apiBase),
-        };
+        return { ...optionsRef.current, token };
       },
       (s) => setReported({ session, state: s }),
     );

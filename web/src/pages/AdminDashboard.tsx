@@ -3,7 +3,7 @@ import { Check, UserPlus, X } from 'lucide-react';
 import { api, errorMessage, type Booking } from '../app/api';
 import { Empty, ErrorBox, PageHead } from '../app/components';
 import { useLiveData } from '../app/live';
-import { notify } from '../notifications';
+import { notify } from '@parkmate/notify';
 import { BookingRow } from './BookingActions';
 
 export function AdminDashboardPage() {

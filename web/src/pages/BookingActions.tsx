@@ -3,7 +3,7 @@ import { Banknote, Droplets } from 'lucide-react';
 import { api, errorMessage, type Booking } from '../app/api';
 import { PaymentPill, RefundNote, StatusPill, WashPill, WindowList } from '../app/components';
 import { dateTime, money, time } from '../app/format';
-import { notify } from '../notifications';
+import { notify } from '@parkmate/notify';
 
 /** One booking as a card row, with the actions the viewer may take on it. */
 export function BookingRow(props: {

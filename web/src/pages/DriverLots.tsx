@@ -5,7 +5,7 @@ import { cardPayload, Empty, ErrorBox, PageHead, PaymentFields } from '../app/co
 import { money } from '../app/format';
 import { useLiveData } from '../app/live';
 import { navigate } from '../app/router';
-import { notify } from '../notifications';
+import { notify } from '@parkmate/notify';
 
 export function DriverLotsPage() {
   const { data, error, loading, reload } = useLiveData(() => api.lots().then((r) => r.items));
