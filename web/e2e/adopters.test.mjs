@@ -33,8 +33,12 @@ function versionOf(pkg) {
   return JSON.parse(fs.readFileSync(path.join(WEB_DIR, 'node_modules', pkg, 'package.json'), 'utf8')).version;
 }
 
-/** `npm run notify:pack`: the package as it would be published. Returns the tarball's path. */
+/**
+ * `npm run notify:pack`: the package as it would be published. Returns the tarball's path
+ * (E2E_NOTIFY_TARBALL: one scripts/test-all packed just before).
+ */
 function packPackage() {
+  if (process.env.E2E_NOTIFY_TARBALL) return process.env.E2E_NOTIFY_TARBALL;
   run('npm', ['run', '--silent', 'notify:pack'], { cwd: WEB_DIR });
   const { version } = JSON.parse(fs.readFileSync(path.join(WEB_DIR, 'packages', 'notify', 'package.json'), 'utf8'));
   const tarball = path.join(WEB_DIR, 'dist-lib', `parkmate-notify-${version}.tgz`);
