@@ -54,6 +54,21 @@ describe('connecting', () => {
     expect(ws.closedByClient?.code).toBe(1000);
   });
 
+  it('takes a plain options object, the bases defaulting to the page origin and /api', () => {
+    // How a page without React uses it: no function, no wsBase/apiBase, no listener.
+    const client = new NotificationClient(42, { token: TOKEN, storage: new MemoryStore(), WebSocketImpl: FakeWebSocket });
+    clients.push(client);
+    client.start();
+    const ws = FakeWebSocket.last;
+    const origin = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}`;
+    expect(ws.url).toBe(`${origin}/ws/notifications/42/`);
+    expect(ws.protocols).toEqual(['parkmate.v1', `bearer.${TOKEN}`]);
+    ws.open();
+    ws.hello({ unread_count: 2 });
+    expect(client.snapshot.status).toBe('open');
+    expect(client.snapshot.unreadCount).toBe(2);
+  });
+
   it('tracks unread_count frames and ignores garbage frames', () => {
     const { client, state } = setup();
     client.start();
