@@ -22,6 +22,9 @@
 //! A socket in the Channels [`Dialect`] (`parkmate.channels`) runs the same loop; only what it
 //! writes differs: the original consumer's greeting instead of `hello`, notifications with the
 //! level in `type`, and no unread counts or replay marker (the store and the seam are the same).
+//!
+//! Over 500 lines on purpose: one socket's state machine is one select! loop and its steps;
+//! splitting the steps would hide the order the invariants depend on.
 
 use std::convert::Infallible;
 use std::time::Duration;
