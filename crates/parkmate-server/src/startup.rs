@@ -2,11 +2,20 @@
 //!
 //! `Application::build` opens (and migrates) the store, starts the notifier and binds the listener
 //! (and the metrics listener, if `metrics.bind` is set), so a test can ask for `port()` before
-//! serving. `run_until_stopped(shutdown)` serves (`serve.rs`) until the future resolves, then:
-//! stop accepting, close every socket with 1012 ("server restarting, reconnect"), let HTTP
-//! requests in flight finish, let the writer store what was queued and the dispatcher publish
-//! what was stored, and wait for all of that under one `shutdown_grace` deadline, after which
-//! whatever is left (a peer that never finishes its request) is dropped.
+//! serving. `run_until_stopped(shutdown)` serves (`serve.rs`) until the future resolves, then
+//! drains and stops:
+//! 1. **drain** (`shutdown_drain`, skipped by a node without sockets): `/readyz` answers 503, new
+//!    sockets are refused 503 `shutting_down` (a load balancer passes the handshake to another
+//!    node), responses say `Connection: close`, and the open sockets are closed with 1012
+//!    ("server restarting, reconnect") in [`DRAIN_WAVES`] waves spread over the drain, so their
+//!    clients come back through the load balancer a few at a time and spread over the other
+//!    nodes. HTTP requests are still served meanwhile;
+//! 2. **stop**: stop accepting, close what sockets are left with 1012, let HTTP requests in
+//!    flight finish, let the writer store what was queued and the dispatcher publish what was
+//!    stored, and wait for all of that under one `shutdown_grace` deadline, after which whatever
+//!    is left (a peer that never finishes its request) is dropped;
+//! 3. release the leader lease, stop listening for other nodes' commits, close the pool — in that
+//!    order, so nothing reports the closing pool as a fault.
 //!
 //! `build` validates the settings again (a test may build them by hand) and needs both secrets:
 //! the CLI's `serve` provides development ones first (`Settings::generate_dev_secrets`).
@@ -40,6 +49,11 @@ use crate::state::AppState;
 /// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
 /// clients reconnect at once after a restart.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// The drain closes sockets in this many waves, one every `shutdown_drain / DRAIN_WAVES`: small
+/// enough groups that clients reconnecting together do not pile onto one node, few enough timer
+/// ticks to be nothing.
+pub const DRAIN_WAVES: usize = 10;
 
 /// How often rate-limit buckets that have refilled are forgotten: their memory follows the
 /// callers of the last minute or so, not every address ever seen.
@@ -97,6 +111,8 @@ pub struct Application {
     database: parkmate_db::Db,
     /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
     lease: tokio_util::sync::DropGuard,
+    /// The PostgreSQL commit listener (it stops with the lease), awaited before the pool closes.
+    commit_listener: Option<tokio::task::JoinHandle<()>>,
     /// Native TLS, loaded before anything else starts; `None` serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -161,43 +177,45 @@ impl Application {
         // In-process unless a Redis URL is set; an unreachable Redis stops the start. With Redis
         // the hub tells the broker which users it holds: their channels are the only user
         // channels this node hears.
-        let (hub, broker): (Hub, Arc<dyn Broker>) = match &settings.redis.url {
-            None => {
-                let hub = Hub::new(settings.ws.queue_capacity.get());
-                let broker = MemoryBroker::new(Arc::new(HubSink(hub.clone())));
-                (hub, Arc::new(broker))
-            }
-            Some(url) => {
-                let interest = Arc::new(Interest::default());
-                let hub = Hub::with_presence(
-                    settings.ws.queue_capacity.get(),
-                    Arc::new(BrokerPresence(interest.clone())),
-                );
-                let ca = settings
-                    .redis
-                    .ca_cert
-                    .as_ref()
-                    .map(|path| {
-                        std::fs::read(path).with_context(|| {
-                            format!("cannot read {} (PARKMATE_REDIS_CA_CERT)", path.display())
+        let (hub, broker, interest): (Hub, Arc<dyn Broker>, Option<Arc<Interest>>) =
+            match &settings.redis.url {
+                None => {
+                    let hub = Hub::new(settings.ws.queue_capacity.get());
+                    let broker = MemoryBroker::new(Arc::new(HubSink(hub.clone())));
+                    (hub, Arc::new(broker), None)
+                }
+                Some(url) => {
+                    let interest = Arc::new(Interest::default());
+                    let hub = Hub::with_presence(
+                        settings.ws.queue_capacity.get(),
+                        Arc::new(BrokerPresence(interest.clone())),
+                    );
+                    let ca = settings
+                        .redis
+                        .ca_cert
+                        .as_ref()
+                        .map(|path| {
+                            std::fs::read(path).with_context(|| {
+                                format!("cannot read {} (PARKMATE_REDIS_CA_CERT)", path.display())
+                            })
                         })
-                    })
-                    .transpose()?;
-                let client = parkmate_broker::redis::client(url.expose_secret(), ca)
-                    .context("the Redis URL or certificate cannot be used (PARKMATE_REDIS_URL)")?;
-                let broker = RedisBroker::connect_client(
-                    client,
-                    settings.redis.prefix.as_str(),
-                    interest,
-                    Arc::new(HubSink(hub.clone())),
-                    &tracker,
-                    shutdown.clone(),
-                )
-                .await
-                .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?;
-                (hub, Arc::new(broker))
-            }
-        };
+                        .transpose()?;
+                    let client = parkmate_broker::redis::client(url.expose_secret(), ca).context(
+                        "the Redis URL or certificate cannot be used (PARKMATE_REDIS_URL)",
+                    )?;
+                    let broker = RedisBroker::connect_client(
+                        client,
+                        settings.redis.prefix.as_str(),
+                        interest.clone(),
+                        Arc::new(HubSink(hub.clone())),
+                        &tracker,
+                        shutdown.clone(),
+                    )
+                    .await
+                    .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?;
+                    (hub, Arc::new(broker), Some(interest))
+                }
+            };
         // Once-per-cluster jobs run on the leader only: always this node on SQLite, the holder of
         // the lease on PostgreSQL.
         // The lease outlives `shutdown`: it is released only after the dispatcher's last pass
@@ -207,6 +225,7 @@ impl Application {
         // the cluster's lead) held by a task nobody stops.
         let lease_guard = lease.clone().drop_guard();
         let leader = database.leadership(lease.clone().cancelled_owned());
+        spawn_leader_gauge(leader.clone(), lease.clone());
         let notifier = Notifier::start_led(
             store.clone(),
             broker,
@@ -240,7 +259,7 @@ impl Application {
         // Rows committed on other nodes wake this node's dispatcher at once (it publishes only
         // while this node leads) instead of at its next poll, and its booking scheduler, which
         // would otherwise not see a deadline created through another node until it woke itself.
-        {
+        let commit_listener = {
             let outbox = notifier.outbox();
             let domain = domain.clone();
             database.on_foreign_commits(
@@ -251,8 +270,8 @@ impl Application {
                     }
                 },
                 lease.clone().cancelled_owned(),
-            );
-        }
+            )
+        };
         let demo_accounts = if settings.demo_data()
             && let Some(domain) = &domain
         {
@@ -286,6 +305,10 @@ impl Application {
             notifier,
             hub,
             connection_slots: Arc::new(Semaphore::new(settings.ws.max_connections.get())),
+            draining: CancellationToken::new(),
+            close_waves: (0..DRAIN_WAVES).map(|_| shutdown.child_token()).collect(),
+            next_wave: Default::default(),
+            broker: interest,
             shutdown,
             tracker,
             settings: settings.clone(),
@@ -353,6 +376,10 @@ impl Application {
         let router = router
             .layer(DefaultBodyLimit::max(max_body))
             .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::close_while_draining,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
                 max_body,
                 crate::api::refuse_oversized,
             ))
@@ -365,6 +392,7 @@ impl Application {
             state,
             database,
             lease: lease_guard,
+            commit_listener,
             tls,
         })
     }
@@ -406,6 +434,7 @@ impl Application {
             state,
             database,
             lease,
+            commit_listener,
             tls,
         } = self;
         let token = state.shutdown.clone();
@@ -418,8 +447,9 @@ impl Application {
                 _ = stop => {}
                 _ = token.cancelled() => {}
             }
-            // Cancelling stops both accept loops, closes sockets (1012) and stops the notifier
-            // after its last pass.
+            drain(&state).await;
+            // Cancelling stops both accept loops, closes the sockets left (1012) and stops the
+            // notifier after its last pass.
             token.cancel();
         };
         // The same loop either way; with TLS its listener yields finished handshakes.
@@ -461,9 +491,58 @@ impl Application {
             tracing::warn!(?grace, "shutdown deadline passed with tasks still running");
         }
         drop(lease);
+        // The listener ends at the lease's release; the pool closes only after it let go of its
+        // connection (closing first showed as a "commit listener failed" warning on clean stops).
+        if let Some(listener) = commit_listener {
+            let _ = listener.await;
+        }
         database.close().await;
         Ok(())
     }
+}
+
+/// The drain (`shutdown_drain`): not ready, no new sockets, open sockets closed wave by wave.
+/// Skipped when the node holds no socket, or ends early once none is left; `shutdown` (which
+/// follows) closes whatever remains.
+async fn drain(state: &AppState) {
+    state.draining.cancel();
+    let period = state.settings.shutdown_drain;
+    if period.is_zero() || state.hub.connection_count() == 0 {
+        return;
+    }
+    tracing::info!(
+        ?period,
+        sockets = state.hub.connection_count(),
+        "draining: not ready, refusing new sockets, closing open ones with 1012"
+    );
+    let step = period / DRAIN_WAVES as u32;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+    for wave in &state.close_waves {
+        if state.hub.connection_count() == 0 || state.shutdown.is_cancelled() {
+            return;
+        }
+        wave.cancel();
+        tick.tick().await;
+    }
+}
+
+/// `parkmate_leader` follows the lease: 1 while this node holds it.
+fn spawn_leader_gauge(mut leader: tokio::sync::watch::Receiver<bool>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let held = *leader.borrow_and_update();
+            metrics::gauge!("parkmate_leader").set(if held { 1.0 } else { 0.0 });
+            tokio::select! {
+                // No sender (SQLite: this node always leads): the value is final.
+                changed = leader.changed() => if changed.is_err() {
+                    stop.cancelled().await;
+                    break;
+                },
+                _ = stop.cancelled() => break,
+            }
+        }
+        metrics::gauge!("parkmate_leader").set(0.0);
+    });
 }
 
 /// Every minute, forgets the rate-limit buckets that have refilled, until shutdown.
