@@ -107,7 +107,8 @@ pub async fn close_while_draining(
     next: Next,
 ) -> Response {
     let mut response = next.run(req).await;
-    if state.is_draining() {
+    // Never on a 101: the connection becomes the socket, which the drain closes in its turn.
+    if state.is_draining() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),

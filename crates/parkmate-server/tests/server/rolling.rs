@@ -425,18 +425,31 @@ mod through_nginx {
         }
     }
 
+    /// What the publisher did: ids per user, failures, and how many publishes it sent while a
+    /// node was draining, down or not yet back in nginx's turn.
+    struct Published {
+        per_user: BTreeMap<i64, Vec<i64>>,
+        failures: Vec<String>,
+        during_restarts: usize,
+    }
+
     /// Publishes through nginx until told to stop; every answer must be 201.
     async fn publisher(
         nginx: SocketAddr,
         http: reqwest::Client,
+        restarting: Arc<AtomicBool>,
         stop: Arc<AtomicBool>,
         progress: watch::Sender<usize>,
-    ) -> (BTreeMap<i64, Vec<i64>>, Vec<String>) {
+    ) -> Published {
         let mut per_user: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         let mut failures = Vec::new();
+        let mut during_restarts = 0;
         for i in 0..MAX_PUBLISHES {
             if stop.load(Ordering::SeqCst) {
                 break;
+            }
+            if restarting.load(Ordering::SeqCst) {
+                during_restarts += 1;
             }
             let broadcast = i % 20 == 0;
             let user = 1 + i as i64 % USERS;
@@ -475,7 +488,11 @@ mod through_nginx {
             // Paced, so the restarts happen among a steady stream rather than a flood.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        (per_user, failures)
+        Published {
+            per_user,
+            failures,
+            during_restarts,
+        }
     }
 
     /// Nodes of this test: a drain of 1 s, and no per-address handshake limit (every socket
@@ -534,10 +551,12 @@ mod through_nginx {
         .await;
 
         let stop = Arc::new(AtomicBool::new(false));
+        let restarting = Arc::new(AtomicBool::new(false));
         let (progress_tx, mut progress) = watch::channel(0usize);
         let publishing = tokio::spawn(publisher(
             nginx.addr,
             cert.http_client(),
+            restarting.clone(),
             stop.clone(),
             progress_tx,
         ));
@@ -548,6 +567,7 @@ mod through_nginx {
                 .await
                 .expect("publishing goes on")
                 .unwrap();
+            restarting.store(true, Ordering::SeqCst);
             let old = nodes[k].take().unwrap();
             old.stop().await;
             nodes[k] = Some(node(&cluster, addrs[k]).await);
@@ -570,6 +590,7 @@ mod through_nginx {
                 n[k].as_ref().unwrap().state.hub.connection_count() > 0
             })
             .await;
+            restarting.store(false, Ordering::SeqCst);
         }
         // Sockets spread back over every node.
         until(&nodes, "sockets on every node", |n| {
@@ -579,10 +600,18 @@ mod through_nginx {
         })
         .await;
         stop.store(true, Ordering::SeqCst);
-        let (per_user, failures) = tokio::time::timeout(Duration::from_secs(30), publishing)
+        let Published {
+            per_user,
+            failures,
+            during_restarts,
+        } = tokio::time::timeout(Duration::from_secs(30), publishing)
             .await
             .expect("publishing stops")
             .unwrap();
+        assert!(
+            during_restarts > 0,
+            "some publishing happened while a node was restarting"
+        );
         assert!(
             failures.is_empty(),
             "{} publishes failed through nginx: {failures:#?}\n{}",
@@ -626,7 +655,7 @@ mod through_nginx {
             );
         }
         eprintln!(
-            "rolling restart through nginx: {published} published, none failed, {closes} sockets closed with 1012"
+            "rolling restart through nginx: {published} published ({during_restarts} while a node was draining, down or not yet back), none failed, {closes} sockets closed with 1012"
         );
         for node in nodes.into_iter().flatten() {
             node.stop().await;
