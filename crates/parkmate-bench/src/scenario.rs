@@ -2,6 +2,9 @@
 //! (user ids `first_user ..`, one socket each, spread round-robin over the targets and source
 //! addresses) and a publisher; each scenario returns named numbers ([`RunResult`]) that the CLI
 //! tabulates, takes medians of, and prints as JSON.
+//!
+//! Over 500 lines on purpose: one function per benchmark scenario over the shared Bench, each read
+//! top to bottom as the experiment it runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

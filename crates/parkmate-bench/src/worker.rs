@@ -5,6 +5,9 @@
 //! Every socket is one task that only reads: it counts notifications, records publish→receive
 //! latency from the `data.t` stamp (µs since the Unix epoch, put there by the publisher on this same
 //! machine) and remembers the last id, so a reconnect can ask for `since`.
+//!
+//! Over 500 lines on purpose: the worker protocol and the socket task that measures are one unit:
+//! every command acts on the sockets' shared counters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

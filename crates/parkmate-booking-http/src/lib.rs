@@ -7,6 +7,9 @@
 //! failure into JSON through [`Error`]. Bad ids and queries are 400, as everywhere on the server
 //! ([`parkmate_auth::extract`]). Login and register are rate-limited and their password hashing
 //! bounded ([`limits`]).
+//!
+//! Over 500 lines on purpose: one thin handler per route of docs/booking-api.md with its OpenAPI
+//! annotation; the DTOs live in their own modules.
 
 use std::sync::Arc;
 

@@ -5,39 +5,23 @@
 //! happened, so a retried action or a racing writer finds nothing to change. Two active bookings
 //! never overlap on a slot: the database refuses it for every writer (`DbError::SlotTaken`).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
-use crate::exec::{Exec, Row, Stmt};
+mod rows;
+mod schedule;
+
+pub use schedule::{expire_due, lapse_due, next_deadline, next_lapse, warn_due};
+
+use crate::exec::{Exec, Stmt};
 use crate::model::ACTIVE_SQL;
-use crate::{
-    Booking, BookingStatus, BookingWindow, CarWashStatus, DbError, Payment, PaymentKind,
-    PaymentMethod, PaymentState, PaymentStatus, Window, from_millis,
-};
+use crate::{Booking, BookingStatus, BookingWindow, DbError, PaymentMethod, PaymentStatus};
+use rows::{BOOKING_SELECT, attach_windows, ms, one, row_to_booking, small};
 
 /// The 5-minute warning lead (event 1), in milliseconds.
 pub const WARN_LEAD_MS: i64 = 5 * 60 * 1000;
 
 /// Most rows a listing answers: the API has no paging yet, and a screen shows far fewer.
 pub const MAX_LISTED: i64 = 1000;
-
-/// The columns every booking query answers; its windows are read by [`attach_windows`].
-const BOOKING_SELECT: &str = "SELECT b.id, b.user_id, u.name AS user_name, l.id AS lot_id, l.name AS lot_name, \
-        l.owner_id AS lot_owner_id, b.slot_id, s.number AS slot_number, b.start_at_ms, b.end_at_ms, \
-        b.duration_minutes, b.status, b.car_wash_status, b.decline_reason, b.created_at_ms, \
-        b.renewed_at_ms, b.requested_at_ms, b.approved_at_ms \
-    FROM bookings b JOIN users u ON u.id = b.user_id JOIN slots s ON s.id = b.slot_id JOIN lots l ON l.id = s.lot_id";
-
-/// A window with its charge (`c_`) and the charge's refund (`r_`), in `booking_id, seq` order.
-const WINDOW_SELECT: &str = "SELECT w.booking_id, w.seq, w.start_at_ms, w.end_at_ms, w.duration_minutes, \
-        w.amount_cents, w.payment_method, w.payment_status, w.cash_verified_at_ms, \
-        c.id AS c_id, c.status AS c_status, c.amount_cents AS c_amount, c.idempotency_key AS c_key, \
-        c.gateway_ref AS c_ref, c.created_at_ms AS c_created, c.settled_at_ms AS c_settled, \
-        r.id AS r_id, r.status AS r_status, r.amount_cents AS r_amount, r.idempotency_key AS r_key, \
-        r.gateway_ref AS r_ref, r.created_at_ms AS r_created, r.settled_at_ms AS r_settled \
-    FROM booking_windows w LEFT JOIN payments c ON c.id = w.payment_id \
-        LEFT JOIN payments r ON r.refund_of = c.id";
 
 /// Whose bookings a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,158 +61,6 @@ pub struct Renewal {
     pub payment_id: Option<i64>,
     pub amount_cents: i64,
     pub now: DateTime<Utc>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn bad(e: crate::UnknownValue) -> DbError {
-    DbError::corrupt(e.to_string())
-}
-
-fn small(column: &str, v: i64) -> Result<u32, DbError> {
-    u32::try_from(v).map_err(|e| DbError::corrupt(format!("{column}: {e}")))
-}
-
-/// A booking row before its windows are attached.
-fn row_to_booking(row: &Row) -> Result<Booking, DbError> {
-    let text = |column: &str| row.get::<String>(column);
-    let wash: Option<String> = row.get("car_wash_status")?;
-    let renewed: Option<i64> = row.get("renewed_at_ms")?;
-    let approved: Option<i64> = row.get("approved_at_ms")?;
-    Ok(Booking {
-        id: row.get("id")?,
-        user_id: row.get("user_id")?,
-        user_name: row.get("user_name")?,
-        lot_id: row.get("lot_id")?,
-        lot_name: row.get("lot_name")?,
-        lot_owner_id: row.get("lot_owner_id")?,
-        slot_id: row.get("slot_id")?,
-        slot_number: row.get("slot_number")?,
-        window: BookingWindow::new(
-            from_millis(row.get("start_at_ms")?),
-            from_millis(row.get("end_at_ms")?),
-        )
-        .map_err(|e| DbError::corrupt(e.to_string()))?,
-        duration_minutes: small("duration_minutes", row.get("duration_minutes")?)?,
-        status: text("status")?.parse::<BookingStatus>().map_err(bad)?,
-        // Aggregates of the windows, filled in by `attach_windows`.
-        payment_method: PaymentMethod::Cash,
-        payment_status: PaymentStatus::Pending,
-        amount_cents: 0,
-        refunded_cents: 0,
-        car_wash: wash
-            .map(|w| w.parse::<CarWashStatus>())
-            .transpose()
-            .map_err(bad)?,
-        decline_reason: row.get("decline_reason")?,
-        created_at: from_millis(row.get("created_at_ms")?),
-        renewed_at: renewed.map(from_millis),
-        requested_at: from_millis(row.get("requested_at_ms")?),
-        approved_at: approved.map(from_millis),
-        windows: Vec::new(),
-    })
-}
-
-/// A payment of a window row, from the columns with this prefix (`c_` charge, `r_` refund).
-fn payment_of(row: &Row, prefix: &str, kind: PaymentKind) -> Result<Option<Payment>, DbError> {
-    let col = |name: &str| format!("{prefix}{name}");
-    let Some(id) = row.get::<Option<i64>>(&col("id"))? else {
-        return Ok(None);
-    };
-    let status: String = row.get(&col("status"))?;
-    let settled: Option<i64> = row.get(&col("settled"))?;
-    Ok(Some(Payment {
-        id,
-        kind,
-        status: status.parse::<PaymentState>().map_err(bad)?,
-        amount_cents: row.get(&col("amount"))?,
-        idempotency_key: row.get(&col("key"))?,
-        gateway_ref: row.get(&col("ref"))?,
-        created_at: from_millis(row.get(&col("created"))?),
-        settled_at: settled.map(from_millis),
-    }))
-}
-
-fn row_to_window(row: &Row) -> Result<(i64, Window), DbError> {
-    let verified: Option<i64> = row.get("cash_verified_at_ms")?;
-    let window = Window {
-        seq: small("seq", row.get("seq")?)?,
-        span: BookingWindow::new(
-            from_millis(row.get("start_at_ms")?),
-            from_millis(row.get("end_at_ms")?),
-        )
-        .map_err(|e| DbError::corrupt(e.to_string()))?,
-        duration_minutes: small("duration_minutes", row.get("duration_minutes")?)?,
-        amount_cents: row.get("amount_cents")?,
-        payment_method: row
-            .get::<String>("payment_method")?
-            .parse::<PaymentMethod>()
-            .map_err(bad)?,
-        payment_status: row
-            .get::<String>("payment_status")?
-            .parse::<PaymentStatus>()
-            .map_err(bad)?,
-        cash_verified_at: verified.map(from_millis),
-        charge: payment_of(row, "c_", PaymentKind::Charge)?,
-        refund: payment_of(row, "r_", PaymentKind::Refund)?,
-    };
-    Ok((row.get("booking_id")?, window))
-}
-
-/// Reads the windows of `bookings` (one statement for all of them) and fills in what the booking
-/// answers about its payments, which is derived from its windows, never stored twice.
-async fn attach_windows(c: &mut impl Exec, bookings: &mut [Booking]) -> Result<(), DbError> {
-    if bookings.is_empty() {
-        return Ok(());
-    }
-    let placeholders: Vec<String> = (1..=bookings.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "{WINDOW_SELECT} WHERE w.booking_id IN ({}) ORDER BY w.booking_id, w.seq",
-        placeholders.join(", ")
-    );
-    let mut stmt = Stmt::new(&sql);
-    for b in bookings.iter() {
-        stmt = stmt.bind(b.id);
-    }
-    let mut windows: HashMap<i64, Vec<Window>> = HashMap::with_capacity(bookings.len());
-    for row in c.fetch_all(stmt).await? {
-        let (booking_id, window) = row_to_window(&row)?;
-        windows.entry(booking_id).or_default().push(window);
-    }
-    for b in bookings.iter_mut() {
-        b.windows = windows.remove(&b.id).unwrap_or_default();
-        let last = b
-            .windows
-            .last()
-            .ok_or_else(|| DbError::corrupt(format!("booking {} has no window", b.id)))?;
-        b.payment_method = last.payment_method;
-        b.amount_cents = b.windows.iter().map(|w| w.amount_cents).sum();
-        b.refunded_cents = b
-            .windows
-            .iter()
-            .filter(|w| w.payment_status == PaymentStatus::Refunded)
-            .map(|w| w.amount_cents)
-            .sum();
-        let status = |s| b.windows.iter().any(|w| w.payment_status == s);
-        b.payment_status = if status(PaymentStatus::Pending) {
-            PaymentStatus::Pending
-        } else if status(PaymentStatus::Paid) {
-            PaymentStatus::Paid
-        } else {
-            PaymentStatus::Refunded
-        };
-    }
-    Ok(())
-}
-
-async fn one(c: &mut impl Exec, row: Option<Row>) -> Result<Option<Booking>, DbError> {
-    let Some(row) = row else { return Ok(None) };
-    let mut b = [row_to_booking(&row)?];
-    attach_windows(c, &mut b).await?;
-    let [b] = b;
-    Ok(Some(b))
 }
 
 pub async fn booking(c: &mut impl Exec, id: i64) -> Result<Option<Booking>, DbError> {
@@ -555,107 +387,4 @@ pub async fn count_active(
              AND end_at_ms > $2"
     );
     c.scalar(Stmt::new(&sql).bind(user_id).bind(ms(now))).await
-}
-
-// ---------------------------------------------------------------------------------------------
-// The scheduler's queries. The due rows are picked by a subquery that locks them in deadline
-// order (`Dialect::lock_rows`: `FOR UPDATE` re-reads a row another pass changed meanwhile and
-// drops it), and the outer `WHERE` re-checks the locked row (PostgreSQL re-evaluates only the
-// target's own conditions when it meets a row updated since its snapshot). Only rows a statement
-// changed are returned, so each deadline fires exactly once even if two passes race.
-
-/// The conditions of a booking due for its 5-minute warning at `$1`: active, within 5 minutes of
-/// its end, not yet warned for this end, and long enough that the warning is not due the moment
-/// it was made.
-fn warning_due() -> String {
-    format!(
-        "status IN {ACTIVE_SQL} AND end_at_ms > $1 AND end_at_ms - {WARN_LEAD_MS} <= $1 \
-         AND end_at_ms - {WARN_LEAD_MS} > start_at_ms AND warned_end_at_ms IS DISTINCT FROM end_at_ms"
-    )
-}
-
-/// Expires up to `limit` active bookings whose window has ended; answers their ids.
-pub async fn expire_due(
-    c: &mut impl Exec,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<i64>, DbError> {
-    let due = format!("status IN {ACTIVE_SQL} AND end_at_ms <= $1");
-    let sql = format!(
-        "UPDATE bookings SET status = 'expired' WHERE id IN (SELECT id FROM bookings \
-             WHERE {due} ORDER BY end_at_ms, id LIMIT $2{}) AND {due} RETURNING id",
-        c.dialect().lock_rows
-    );
-    c.fetch_all(Stmt::new(&sql).bind(ms(now)).bind(limit))
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect()
-}
-
-/// Records the 5-minute warning for up to `limit` bookings that are due for it; answers their ids.
-pub async fn warn_due(
-    c: &mut impl Exec,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<i64>, DbError> {
-    let due = warning_due();
-    let sql = format!(
-        "UPDATE bookings SET warned_end_at_ms = end_at_ms WHERE id IN (SELECT id FROM bookings \
-             WHERE {due} ORDER BY end_at_ms, id LIMIT $2{}) AND {due} RETURNING id",
-        c.dialect().lock_rows
-    );
-    c.fetch_all(Stmt::new(&sql).bind(ms(now)).bind(limit))
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect()
-}
-
-/// The earliest pending deadline: a warning not yet sent, or an end.
-pub async fn next_deadline(c: &mut impl Exec) -> Result<Option<DateTime<Utc>>, DbError> {
-    let sql = format!(
-        "SELECT MIN(CASE WHEN warned_end_at_ms IS DISTINCT FROM end_at_ms \
-                          AND end_at_ms - {WARN_LEAD_MS} > start_at_ms \
-                     THEN end_at_ms - {WARN_LEAD_MS} ELSE end_at_ms END) AS v \
-         FROM bookings WHERE status IN {ACTIVE_SQL}"
-    );
-    let next: Option<i64> = c.scalar(Stmt::new(&sql)).await?;
-    Ok(next.map(from_millis))
-}
-
-/// The conditions of a request whose hold (`$2` ms) ran out at `$1`.
-const LAPSE_DUE: &str = "status = 'requested' AND requested_at_ms + $2 <= $1";
-
-/// Lapses up to `limit` requests not approved within `hold_ms` of being made; answers their ids.
-/// Run after [`expire_due`]: a request whose window also ended expires instead.
-pub async fn lapse_due(
-    c: &mut impl Exec,
-    now: DateTime<Utc>,
-    hold_ms: i64,
-    limit: i64,
-) -> Result<Vec<i64>, DbError> {
-    let sql = format!(
-        "UPDATE bookings SET status = 'lapsed' WHERE id IN (SELECT id FROM bookings \
-             WHERE {LAPSE_DUE} ORDER BY requested_at_ms, id LIMIT $3{}) AND {LAPSE_DUE} RETURNING id",
-        c.dialect().lock_rows
-    );
-    c.fetch_all(Stmt::new(&sql).bind(ms(now)).bind(hold_ms).bind(limit))
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect()
-}
-
-/// When the oldest request's hold of `hold_ms` runs out.
-pub async fn next_lapse(c: &mut impl Exec, hold_ms: i64) -> Result<Option<DateTime<Utc>>, DbError> {
-    let next: Option<i64> = c
-        .scalar(
-            Stmt::new(
-                "SELECT MIN(requested_at_ms) + $1 AS v FROM bookings WHERE status = 'requested'",
-            )
-            .bind(hold_ms),
-        )
-        .await?;
-    Ok(next.map(from_millis))
 }

@@ -12,6 +12,9 @@
 //! In a cluster only the leader's dispatcher publishes ([`Notifier::start_led`]): every node would
 //! otherwise publish every row once. A node that becomes leader resumes from the persisted cursor,
 //! so a leader that dies mid-way costs at most a few repeats, never a loss.
+//!
+//! Over 500 lines on purpose: the writer and the dispatcher share the cursor, the signal and the
+//! invariants this doc states once; apart they would each need the other to be read.
 
 use std::sync::Arc;
 use std::time::Duration;

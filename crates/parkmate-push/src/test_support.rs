@@ -24,6 +24,9 @@
 //! A test can script the next answers of one resource ([`TestPushService::reply_next`]: 404,
 //! 410, 429 with `Retry-After`, 500 …, or [`Reply::Hang`] to exercise timeouts); a scripted answer
 //! is given before any check and counts as an attempt (see [`TestPushService::attempts`]).
+//!
+//! Over 500 lines on purpose: the push service and the browser it stands in for (decryption, VAPID
+//! checks, resource table) are one test double whose parts only make sense together.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

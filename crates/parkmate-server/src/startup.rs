@@ -19,6 +19,9 @@
 //!
 //! `build` validates the settings again (a test may build them by hand) and needs both secrets:
 //! the CLI's `serve` provides development ones first (`Settings::generate_dev_secrets`).
+//!
+//! Over 500 lines on purpose: build, serve and the ordered shutdown are one sequence; the order of
+//! its steps is the point, and it reads best in one place.
 
 use std::future::Future;
 use std::net::SocketAddr;

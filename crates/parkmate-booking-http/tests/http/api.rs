@@ -1,6 +1,9 @@
 //! The booking router over a real temp-file SQLite database, driven in-process with `oneshot`:
 //! status codes, JSON error bodies, validation, authorisation, the test clock and the OpenAPI
 //! document. (The end-to-end socket tests live in the server crate.)
+//!
+//! Over 500 lines on purpose: one short case per route and error shape of the booking API,
+//! independent of each other, read as a checklist against docs/booking-api.md.
 
 use std::sync::Arc;
 

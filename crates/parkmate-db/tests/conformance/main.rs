@@ -2,6 +2,9 @@
 //! a function of a [`Db`] run on SQLite (a temporary file) and on PostgreSQL (a fresh database per
 //! case, see `parkmate_db::test_support`) by the `conformance!` macro at the bottom. The
 //! notification store's cases are in this file, the booking domain's queries in `domain.rs`.
+//!
+//! Over 500 lines on purpose: a flat list of short, independent store cases plus the macro that
+//! runs each on both engines; they share no state.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! ends booked, declined or refunded, and the proof query says so), the request hold and the cap
 //! of active bookings, the lot audience (by current membership), and migrations 1002/1003 of a
 //! database that already held bookings and notifications.
+//!
+//! Over 500 lines on purpose: a flat list of short, independent cases, each run on both engines;
+//! they share no state, so length costs a reader nothing.
 
 use chrono::{DateTime, Duration, Utc};
 use parkmate_db::bookings::{self, NewBookingRow, Renewal};

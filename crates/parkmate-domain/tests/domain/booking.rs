@@ -1,5 +1,8 @@
 //! The domain on a real SQLite file: the slot race, authorisation, payments, the scheduler across
 //! restarts, crash between commit and publish, idempotent retries, and every event's rows.
+//!
+//! Over 500 lines on purpose: one scenario per rule of the booking state machine, each short and
+//! independent; split by topic would scatter the shared fixtures the cases build on.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -6,6 +6,9 @@
 //! - a cap of active bookings per driver, and requests that lapse when nobody approves them;
 //! - a renewal adds a window with its own payment: earlier unpaid cash stays to be verified;
 //! - a renewal of a never-approved request is a new request.
+//!
+//! Over 500 lines on purpose: the issue-13 scenarios are one story (charge, decline, refund,
+//! recovery) told on both engines; each case is short and independent.
 
 use std::sync::Arc;
 

@@ -18,6 +18,9 @@
 //! typed error, [`End::from_read`] sorts them, and the socket can still write its close frame.
 //! Client frames are rate-limited (`limits.client_frames`), and a socket whose token was minted
 //! here re-checks its account every `ws.account_check_interval` (4003 when it no longer holds).
+//!
+//! Over 500 lines on purpose: one socket's state machine is one select! loop and its steps;
+//! splitting the steps would hide the order the invariants depend on.
 
 use std::convert::Infallible;
 use std::time::Duration;

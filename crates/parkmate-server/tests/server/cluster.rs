@@ -3,6 +3,9 @@
 //! nodes with `since` while two nodes publish at once, and the booking API on every node with its
 //! timers firing once per cluster. Uses the real PostgreSQL and Redis of the
 //! machine (missing: a failure under `CI=true`, a loud skip elsewhere).
+//!
+//! Over 500 lines on purpose: each cluster scenario needs its nodes, PostgreSQL and Redis set up
+//! the same way; keeping them together keeps that set-up in one place.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! acting role drives the real HTTP API of a real server (demo data, manual clock), and the
 //! recipient's WebSocket receives exactly the documented frame while every other demo user's
 //! socket stays silent.
+//!
+//! Over 500 lines on purpose: one short test per event of docs/booking-api.md, in the document's
+//! order, so the two read side by side.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The test harness: the real application on `127.0.0.1:0` with its own temporary SQLite file,
 //! spoken to over real sockets. Each test gets its own app; nothing is shared.
+//!
+//! Over 500 lines on purpose: the one TestApp every server test uses; its helpers are small and
+//! splitting them would only add imports.
 #![allow(dead_code)]
 
 pub mod nginx;
