@@ -7,7 +7,7 @@
 //! 1. **drain** (`shutdown_drain`, skipped by a node without sockets): `/readyz` answers 503, new
 //!    sockets are refused 503 `shutting_down` (a load balancer passes the handshake to another
 //!    node), responses say `Connection: close`, and the open sockets are closed with 1012
-//!    ("server restarting, reconnect") in [`DRAIN_WAVES`] waves spread over the drain, so their
+//!    ("server restarting, reconnect") in waves spread over the drain (`drain.rs`), so their
 //!    clients come back through the load balancer a few at a time and spread over the other
 //!    nodes. HTTP requests are still served meanwhile;
 //! 2. **stop**: stop accepting, close what sockets are left with 1012, let HTTP requests in
@@ -52,11 +52,6 @@ use crate::state::AppState;
 /// Pending connections the kernel queues for us. The default of 128 drops SYNs when thousands of
 /// clients reconnect at once after a restart.
 const LISTEN_BACKLOG: u32 = 4096;
-
-/// The drain closes sockets in this many waves, one every `shutdown_drain / DRAIN_WAVES`: small
-/// enough groups that clients reconnecting together do not pile onto one node, few enough timer
-/// ticks to be nothing.
-pub const DRAIN_WAVES: usize = 10;
 
 /// How often rate-limit buckets that have refilled are forgotten: their memory follows the
 /// callers of the last minute or so, not every address ever seen.
@@ -228,7 +223,7 @@ impl Application {
         // the cluster's lead) held by a task nobody stops.
         let lease_guard = lease.clone().drop_guard();
         let leader = database.leadership(lease.clone().cancelled_owned());
-        spawn_leader_gauge(leader.clone(), lease.clone());
+        crate::telemetry::spawn_leader_gauge(leader.clone(), lease.clone());
         let notifier = Notifier::start_led(
             store.clone(),
             broker,
@@ -309,7 +304,9 @@ impl Application {
             hub,
             connection_slots: Arc::new(Semaphore::new(settings.ws.max_connections.get())),
             draining: CancellationToken::new(),
-            close_waves: (0..DRAIN_WAVES).map(|_| shutdown.child_token()).collect(),
+            close_waves: (0..crate::drain::DRAIN_WAVES)
+                .map(|_| shutdown.child_token())
+                .collect(),
             next_wave: Default::default(),
             broker: interest,
             shutdown,
@@ -450,7 +447,7 @@ impl Application {
                 _ = stop => {}
                 _ = token.cancelled() => {}
             }
-            drain(&state).await;
+            crate::drain::drain(&state).await;
             // Cancelling stops both accept loops, closes the sockets left (1012) and stops the
             // notifier after its last pass.
             token.cancel();
@@ -502,50 +499,6 @@ impl Application {
         database.close().await;
         Ok(())
     }
-}
-
-/// The drain (`shutdown_drain`): not ready, no new sockets, open sockets closed wave by wave.
-/// Skipped when the node holds no socket, or ends early once none is left; `shutdown` (which
-/// follows) closes whatever remains.
-async fn drain(state: &AppState) {
-    state.draining.cancel();
-    let period = state.settings.shutdown_drain;
-    if period.is_zero() || state.hub.connection_count() == 0 {
-        return;
-    }
-    tracing::info!(
-        ?period,
-        sockets = state.hub.connection_count(),
-        "draining: not ready, refusing new sockets, closing open ones with 1012"
-    );
-    let step = period / DRAIN_WAVES as u32;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
-    for wave in &state.close_waves {
-        if state.hub.connection_count() == 0 || state.shutdown.is_cancelled() {
-            return;
-        }
-        wave.cancel();
-        tick.tick().await;
-    }
-}
-
-/// `parkmate_leader` follows the lease: 1 while this node holds it.
-fn spawn_leader_gauge(mut leader: tokio::sync::watch::Receiver<bool>, stop: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            let held = *leader.borrow_and_update();
-            metrics::gauge!("parkmate_leader").set(if held { 1.0 } else { 0.0 });
-            tokio::select! {
-                // No sender (SQLite: this node always leads): the value is final.
-                changed = leader.changed() => if changed.is_err() {
-                    stop.cancelled().await;
-                    break;
-                },
-                _ = stop.cancelled() => break,
-            }
-        }
-        metrics::gauge!("parkmate_leader").set(0.0);
-    });
 }
 
 /// Every minute, forgets the rate-limit buckets that have refilled, until shutdown.

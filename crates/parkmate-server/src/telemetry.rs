@@ -178,6 +178,29 @@ pub fn init_logs(filter: &str, format: crate::config::LogFormat) {
     };
 }
 
+/// `parkmate_leader` follows the lease: 1 while this node holds it, until `stop` (the lease's
+/// release).
+pub fn spawn_leader_gauge(
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let held = *leader.borrow_and_update();
+            metrics::gauge!("parkmate_leader").set(if held { 1.0 } else { 0.0 });
+            tokio::select! {
+                // No sender (SQLite: this node always leads): the value is final.
+                changed = leader.changed() => if changed.is_err() {
+                    stop.cancelled().await;
+                    break;
+                },
+                _ = stop.cancelled() => break,
+            }
+        }
+        metrics::gauge!("parkmate_leader").set(0.0);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     /// `docs/operations.md` is the operator's list: every metric this process exports is in it.
