@@ -166,6 +166,8 @@ export class Server {
       PARKMATE_CLOCK: 'manual',
       PARKMATE_ENV: 'test',
       PARKMATE_SHUTDOWN_GRACE: '2s',
+      // One node: its clients have nowhere else to go during a drain (the Rust suite tests it).
+      PARKMATE_SHUTDOWN_DRAIN: '0s',
       PARKMATE_LOG: process.env.E2E_SERVER_LOG ?? 'info,sqlx=warn',
     };
   }

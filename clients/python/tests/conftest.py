@@ -58,6 +58,8 @@ def server_env(port: int, data_dir: Path) -> dict[str, str]:
         "PARKMATE_API_KEY": API_KEY,
         "PARKMATE_BOOKING_DEMO_DATA": "false",
         "PARKMATE_LOG": "warn",
+        # One node: its sockets have nowhere else to go during a drain (the Rust suite tests it).
+        "PARKMATE_SHUTDOWN_DRAIN": "0s",
     }
 
 

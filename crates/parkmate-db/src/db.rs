@@ -97,17 +97,21 @@ impl Db {
 
     /// Calls `wake` when another process may have committed notifications or bookings, until
     /// `stop`: on PostgreSQL every node's commits (`LISTEN`); on SQLite nothing, since only this
-    /// process writes and its writers wake their readers themselves.
+    /// process writes and its writers wake their readers themselves. The listener holds one of
+    /// the pool's connections: await the handle after `stop` and before [`Db::close`], or the
+    /// closing pool reads as a lost connection to it.
     pub fn on_foreign_commits(
         &self,
         wake: impl Fn() + Send + Sync + 'static,
         stop: impl Future<Output = ()> + Send + 'static,
-    ) {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         match &self.engine {
-            Engine::Sqlite(_) => {}
+            Engine::Sqlite(_) => None,
             Engine::Postgres(p) => {
                 let pools = p.clone();
-                tokio::spawn(async move { pools.listen_commits(wake, stop).await });
+                Some(tokio::spawn(async move {
+                    pools.listen_commits(wake, stop).await
+                }))
             }
         }
     }

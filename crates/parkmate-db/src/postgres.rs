@@ -170,6 +170,7 @@ impl Pools {
                 let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await
                 {
                     Ok(l) => l,
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "commit listener: cannot connect");
                         tokio::time::sleep(LEADER_POLL).await;
@@ -187,6 +188,8 @@ impl Pools {
                         // None: the connection dropped and the next call reconnects and
                         // re-listens; what was sent meanwhile is lost, so look anyway.
                         Ok(_) => wake(),
+                        // The pool closes only on the way out: not a fault to report.
+                        Err(sqlx::Error::PoolClosed) => return,
                         Err(e) => {
                             tracing::warn!(error = %e, "commit listener failed; reconnecting");
                             break;

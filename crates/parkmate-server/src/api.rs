@@ -1,6 +1,11 @@
 //! The HTTP API of the notification core: publishing (for backends, with the API key), the
 //! signed-in user's inbox (with their JWT), health and metrics. See `docs/protocol.md`.
 //!
+//! Health, for load balancers and orchestrators (`docs/operations.md`), public and cheap:
+//! `/livez` (the process serves: touches nothing), `/readyz` (send it traffic: the store answers
+//! within [`READY_TIMEOUT`], the broker's subscriber is connected, and the node is not draining
+//! for a stop), and `/healthz` (the store answers; with the socket count).
+//!
 //! A publish is checked cheapest first, and its body is parsed last: the declared size
 //! (`Content-Length` over `http.max_body_bytes`: 413 before a byte is read, for every route,
 //! [`refuse_oversized`]), the API key (401), the key's rate limit (`limits.publish`, 429), the
@@ -35,6 +40,9 @@ pub const MAX_DATA_BYTES: usize = 16 * 1024;
 pub const MAX_USER_IDS: usize = 1000;
 /// A publisher waiting longer than this for the writer queue gets 503 instead of hanging.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/readyz` calls the store unreachable when it has not answered within this: a probe must
+/// answer before the prober's own timeout (commonly 1–5 s).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,6 +52,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/inbox/read-all", post(read_all))
         .route("/api/inbox/{id}/read", post(read_one))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
 }
 
 /// `GET /metrics`, behind `Authorization: Bearer <metrics.token>` when one is set.
@@ -86,6 +96,25 @@ pub async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next
         .into_response();
     }
     next.run(req).await
+}
+
+/// Middleware: while the node drains for a stop, every response says `Connection: close`, so
+/// keep-alive clients (a proxy's pooled connections, a publisher's HTTP client) open their next
+/// request afresh, through the load balancer to a node that is staying.
+pub async fn close_while_draining(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    // Never on a 101: the connection becomes the socket, which the drain closes in its turn.
+    if state.is_draining() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Extractor: one call of the API key's rate limit (`limits.publish`), taken before the body is
@@ -368,6 +397,47 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value
     Ok(Json(
         serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() }),
     ))
+}
+
+/// The process is up and serving HTTP. Nothing else is checked: an orchestrator restarts a node
+/// whose liveness fails, and an outage of the database is no reason to restart every node.
+async fn livez() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Whether to send this node traffic: 200 `{"status":"ready",…}`, or 503 with the error shape
+/// (`code` `not_ready`, a `message` naming what is wrong) and each check's state.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.is_draining();
+    let store = matches!(
+        tokio::time::timeout(READY_TIMEOUT, state.store.max_id()).await,
+        Ok(Ok(_))
+    );
+    let broker = state.broker.as_ref().is_none_or(|b| b.is_up());
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    if !draining && store && broker {
+        return Json(serde_json::json!({ "status": "ready", "store": "ok", "broker": "ok" }))
+            .into_response();
+    }
+    let message = if draining {
+        "this node is draining for a stop"
+    } else if !store {
+        "the store does not answer"
+    } else {
+        "the broker (Redis) is not connected"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({
+            "code": "not_ready",
+            "message": message,
+            "status": "not_ready",
+            "draining": draining,
+            "store": word(store),
+            "broker": word(broker),
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -213,7 +213,7 @@ async fn account(settings: Settings, command: AccountCommand) -> anyhow::Result<
 }
 
 async fn serve(mut settings: Settings) -> anyhow::Result<()> {
-    crate::telemetry::init_logs(&settings.log);
+    crate::telemetry::init_logs(&settings.log, settings.log_format);
     if let Some(path) = settings.generate_dev_secrets()? {
         tracing::warn!(
             "generated a development JWT secret and API key in {}; set PARKMATE_JWT_SECRET and PARKMATE_API_KEY in production",
@@ -254,7 +254,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    tracing::info!("shutting down: closing sockets with 1012 and draining");
+    tracing::info!("shutting down: draining (not ready, sockets closed with 1012), then stopping");
 }
 
 async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
@@ -297,6 +297,12 @@ async fn notify(settings: Settings, args: NotifyArgs) -> anyhow::Result<()> {
     let response = reqwest::Client::new()
         .post(&url)
         .bearer_auth(settings.api_key()?.expose_secret())
+        // One key per call: a load balancer that passes the publish on to another node after a
+        // failure (docs/deployment.md) cannot store it twice.
+        .header(
+            "idempotency-key",
+            format!("cli-{:032x}", rand::random::<u128>()),
+        )
         .json(&body)
         .send()
         .await

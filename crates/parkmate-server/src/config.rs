@@ -104,6 +104,17 @@ pub enum ClockKind {
     Manual,
 }
 
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line per event for people; ANSI colours only when stdout is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, …), for log shippers.
+    Json,
+}
+
 /// Everything the server can be told. Top-level keys, then one struct per `[section]`.
 #[derive(Debug, Clone, SmartDefault, Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
@@ -117,6 +128,9 @@ pub struct Settings {
     /// Log filter (`RUST_LOG` overrides it).
     #[default("info,sqlx=warn")]
     pub log: String,
+    /// `text` (one human line per event; coloured only on a terminal) or `json` (one JSON object
+    /// per line, for log shippers).
+    pub log_format: LogFormat,
     /// Where the development secrets live.
     #[default("data")]
     pub data_dir: PathBuf,
@@ -135,7 +149,15 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(12 * 3600))]
     pub token_ttl: Duration,
-    /// How long shutdown waits for sockets and queued writes to drain.
+    /// The drain before a stop: the node answers `/readyz` 503, refuses new sockets (503) and
+    /// closes its open ones with 1012 in waves spread over this long, so their clients reconnect
+    /// to the other nodes a few at a time rather than all at once. A node holding no socket skips
+    /// it. `0s` closes every socket at once.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(3))]
+    pub shutdown_drain: Duration,
+    /// How long shutdown waits, after the drain, for requests in flight, sockets and queued
+    /// writes.
     #[serde(with = "humantime_serde")]
     #[default(Duration::from_secs(5))]
     pub shutdown_grace: Duration,

@@ -5,6 +5,7 @@ mod accounts;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod limits;
 pub mod serve;

@@ -2,11 +2,20 @@
 //!
 //! `Application::build` opens (and migrates) the store, starts the notifier and binds the listener
 //! (and the metrics listener, if `metrics.bind` is set), so a test can ask for `port()` before
-//! serving. `run_until_stopped(shutdown)` serves (`serve.rs`) until the future resolves, then:
-//! stop accepting, close every socket with 1012 ("server restarting, reconnect"), let HTTP
-//! requests in flight finish, let the writer store what was queued and the dispatcher publish
-//! what was stored, and wait for all of that under one `shutdown_grace` deadline, after which
-//! whatever is left (a peer that never finishes its request) is dropped.
+//! serving. `run_until_stopped(shutdown)` serves (`serve.rs`) until the future resolves, then
+//! drains and stops:
+//! 1. **drain** (`shutdown_drain`, skipped by a node without sockets): `/readyz` answers 503, new
+//!    sockets are refused 503 `shutting_down` (a load balancer passes the handshake to another
+//!    node), responses say `Connection: close`, and the open sockets are closed with 1012
+//!    ("server restarting, reconnect") in waves spread over the drain (`drain.rs`), so their
+//!    clients come back through the load balancer a few at a time and spread over the other
+//!    nodes. HTTP requests are still served meanwhile;
+//! 2. **stop**: stop accepting, close what sockets are left with 1012, let HTTP requests in
+//!    flight finish, let the writer store what was queued and the dispatcher publish what was
+//!    stored, and wait for all of that under one `shutdown_grace` deadline, after which whatever
+//!    is left (a peer that never finishes its request) is dropped;
+//! 3. release the leader lease, stop listening for other nodes' commits, close the pool — in that
+//!    order, so nothing reports the closing pool as a fault.
 //!
 //! `build` validates the settings again (a test may build them by hand) and needs both secrets:
 //! the CLI's `serve` provides development ones first (`Settings::generate_dev_secrets`).
@@ -100,6 +109,8 @@ pub struct Application {
     database: parkmate_db::Db,
     /// Releases the leader lease when dropped: after the drain, or with an unstarted app.
     lease: tokio_util::sync::DropGuard,
+    /// The PostgreSQL commit listener (it stops with the lease), awaited before the pool closes.
+    commit_listener: Option<tokio::task::JoinHandle<()>>,
     /// Native TLS, loaded before anything else starts; `None` serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -164,43 +175,45 @@ impl Application {
         // In-process unless a Redis URL is set; an unreachable Redis stops the start. With Redis
         // the hub tells the broker which users it holds: their channels are the only user
         // channels this node hears.
-        let (hub, broker): (Hub, Arc<dyn Broker>) = match &settings.redis.url {
-            None => {
-                let hub = Hub::new(settings.ws.queue_capacity.get());
-                let broker = MemoryBroker::new(Arc::new(HubSink(hub.clone())));
-                (hub, Arc::new(broker))
-            }
-            Some(url) => {
-                let interest = Arc::new(Interest::default());
-                let hub = Hub::with_presence(
-                    settings.ws.queue_capacity.get(),
-                    Arc::new(BrokerPresence(interest.clone())),
-                );
-                let ca = settings
-                    .redis
-                    .ca_cert
-                    .as_ref()
-                    .map(|path| {
-                        std::fs::read(path).with_context(|| {
-                            format!("cannot read {} (PARKMATE_REDIS_CA_CERT)", path.display())
+        let (hub, broker, interest): (Hub, Arc<dyn Broker>, Option<Arc<Interest>>) =
+            match &settings.redis.url {
+                None => {
+                    let hub = Hub::new(settings.ws.queue_capacity.get());
+                    let broker = MemoryBroker::new(Arc::new(HubSink(hub.clone())));
+                    (hub, Arc::new(broker), None)
+                }
+                Some(url) => {
+                    let interest = Arc::new(Interest::default());
+                    let hub = Hub::with_presence(
+                        settings.ws.queue_capacity.get(),
+                        Arc::new(BrokerPresence(interest.clone())),
+                    );
+                    let ca = settings
+                        .redis
+                        .ca_cert
+                        .as_ref()
+                        .map(|path| {
+                            std::fs::read(path).with_context(|| {
+                                format!("cannot read {} (PARKMATE_REDIS_CA_CERT)", path.display())
+                            })
                         })
-                    })
-                    .transpose()?;
-                let client = parkmate_broker::redis::client(url.expose_secret(), ca)
-                    .context("the Redis URL or certificate cannot be used (PARKMATE_REDIS_URL)")?;
-                let broker = RedisBroker::connect_client(
-                    client,
-                    settings.redis.prefix.as_str(),
-                    interest,
-                    Arc::new(HubSink(hub.clone())),
-                    &tracker,
-                    shutdown.clone(),
-                )
-                .await
-                .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?;
-                (hub, Arc::new(broker))
-            }
-        };
+                        .transpose()?;
+                    let client = parkmate_broker::redis::client(url.expose_secret(), ca).context(
+                        "the Redis URL or certificate cannot be used (PARKMATE_REDIS_URL)",
+                    )?;
+                    let broker = RedisBroker::connect_client(
+                        client,
+                        settings.redis.prefix.as_str(),
+                        interest.clone(),
+                        Arc::new(HubSink(hub.clone())),
+                        &tracker,
+                        shutdown.clone(),
+                    )
+                    .await
+                    .context("cannot connect to Redis (PARKMATE_REDIS_URL)")?;
+                    (hub, Arc::new(broker), Some(interest))
+                }
+            };
         // Once-per-cluster jobs run on the leader only: always this node on SQLite, the holder of
         // the lease on PostgreSQL.
         // The lease outlives `shutdown`: it is released only after the dispatcher's last pass
@@ -210,6 +223,7 @@ impl Application {
         // the cluster's lead) held by a task nobody stops.
         let lease_guard = lease.clone().drop_guard();
         let leader = database.leadership(lease.clone().cancelled_owned());
+        crate::telemetry::spawn_leader_gauge(leader.clone(), lease.clone());
         let notifier = Notifier::start_led(
             store.clone(),
             broker,
@@ -243,7 +257,7 @@ impl Application {
         // Rows committed on other nodes wake this node's dispatcher at once (it publishes only
         // while this node leads) instead of at its next poll, and its booking scheduler, which
         // would otherwise not see a deadline created through another node until it woke itself.
-        {
+        let commit_listener = {
             let outbox = notifier.outbox();
             let domain = domain.clone();
             database.on_foreign_commits(
@@ -254,8 +268,8 @@ impl Application {
                     }
                 },
                 lease.clone().cancelled_owned(),
-            );
-        }
+            )
+        };
         let demo_accounts = if settings.demo_data()
             && let Some(domain) = &domain
         {
@@ -289,6 +303,12 @@ impl Application {
             notifier,
             hub,
             connection_slots: Arc::new(Semaphore::new(settings.ws.max_connections.get())),
+            draining: CancellationToken::new(),
+            close_waves: (0..crate::drain::DRAIN_WAVES)
+                .map(|_| shutdown.child_token())
+                .collect(),
+            next_wave: Default::default(),
+            broker: interest,
             shutdown,
             tracker,
             settings: settings.clone(),
@@ -356,6 +376,10 @@ impl Application {
         let router = router
             .layer(DefaultBodyLimit::max(max_body))
             .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::close_while_draining,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
                 max_body,
                 crate::api::refuse_oversized,
             ))
@@ -368,6 +392,7 @@ impl Application {
             state,
             database,
             lease: lease_guard,
+            commit_listener,
             tls,
         })
     }
@@ -409,6 +434,7 @@ impl Application {
             state,
             database,
             lease,
+            commit_listener,
             tls,
         } = self;
         let token = state.shutdown.clone();
@@ -421,8 +447,9 @@ impl Application {
                 _ = stop => {}
                 _ = token.cancelled() => {}
             }
-            // Cancelling stops both accept loops, closes sockets (1012) and stops the notifier
-            // after its last pass.
+            crate::drain::drain(&state).await;
+            // Cancelling stops both accept loops, closes the sockets left (1012) and stops the
+            // notifier after its last pass.
             token.cancel();
         };
         // The same loop either way; with TLS its listener yields finished handshakes.
@@ -464,6 +491,11 @@ impl Application {
             tracing::warn!(?grace, "shutdown deadline passed with tasks still running");
         }
         drop(lease);
+        // The listener ends at the lease's release; the pool closes only after it let go of its
+        // connection (closing first showed as a "commit listener failed" warning on clean stops).
+        if let Some(listener) = commit_listener {
+            let _ = listener.await;
+        }
         database.close().await;
         Ok(())
     }

@@ -47,8 +47,20 @@ pub struct Shared {
     pub hub: Hub,
     /// One permit per open socket, `ws.max_connections` in all: a handshake that finds none gets 503.
     pub connection_slots: Arc<Semaphore>,
-    /// Cancelled at shutdown; every socket task watches it.
+    /// Cancelled at shutdown, after the drain: the accept loops, the notifier and every other
+    /// task stop; sockets still open are closed with 1012.
     pub shutdown: CancellationToken,
+    /// Cancelled when the drain begins (before `shutdown`): `/readyz` answers 503, handshakes
+    /// are refused 503 `shutting_down`, responses say `Connection: close`.
+    pub draining: CancellationToken,
+    /// The drain closes sockets in these waves, one after the other across `shutdown_drain`;
+    /// each is a child of `shutdown`, so a stop without a drain closes them all at once. A socket
+    /// watches the wave it was dealt ([`Shared::close_wave`]): one token per socket, as before.
+    pub close_waves: Vec<CancellationToken>,
+    /// Deals sockets to waves in turn, so the waves are even.
+    pub next_wave: std::sync::atomic::AtomicUsize,
+    /// The Redis subscriber's state, for `/readyz`; `None` with the in-process broker.
+    pub broker: Option<Arc<parkmate_broker::redis::Interest>>,
     /// Tracks socket tasks so shutdown can wait for them to say goodbye.
     pub tracker: TaskTracker,
     /// "Now" as the application sees it (`hello.server_time`): the system clock, or the booking
@@ -58,6 +70,20 @@ pub struct Shared {
     /// Whether this node holds the cluster's leader lease (runs the once-per-cluster jobs); always
     /// true on SQLite.
     pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The close wave of the next socket: its 1012 comes when this token is cancelled.
+    pub fn close_wave(&self) -> CancellationToken {
+        let n = self
+            .next_wave
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.close_waves[n % self.close_waves.len()].clone()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
 }
 
 impl FromRef<AppState> for Authenticator {

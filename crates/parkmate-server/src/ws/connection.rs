@@ -252,7 +252,8 @@ impl Connection {
 
         let heartbeat_interval = self.state.settings.ws.heartbeat_interval;
         let heartbeat_timeout = self.state.settings.ws.heartbeat_timeout;
-        let shutdown = self.state.shutdown.clone();
+        // This socket's close wave: cancelled at its turn in the drain, or with `shutdown`.
+        let shutdown = self.state.close_wave();
         let expires = Instant::now()
             + Duration::from_secs(self.identity.expires_at.saturating_sub(now_secs()));
         let mut next_beat = Instant::now() + heartbeat_interval;

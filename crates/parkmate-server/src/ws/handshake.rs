@@ -92,7 +92,8 @@ pub async fn handshake(
     })
 }
 
-/// Every check of the handshake, in the order a client learns about them: not a WebSocket, too
+/// Every check of the handshake, in the order a client learns about them: not a WebSocket, a
+/// draining node (503), too
 /// many handshakes from its address (429), no or a bad token (401), another user's path (403), a
 /// foreign origin (403), a bad `since` (400), the user's or the address's sockets at their cap
 /// (429), a full node (503).
@@ -110,6 +111,18 @@ async fn admit(
             ApiError::new(e.status(), "not_websocket", e.body_text()),
         )
     })?;
+    // A draining node takes no new socket: a load balancer passes the handshake on to another
+    // node (nginx: `proxy_next_upstream http_503`), a direct client retries after a second.
+    if state.is_draining() {
+        return Err(refuse(
+            "draining",
+            ApiError::unavailable(
+                "shutting_down",
+                "this node is shutting down; reconnect (to another node)",
+            )
+            .retry_after(std::time::Duration::from_secs(1)),
+        ));
+    }
     // First, before any work: a flood of handshakes (with bad tokens, say) costs a map lookup.
     state
         .limits

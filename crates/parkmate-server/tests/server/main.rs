@@ -12,6 +12,8 @@ mod delivery;
 mod events;
 mod handshake;
 mod nginx;
+mod ops;
+mod process;
 mod replay;
 mod rolling;
 mod security;

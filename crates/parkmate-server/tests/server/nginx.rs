@@ -214,3 +214,48 @@ async fn wss_through_nginx_reaches_every_node_and_a_stopped_nodes_clients_resume
 fn third_node(node: usize, victim: usize) -> usize {
     (0..3).find(|&i| i != node && i != victim).unwrap()
 }
+
+/// nginx's own answers, as `docs/deployment.md` configures them: when no node can answer, its 502
+/// is the API's JSON error shape with `Retry-After`, and `/metrics` is never proxied.
+#[tokio::test]
+async fn nginx_answers_its_own_errors_in_the_api_shape_and_never_proxies_metrics() {
+    let Some(binary) = nginx_or_skip() else {
+        return;
+    };
+    let app = crate::common::spawn_app().await;
+    // One node up, for /metrics (which it would serve outside production), one address down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(certs.path());
+    let http = cert.http_client();
+
+    let nginx = Nginx::start(&binary, &[app.addr], &cert).await;
+    let r = http
+        .get(format!("https://{}/metrics", nginx.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "not_found", "{body}");
+    drop(nginx);
+
+    let nginx = Nginx::start(&binary, &[down], &cert).await;
+    let r = http
+        .get(format!("https://{}/readyz", nginx.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let body: serde_json::Value = r.json().await.expect("a JSON body");
+    assert_eq!(body["code"], "bad_gateway", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    app.stop().await;
+}

@@ -318,3 +318,5 @@ async fn a_rolling_restart_while_publishing_loses_and_repeats_nothing() {
         node.stop().await;
     }
 }
+
+mod through_nginx;

@@ -51,6 +51,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         api_key: Some(API_KEY.into()),
         data_dir: dir.to_owned(),
         web_dir: dir.join("no-web"),
+        // A stop closes every socket at once unless a test asks for the drain.
+        shutdown_drain: Duration::ZERO,
         ..Settings::default()
     };
     s.database.url = sqlite_url(dir);
@@ -274,9 +276,16 @@ impl TestApp {
         });
     }
 
+    /// Tells the node to stop (its drain begins) without waiting for it; [`TestApp::stop`] waits.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Graceful stop; returns the data directory so a test can start again on the same database.
     pub async fn stop(mut self) -> (tempfile::TempDir, SocketAddr) {
-        let _ = self.stop.take().unwrap().send(());
+        self.begin_stop();
         tokio::time::timeout(WAIT, self.handle.take().unwrap())
             .await
             .expect("shutdown finishes within the deadline")
@@ -449,7 +458,7 @@ impl Cluster {
         self.spawn_node_at_with(addr, |_| {}).await
     }
 
-    async fn spawn_node_at_with(
+    pub async fn spawn_node_at_with(
         &self,
         addr: SocketAddr,
         configure: impl FnOnce(&mut Settings),

@@ -37,7 +37,7 @@ pub fn config(dir: &Path, listen: SocketAddr, upstreams: &[SocketAddr], cert: &T
     let d = dir.display();
     let servers: String = upstreams
         .iter()
-        .map(|a| format!("        server {a};\n"))
+        .map(|a| format!("        server {a} max_fails=1 fail_timeout=2s;\n"))
         .collect();
     format!(
         r#"# One foreground process: the test owns it and kills it.
@@ -64,6 +64,8 @@ http {{
         ''      close;
     }}
 
+    # max_fails/fail_timeout: a node that refuses (stopped) or answers 503 (draining) is skipped
+    # for 2 s, then tried again; short, so a restarted node is back in turn soon after.
     upstream parkmate {{
 {servers}    }}
 
@@ -73,23 +75,57 @@ http {{
         ssl_certificate_key {key};
         ssl_protocols       TLSv1.2 TLSv1.3;
 
+        # WebSockets need HTTP/1.1 to the node and the hop-by-hop upgrade headers passed on.
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        # With the port: the node's same-origin check compares it with the browser's Origin.
+        proxy_set_header Host $http_host;
+        # Who the client is, for the per-address limits (nodes trust it from nginx only).
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        # A socket is idle between frames; nodes ping every 20 s (ws.heartbeat_interval), so a
+        # read timeout above that never cuts a healthy socket.
+        proxy_read_timeout 60s;
+        proxy_send_timeout 60s;
+        proxy_connect_timeout 2s;
+        # At most one try per node, and never for long.
+        proxy_next_upstream_tries 3;
+        proxy_next_upstream_timeout 10s;
+        # nginx's own failures answer the API's error shape.
+        error_page 502 /_parkmate/502.json;
+        error_page 504 /_parkmate/504.json;
+
         location / {{
             proxy_pass http://parkmate;
-            # WebSockets need HTTP/1.1 to the node and the hop-by-hop upgrade headers passed on.
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            # With the port: the node's same-origin check compares it with the browser's Origin.
-            proxy_set_header Host $http_host;
-            # Who the client is, for the per-address limits (nodes trust it from nginx only).
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            # A socket is idle between frames; nodes ping every 20 s (ws.heartbeat_interval), so
-            # a read timeout above that never cuts a healthy socket.
-            proxy_read_timeout 60s;
-            proxy_send_timeout 60s;
-            # A stopped node refuses at once: try the next one, for handshakes and API calls.
-            proxy_connect_timeout 2s;
-            proxy_next_upstream error timeout;
+            # A stopped node refuses, a draining one answers 503 to new sockets: pass the
+            # request to the next node (GET and other idempotent requests only, by default).
+            proxy_next_upstream error timeout http_503;
+        }}
+
+        # Publishes carry an Idempotency-Key, so passing one on is safe even after a node took
+        # it: the store keeps one row per key.
+        location = /api/notifications {{
+            proxy_pass http://parkmate;
+            proxy_next_upstream error timeout http_503 non_idempotent;
+        }}
+
+        # Metrics are for the monitoring network (PARKMATE_METRICS_BIND), never the internet.
+        location = /metrics {{
+            default_type application/json;
+            return 404 '{{"code":"not_found","message":"not served here"}}';
+        }}
+
+        location = /_parkmate/502.json {{
+            internal;
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 502 '{{"code":"bad_gateway","message":"no node could answer, retry"}}';
+        }}
+        location = /_parkmate/504.json {{
+            internal;
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 504 '{{"code":"gateway_timeout","message":"no node answered in time, retry"}}';
         }}
     }}
 }}
