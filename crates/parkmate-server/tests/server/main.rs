@@ -11,6 +11,7 @@ mod delivery;
 mod events;
 mod handshake;
 mod nginx;
+mod push;
 mod replay;
 mod rolling;
 mod security;
