@@ -594,3 +594,53 @@ async fn a_node_killed_inside_the_window_pushes_exactly_once_after_its_restart()
     assert_eq!(ids, vec![json!(owed), json!(urgent)]);
     node.kill().await;
 }
+
+#[tokio::test]
+async fn in_a_cluster_only_the_leader_pushes_and_another_node_takes_over() {
+    let Some(cluster) = crate::common::Cluster::new().await else {
+        return;
+    };
+    let keys = VapidKeys::generate();
+    let a = cluster
+        .spawn_node_with(with_push(&keys, Duration::from_secs(3600)))
+        .await;
+    let b = cluster
+        .spawn_node_with(with_push(&keys, Duration::from_secs(3600)))
+        .await;
+    let service = TestPushService::start().await.unwrap();
+    let browser = subscribe(&a, &service, 5).await;
+
+    // Urgent, so due at once on whichever node would send: published on both nodes.
+    let mut ids = Vec::new();
+    for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
+        ids.push(publish(node, 5, "booking_expiring", &format!("urgent {i}")).await);
+    }
+    received(&service, &browser, ids.len()).await;
+    for id in &ids {
+        pushed(&a, *id).await;
+    }
+    // The leader goes; the other node takes the lease (polled every second) and pushes.
+    let (leader, follower) = if *a.state.leader.borrow() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(!*follower.state.leader.borrow());
+    leader.stop().await;
+    ids.push(publish(&follower, 5, "booking_expired", "after the hand-over").await);
+    received(&service, &browser, ids.len()).await;
+    follower.stop().await;
+    // Every node has stopped: nothing more can arrive, and each arrived once.
+    let got: Vec<Value> = service
+        .received(&browser)
+        .iter()
+        .map(|r| r.json()["id"].clone())
+        .collect();
+    let expected: Vec<Value> = ids.iter().map(|id| json!(id)).collect();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|v| v.as_i64());
+    assert_eq!(
+        sorted, expected,
+        "each notification pushed exactly once: {got:?}"
+    );
+}
