@@ -48,7 +48,10 @@ pub use exec::Exec;
 pub use model::*;
 pub use notifications::{MAX_PAGE, PageBudget, ReplayPage};
 pub use outbox::OutboxSignal;
-pub use push::{DeliveryStatus, OwedPush, PushRecord, PushSubscriptionRow, SubscriptionSaved};
+pub use push::{
+    DeliveryStatus, EventPreference, OwedPush, PushRecord, PushSubscriptionRow, QuietHours,
+    SubscriptionSaved,
+};
 /// The driver error inside [`DbError`] variants, for callers that build one (tests).
 pub use sqlx::Error as SqlxError;
 

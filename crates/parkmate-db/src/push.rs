@@ -60,6 +60,29 @@ pub struct OwedPush {
     pub attempts: i64,
 }
 
+/// One person's choice for one event kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPreference {
+    pub event: String,
+    /// Shown live in the app (clients apply it; the inbox keeps everything).
+    pub in_app: bool,
+    /// Pushed when unacknowledged.
+    pub push: bool,
+}
+
+/// A person's quiet hours: minutes after local midnight in `time_zone` (an IANA name); an end
+/// before the start wraps past midnight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuietHours {
+    pub time_zone: String,
+    pub start_minute: i64,
+    pub end_minute: i64,
+}
+
+/// Event kinds never pushed unless a person asks for them: `lot_activity` refreshes an owner's
+/// dashboard on every change at their lots, without a toast.
+pub const PUSH_OFF_BY_DEFAULT: &[&str] = &["lot_activity"];
+
 /// How a push attempt ended, for [`Db::record_push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushRecord {
@@ -69,6 +92,20 @@ pub enum PushRecord {
     Failed,
     /// Worth another try at this time (the push services said "later").
     RetryAt(i64),
+    /// Held until this time (quiet hours); not an attempt.
+    HoldUntil(i64),
+}
+
+/// `'a', 'b'` for a fixed list of our own event names (`''` for none), to splice into SQL.
+fn literals(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "''".to_owned();
+    }
+    names
+        .iter()
+        .map(|e| format!("'{}'", e.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Rows owing a push: due, and neither seen, pushed nor given up on.
@@ -226,15 +263,8 @@ impl Db {
         }
         let through = newest.min(cursor + SCAN_IDS);
         // `urgent` is a fixed list of our own event names, spliced as literals.
-        let urgent_list = if urgent.is_empty() {
-            "''".to_owned()
-        } else {
-            urgent
-                .iter()
-                .map(|e| format!("'{}'", e.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let urgent_list = literals(urgent);
+        let off_list = literals(PUSH_OFF_BY_DEFAULT);
         tx.execute(
             Stmt::new(format!(
                 "INSERT INTO notification_deliveries (notification_id, user_id, event, push_due_at_ms) \
@@ -243,8 +273,9 @@ impl Db {
                  FROM notifications n \
                  WHERE n.id > $1 AND n.id <= $2 AND n.audience_kind = 'user' \
                    AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = n.user_id) \
-                   AND NOT EXISTS (SELECT 1 FROM notification_preferences p \
-                                   WHERE p.user_id = n.user_id AND p.event = n.event AND NOT p.push) \
+                   AND COALESCE((SELECT p.push FROM notification_preferences p \
+                                 WHERE p.user_id = n.user_id AND p.event = n.event), \
+                                n.event NOT IN ({off_list})) \
                  ON CONFLICT (notification_id, user_id) DO UPDATE \
                    SET push_due_at_ms = COALESCE(notification_deliveries.push_due_at_ms, \
                                                  excluded.push_due_at_ms)"
@@ -309,18 +340,19 @@ impl Db {
         now_ms: i64,
     ) -> Result<(), DbError> {
         let set = match record {
-            PushRecord::Pushed => "pushed_at_ms = $3",
-            PushRecord::Failed => "push_failed_at_ms = $3",
-            PushRecord::RetryAt(_) => "push_due_at_ms = $3",
+            PushRecord::Pushed => "pushed_at_ms = $3, push_attempts = push_attempts + 1",
+            PushRecord::Failed => "push_failed_at_ms = $3, push_attempts = push_attempts + 1",
+            PushRecord::RetryAt(_) => "push_due_at_ms = $3, push_attempts = push_attempts + 1",
+            PushRecord::HoldUntil(_) => "push_due_at_ms = $3",
         };
         let at = match record {
-            PushRecord::RetryAt(at) => at,
+            PushRecord::RetryAt(at) | PushRecord::HoldUntil(at) => at,
             _ => now_ms,
         };
         let mut tx = self.begin().await?;
         tx.execute(
             Stmt::new(format!(
-                "UPDATE notification_deliveries SET {set}, push_attempts = push_attempts + 1 \
+                "UPDATE notification_deliveries SET {set} \
                  WHERE notification_id = $1 AND user_id = $2 AND {OWED}"
             ))
             .bind(id)
@@ -433,4 +465,96 @@ impl Db {
             .collect::<Result<Vec<_>, DbError>>()?;
         Ok(Some((notification, statuses)))
     }
+
+    /// A person's stored preferences (event kinds they chose for), by event, and quiet hours.
+    pub async fn push_preferences(
+        &self,
+        user_id: i64,
+    ) -> Result<(Vec<EventPreference>, Option<QuietHours>), DbError> {
+        let mut read = self.read().await?;
+        let events = read
+            .fetch_all(
+                Stmt::new(
+                    "SELECT event, in_app, push FROM notification_preferences \
+                     WHERE user_id = $1 ORDER BY event",
+                )
+                .bind(user_id),
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventPreference {
+                    event: r.get("event")?,
+                    in_app: r.get("in_app")?,
+                    push: r.get("push")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let quiet = quiet_hours_on(&mut read, user_id).await?;
+        Ok((events, quiet))
+    }
+
+    /// Replaces a person's preferences and quiet hours, in one transaction.
+    pub async fn set_push_preferences(
+        &self,
+        user_id: i64,
+        events: &[EventPreference],
+        quiet: Option<&QuietHours>,
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        tx.execute(
+            Stmt::new("DELETE FROM notification_preferences WHERE user_id = $1").bind(user_id),
+        )
+        .await?;
+        for e in events {
+            tx.execute(
+                Stmt::new(
+                    "INSERT INTO notification_preferences (user_id, event, in_app, push) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(user_id)
+                .bind(e.event.as_str())
+                .bind(e.in_app)
+                .bind(e.push),
+            )
+            .await?;
+        }
+        tx.execute(Stmt::new("DELETE FROM quiet_hours WHERE user_id = $1").bind(user_id))
+            .await?;
+        if let Some(q) = quiet {
+            tx.execute(
+                Stmt::new(
+                    "INSERT INTO quiet_hours (user_id, time_zone, start_minute, end_minute) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(user_id)
+                .bind(q.time_zone.as_str())
+                .bind(q.start_minute)
+                .bind(q.end_minute),
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A person's quiet hours, if they set any.
+    pub async fn quiet_hours(&self, user_id: i64) -> Result<Option<QuietHours>, DbError> {
+        quiet_hours_on(&mut self.read().await?, user_id).await
+    }
+}
+
+async fn quiet_hours_on(c: &mut impl Exec, user_id: i64) -> Result<Option<QuietHours>, DbError> {
+    c.fetch_optional(
+        Stmt::new("SELECT time_zone, start_minute, end_minute FROM quiet_hours WHERE user_id = $1")
+            .bind(user_id),
+    )
+    .await?
+    .map(|r| {
+        Ok(QuietHours {
+            time_zone: r.get("time_zone")?,
+            start_minute: r.get("start_minute")?,
+            end_minute: r.get("end_minute")?,
+        })
+    })
+    .transpose()
 }

@@ -1,7 +1,7 @@
 //! Web Push's state (migration 1005): subscriptions with a per-person cap, what owes a push and
 //! when, acks that cancel it, and records that count once.
 
-use parkmate_db::{Db, DbError, PushRecord, SubscriptionSaved};
+use parkmate_db::{Db, DbError, EventPreference, PushRecord, QuietHours, SubscriptionSaved};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 use super::note;
@@ -157,4 +157,64 @@ pub async fn push_subscriptions_are_capped_and_escalation_owes_one_push(store: D
         .await
         .unwrap();
     assert!(store.due_pushes(i64::MAX, 10).await.unwrap().is_empty());
+
+    // Preferences: a kind turned off owes nothing; `lot_activity` is off unless chosen; quiet
+    // hours are stored as given.
+    let prefs = [
+        EventPreference {
+            event: "custom".into(),
+            in_app: true,
+            push: false,
+        },
+        EventPreference {
+            event: "lot_activity".into(),
+            in_app: false,
+            push: true,
+        },
+    ];
+    let quiet = QuietHours {
+        time_zone: "Europe/Paris".into(),
+        start_minute: 22 * 60,
+        end_minute: 7 * 60,
+    };
+    store
+        .set_push_preferences(7, &prefs, Some(&quiet))
+        .await
+        .unwrap();
+    let (stored_prefs, stored_quiet) = store.push_preferences(7).await.unwrap();
+    assert_eq!(stored_prefs, prefs.to_vec());
+    assert_eq!(stored_quiet.as_ref(), Some(&quiet));
+    assert_eq!(store.quiet_hours(7).await.unwrap(), Some(quiet));
+    let kinds = |event: &str| {
+        parkmate_db::NewNotification::new(Audience::User(7), Level::Info, event, event)
+    };
+    let batch = store
+        .insert_batch(&[
+            kinds("custom"),
+            kinds("lot_activity"),
+            kinds("booking_renewed"),
+        ])
+        .await
+        .unwrap();
+    store.scan_for_push(0, &[]).await.unwrap();
+    let owed: Vec<i64> = store
+        .due_pushes(i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.notification.id)
+        .collect();
+    assert_eq!(owed, vec![batch[1].id, batch[2].id]);
+    store.set_push_preferences(7, &[], None).await.unwrap();
+    assert_eq!(store.push_preferences(7).await.unwrap(), (vec![], None));
+    // Held (quiet hours) is not an attempt.
+    store
+        .record_push(batch[1].id, 7, PushRecord::HoldUntil(i64::MAX - 1), 0)
+        .await
+        .unwrap();
+    let (_, status) = store.delivery_status(batch[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (status[0].push_due_at_ms, status[0].push_attempts),
+        (Some(i64::MAX - 1), 0)
+    );
 }

@@ -5,6 +5,7 @@
 //! | `GET /api/push/vapid-public-key` | anyone (it is public) | `{"public_key"}`; 404 `push_disabled` |
 //! | `POST /api/push/subscriptions` | the signed-in person (token) | 201 new / 200 refreshed; 422 `invalid_subscription` naming the field; 409 `too_many_subscriptions` over `push.max_subscriptions_per_user`; 404 `push_disabled` |
 //! | `DELETE /api/push/subscriptions` | the signed-in person, their own only | 204; 404 `not_found` |
+//! | `GET`/`PUT /api/push/preferences` | the signed-in person, their own | per event kind in-app and push on/off (at most [`MAX_PREFERENCES`]), quiet hours; 422 naming the field |
 //! | `GET /api/notifications/{id}/status` | publishers (API key) | the delivery funnel per recipient; 404 |
 //!
 //! A subscription is what the browser's `PushSubscription.toJSON()` gives. Its endpoint is a URL
@@ -26,6 +27,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::error::Error;
+use crate::push::URGENT_EVENTS;
+
+/// Event kinds one person may set a preference for: more than the server's kinds (publishers add
+/// their own), few enough that a preferences body stays small.
+pub const MAX_PREFERENCES: usize = 64;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/push/subscriptions",
             post(subscribe).delete(unsubscribe),
+        )
+        .route(
+            "/api/push/preferences",
+            get(preferences).put(set_preferences),
         )
         .route("/api/notifications/{id}/status", get(status))
 }
@@ -44,7 +54,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(vapid_public_key, subscribe, unsubscribe, status))]
+#[openapi(paths(
+    vapid_public_key,
+    subscribe,
+    unsubscribe,
+    preferences,
+    set_preferences,
+    status
+))]
 struct PushDoc;
 
 /// The application server key browsers subscribe with.
@@ -113,6 +130,51 @@ pub struct RecipientStatus {
     pub pushed_at: Option<String>,
     pub push_failed_at: Option<String>,
     pub push_attempts: i64,
+}
+
+/// One event kind's choice.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventPreferenceDto {
+    /// The event kind (`booking_renewed`, or a publisher's own): 1-64 of a-z, 0-9, `_`.
+    pub event: String,
+    /// Show it live in the app (clients apply this; the inbox keeps everything).
+    pub in_app: bool,
+    /// Push it when no socket acknowledged it.
+    pub push: bool,
+}
+
+/// Quiet hours: pushes falling inside are held until they end, not dropped; urgent events are
+/// pushed anyway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursDto {
+    /// An IANA time zone, e.g. `Europe/Paris`.
+    pub time_zone: String,
+    /// Local `HH:MM` when they start.
+    pub start: String,
+    /// Local `HH:MM` when they end; before `start` means the next day.
+    pub end: String,
+}
+
+/// A person's preferences: the event kinds they chose for (any other kind takes the default),
+/// and quiet hours.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesDto {
+    pub events: Vec<EventPreferenceDto>,
+    pub quiet_hours: Option<QuietHoursDto>,
+}
+
+/// What `GET /api/push/preferences` answers: the person's choices and the defaults.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreferencesResponse {
+    pub events: Vec<EventPreferenceDto>,
+    pub quiet_hours: Option<QuietHoursDto>,
+    /// Kinds not pushed unless chosen (every other kind is pushed and shown by default).
+    pub push_off_by_default: Vec<String>,
+    /// Kinds pushed at once and through quiet hours.
+    pub urgent: Vec<String>,
 }
 
 fn push_disabled() -> ApiError {
@@ -270,4 +332,130 @@ fn recipient(row: DeliveryStatus, read: bool) -> RecipientStatus {
         push_failed_at: time(row.push_failed_at_ms),
         push_attempts: row.push_attempts,
     }
+}
+
+fn minutes_text(m: i64) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+fn parse_minutes(field: &str, text: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::unprocessable(
+            "invalid_preferences",
+            format!("{field} must be HH:MM (00:00 to 23:59), got {text:?}"),
+        )
+    };
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+fn answer(
+    events: Vec<parkmate_db::EventPreference>,
+    quiet_hours: Option<parkmate_db::QuietHours>,
+) -> PreferencesResponse {
+    PreferencesResponse {
+        events: events
+            .into_iter()
+            .map(|e| EventPreferenceDto {
+                event: e.event,
+                in_app: e.in_app,
+                push: e.push,
+            })
+            .collect(),
+        quiet_hours: quiet_hours.map(|q| QuietHoursDto {
+            time_zone: q.time_zone,
+            start: minutes_text(q.start_minute),
+            end: minutes_text(q.end_minute),
+        }),
+        push_off_by_default: parkmate_db::push::PUSH_OFF_BY_DEFAULT
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
+        urgent: URGENT_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+    }
+}
+
+/// The signed-in person's notification preferences and quiet hours.
+#[utoipa::path(get, path = "/api/push/preferences", tag = "push",
+    responses((status = 200, body = PreferencesResponse)))]
+async fn preferences(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+) -> Result<Json<PreferencesResponse>, Error> {
+    let (events, quiet_hours) = state.store.push_preferences(who.user_id).await?;
+    Ok(Json(answer(events, quiet_hours)))
+}
+
+/// Replace the signed-in person's preferences and quiet hours.
+#[utoipa::path(put, path = "/api/push/preferences", tag = "push", request_body = PreferencesDto,
+    responses((status = 200, body = PreferencesResponse),
+        (status = 422, description = "invalid_preferences: the field at fault is named")))]
+async fn set_preferences(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    ApiJson(req): ApiJson<PreferencesDto>,
+) -> Result<Json<PreferencesResponse>, Error> {
+    let bad = |m: String| ApiError::unprocessable("invalid_preferences", m);
+    if req.events.len() > MAX_PREFERENCES {
+        return Err(bad(format!("events: at most {MAX_PREFERENCES} event kinds")).into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut events = Vec::with_capacity(req.events.len());
+    for (i, e) in req.events.into_iter().enumerate() {
+        let valid = !e.event.is_empty()
+            && e.event.len() <= 64
+            && e.event
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(bad(format!(
+                "events[{i}].event must be 1-64 characters of a-z, 0-9 and _"
+            ))
+            .into());
+        }
+        if !seen.insert(e.event.clone()) {
+            return Err(bad(format!("events[{i}].event {:?} is listed twice", e.event)).into());
+        }
+        events.push(parkmate_db::EventPreference {
+            event: e.event,
+            in_app: e.in_app,
+            push: e.push,
+        });
+    }
+    let quiet_hours = match req.quiet_hours {
+        None => None,
+        Some(q) => {
+            if q.time_zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(bad(format!(
+                    "quiet_hours.time_zone {:?} is not an IANA time zone (e.g. Europe/Paris)",
+                    q.time_zone
+                ))
+                .into());
+            }
+            let start_minute = parse_minutes("quiet_hours.start", &q.start)?;
+            let end_minute = parse_minutes("quiet_hours.end", &q.end)?;
+            if start_minute == end_minute {
+                return Err(
+                    bad("quiet_hours.end must differ from quiet_hours.start".into()).into(),
+                );
+            }
+            Some(parkmate_db::QuietHours {
+                time_zone: q.time_zone,
+                start_minute,
+                end_minute,
+            })
+        }
+    };
+    state
+        .store
+        .set_push_preferences(who.user_id, &events, quiet_hours.as_ref())
+        .await?;
+    Ok(Json(answer(events, quiet_hours)))
 }

@@ -12,6 +12,7 @@
 //!    each of the person's subscriptions, [`CONCURRENT_SENDS`] notifications at a time. Each send
 //!    retries 429/5xx with backoff inside the pusher (`parkmate_push::RetryPolicy`); a
 //!    subscription the push service calls gone (404/410) is deleted.
+//!    Outside urgent events, a person's quiet hours hold the push until they end (`quiet.rs`).
 //! 3. **record**: pushed if one push service accepted it, else tried again after
 //!    [`RETRY_LATER`] (or the service's longer `Retry-After`) for at most [`MAX_ROUNDS`] rounds,
 //!    else failed. A notification is pushed at most once: the record is conditional, and each
@@ -146,6 +147,7 @@ impl Escalation {
             PushRecord::Pushed => "pushed",
             PushRecord::Failed => "failed",
             PushRecord::RetryAt(_) => "retry",
+            PushRecord::HoldUntil(_) => "held",
         };
         metrics::counter!("parkmate_push_notifications_total", "event" => event, "outcome" => outcome)
             .increment(1);
@@ -164,6 +166,13 @@ impl Escalation {
         user_id: i64,
     ) -> Result<PushRecord, parkmate_db::DbError> {
         let n = &owed.notification;
+        // Quiet hours hold what is not urgent until they end (not an attempt).
+        if !URGENT_EVENTS.contains(&n.event.as_str())
+            && let Some(quiet) = self.store.quiet_hours(user_id).await?
+            && let Some(until) = super::quiet::held_until(&quiet, (self.now)())
+        {
+            return Ok(PushRecord::HoldUntil(until.timestamp_millis()));
+        }
         let subscriptions = self.store.push_subscriptions(user_id).await?;
         let message = message(n, self.push.ttl);
         let policy = self.push.pusher.policy();

@@ -4,14 +4,16 @@
 //! retries); this module decides who is pushed what and when:
 //! - [`api`]: the signed-in person's subscriptions (`POST`/`DELETE /api/push/subscriptions`),
 //!   the VAPID public key browsers subscribe with, and the publisher's funnel of a notification
-//!   (`GET /api/notifications/{id}/status`);
-//! - [`escalation`]: the leader's task that pushes what no socket acknowledged in time.
+//!   (`GET /api/notifications/{id}/status`), a person's preferences and quiet hours;
+//! - [`escalation`]: the leader's task that pushes what no socket acknowledged in time;
+//! - [`quiet`]: a person's quiet hours, during which pushes are held (urgent ones excepted).
 //!
 //! The `ack` client frame (`ws/connection.rs`) is the other half: it marks a notification seen,
 //! which is what cancels its push.
 
 pub mod api;
 pub mod escalation;
+pub mod quiet;
 
 use std::time::Duration;
 

@@ -644,3 +644,116 @@ async fn in_a_cluster_only_the_leader_pushes_and_another_node_takes_over() {
         "each notification pushed exactly once: {got:?}"
     );
 }
+
+#[tokio::test]
+async fn preferences_turn_push_off_per_event_and_quiet_hours_hold_all_but_urgent() {
+    let keys = VapidKeys::generate();
+    let app = spawn_app_with(with_push(&keys, Duration::from_millis(300))).await;
+    let service = TestPushService::start().await.unwrap();
+    let browser = subscribe(&app, &service, 5).await;
+    let token = app.token(5, Role::User);
+
+    // The defaults, then the person's own choices, validated field by field.
+    let (code, body) = app
+        .call("GET", "/api/push/preferences", Some(&token), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["events"], json!([]));
+    assert_eq!(body["push_off_by_default"], json!(["lot_activity"]));
+    assert_eq!(
+        body["urgent"],
+        json!(["booking_expiring", "booking_expired"])
+    );
+    for (bad, field) in [
+        (
+            json!({"events": [{"event": "Bad Kind", "in_app": true, "push": false}], "quiet_hours": null}),
+            "events[0].event",
+        ),
+        (
+            json!({"events": [], "quiet_hours": {"time_zone": "Mars/Olympus", "start": "22:00", "end": "07:00"}}),
+            "quiet_hours.time_zone",
+        ),
+        (
+            json!({"events": [], "quiet_hours": {"time_zone": "UTC", "start": "25:00", "end": "07:00"}}),
+            "quiet_hours.start",
+        ),
+    ] {
+        let (code, body) = app
+            .call("PUT", "/api/push/preferences", Some(&token), Some(bad))
+            .await;
+        assert_eq!(code, 422, "{body}");
+        assert_eq!(body["code"], "invalid_preferences");
+        assert!(
+            body["message"].as_str().unwrap().starts_with(field),
+            "{body}"
+        );
+    }
+    let (code, body) = app
+        .call(
+            "PUT",
+            "/api/push/preferences",
+            Some(&token),
+            Some(json!({"events": [{"event": "booking_renewed", "in_app": true, "push": false}], "quiet_hours": null})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["events"][0]["push"], false);
+
+    // Turned off: never owed. Published before one that is pushed, so due before it.
+    let off = publish(&app, 5, "booking_renewed", "not pushed").await;
+    let on = publish(&app, 5, "custom", "pushed").await;
+    pushed(&app, on).await;
+    let ids: Vec<Value> = service
+        .received(&browser)
+        .iter()
+        .map(|r| r.json()["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(on)]);
+    assert!(status(&app, off).await["recipients"][0]["push_due_at"].is_null());
+
+    // Quiet hours around now (UTC): an ordinary push is held until they end; urgent goes at once.
+    let now = chrono::Utc::now();
+    let minute = |d: chrono::DateTime<chrono::Utc>| d.format("%H:%M").to_string();
+    let quiet = json!({"time_zone": "UTC", "start": minute(now - chrono::Duration::hours(1)),
+                       "end": minute(now + chrono::Duration::hours(1))});
+    let (code, body) = app
+        .call(
+            "PUT",
+            "/api/push/preferences",
+            Some(&token),
+            Some(json!({"events": [], "quiet_hours": quiet})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let held = publish(&app, 5, "custom", "held").await;
+    let urgent = publish(
+        &app,
+        5,
+        "booking_expiring",
+        "Your booking will expire in 5 minutes!",
+    )
+    .await;
+    let got = received(&service, &browser, 2).await;
+    assert_eq!(got[1].json()["id"], urgent);
+    let s = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = status(&app, held).await;
+            let due = s["recipients"][0]["push_due_at"]
+                .as_str()
+                .map(|d| d.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+            if due.is_some_and(|d| d > now + chrono::Duration::minutes(30)) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the push is held until the quiet hours end");
+    assert!(s["recipients"][0]["pushed_at"].is_null(), "{s}");
+    assert_eq!(
+        s["recipients"][0]["push_attempts"], 0,
+        "holding is not an attempt"
+    );
+    assert_eq!(service.received(&browser).len(), 2);
+    app.stop().await;
+}
