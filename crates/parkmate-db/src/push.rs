@@ -365,13 +365,14 @@ impl Db {
 
     /// Records that one of `user_id`'s sockets showed notification `id` (the `ack` frame): seen,
     /// and so delivered; it no longer owes a push. The notification must be one the user can see
-    /// ([`DbError::NotFound`] otherwise, like `mark_read`). Only the first ack counts.
+    /// ([`DbError::NotFound`] otherwise, like `mark_read`). Only the first ack counts. Answers
+    /// the notification's event kind, for the metrics.
     pub async fn mark_seen(
         &self,
         viewer: parkmate_protocol::Viewer,
         id: i64,
         now_ms: i64,
-    ) -> Result<(), DbError> {
+    ) -> Result<String, DbError> {
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT event AS v FROM ({}) AS v",
@@ -401,11 +402,12 @@ impl Db {
             )
             .bind(id)
             .bind(viewer.user_id)
-            .bind(event)
+            .bind(event.as_str())
             .bind(now_ms),
         )
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(event)
     }
 
     /// Whether `user_id` has read notification `id` (under the watermark, or read singly).

@@ -115,7 +115,10 @@ pub async fn push_subscriptions_are_capped_and_escalation_owes_one_push(store: D
     );
 
     // An ack cancels what is owed; a push recorded once stays recorded.
-    store.mark_seen(CAROL, ordinary.id, later).await.unwrap();
+    assert_eq!(
+        store.mark_seen(CAROL, ordinary.id, later).await.unwrap(),
+        "custom"
+    );
     store
         .record_push(urgent_n.id, 7, PushRecord::RetryAt(later + 5), later)
         .await

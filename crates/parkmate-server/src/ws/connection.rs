@@ -524,8 +524,10 @@ impl Connection {
                     ClientFrame::Ack { id } => {
                         let now = (self.state.now)().timestamp_millis();
                         match self.state.store.mark_seen(self.viewer(), id, now).await {
-                            Ok(()) => {
-                                metrics::counter!("parkmate_acks_total").increment(1);
+                            Ok(event) => {
+                                let event = crate::push::event_label(&event);
+                                metrics::counter!("parkmate_acks_total", "event" => event)
+                                    .increment(1);
                                 None
                             }
                             Err(StoreError::NotFound) => Some(ServerFrame::Error {

@@ -408,6 +408,12 @@ async fn an_ack_from_a_socket_prevents_the_push() {
         .map(|r| r.json()["id"].clone())
         .collect();
     assert_eq!(got_ids, vec![json!(ignored)], "{got:?}");
+    assert!(
+        app.metrics()
+            .await
+            .contains(r#"parkmate_acks_total{event="booking_renewed"}"#),
+        "acks are counted per event kind"
+    );
     let s = status(&app, shown).await;
     assert!(s["recipients"][0]["seen_at"].is_string(), "{s}");
     assert!(s["recipients"][0]["delivered_at"].is_string(), "{s}");
