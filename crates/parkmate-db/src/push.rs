@@ -430,7 +430,8 @@ impl Db {
     }
 
     /// The funnel of notification `id`: one entry per person it reached or owes a push, in
-    /// user order; `None` when no such notification is stored.
+    /// user order, at most [`crate::MAX_PAGE`] of them (a broadcast acknowledged by many);
+    /// `None` when no such notification is stored.
     pub async fn delivery_status(
         &self,
         id: i64,
@@ -446,9 +447,11 @@ impl Db {
                 Stmt::new(
                     "SELECT user_id, delivered_at_ms, seen_at_ms, push_due_at_ms, pushed_at_ms, \
                             push_failed_at_ms, push_attempts \
-                     FROM notification_deliveries WHERE notification_id = $1 ORDER BY user_id",
+                     FROM notification_deliveries WHERE notification_id = $1 \
+                     ORDER BY user_id LIMIT $2",
                 )
-                .bind(id),
+                .bind(id)
+                .bind(crate::MAX_PAGE),
             )
             .await?;
         let statuses = rows

@@ -44,6 +44,9 @@ pub const MAX_ROUNDS: i64 = 3;
 pub const RETRY_LATER: Duration = Duration::from_secs(30);
 /// The wait after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// The shortest wait between passes that leave nothing due: a row still due after its pass (its
+/// record failed) is not retried in a tight loop.
+const MIN_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the task needs; cheap to clone.
 #[derive(Clone)]
@@ -119,7 +122,7 @@ impl Escalation {
         match self.store.next_push_due().await {
             Ok(Some(at)) => {
                 let wait = Duration::from_millis(u64::try_from(at - self.now_ms()).unwrap_or(0));
-                wait.min(SCAN_INTERVAL)
+                wait.clamp(MIN_PAUSE, SCAN_INTERVAL)
             }
             Ok(None) => SCAN_INTERVAL,
             Err(e) => {
