@@ -894,11 +894,14 @@ impl Settings {
         if !self.push_enabled() {
             return Ok(None);
         }
-        let key = self
-            .push
-            .vapid_private_key
-            .as_ref()
-            .ok_or_else(|| self.missing("push.vapid_private_key"))?;
+        let key =
+            self.push
+                .vapid_private_key
+                .as_ref()
+                .ok_or_else(|| ConfigError::MissingSecret {
+                    key: "push.vapid_private_key",
+                    dev_file: (!self.production()).then(|| self.dev_vapid_path()),
+                })?;
         let keys = parkmate_push::VapidKeys::from_base64url(key.expose_secret())
             .map_err(|e| invalid("push.vapid_private_key", e.to_string()))?;
         let subject = self
@@ -1283,6 +1286,14 @@ mod tests {
         assert_eq!(public(&a), public(&b));
         let private = a.push.vapid_private_key.clone().unwrap();
         assert!(!format!("{a:?}").contains(private.expose_secret()));
+        // Asked for without a key (a hand-built start): the error says how to get one.
+        let mut asked = settings(dir.path());
+        asked.push.enabled = Some(true);
+        let err = asked.vapid().unwrap_err().to_string();
+        assert!(
+            err.contains("PARKMATE_PUSH_VAPID_PRIVATE_KEY") && err.contains("dev-vapid.toml"),
+            "{err}"
+        );
         // Turned off, nothing is read or generated.
         let mut off = settings(&dir.path().join("elsewhere"));
         off.push.enabled = Some(false);
