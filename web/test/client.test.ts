@@ -305,6 +305,31 @@ describe('reconnect policy in action', () => {
     client.stop();
   });
 
+  it('acks a live notification it toasted while the tab is visible, never a replayed one', () => {
+    const { client, toasts } = setup();
+    client.start();
+    let ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello();
+    ws.notification(17);
+    expect(ws.sent).toEqual(['{"type":"ack","id":17}']);
+    const hidden = vi.spyOn(document, 'visibilityState', 'get').mockReturnValue('hidden');
+    ws.notification(18);
+    expect(ws.sent).toHaveLength(1);
+    hidden.mockRestore();
+    // Replayed after a reconnect: toasted, but it may have been pushed meanwhile; no ack.
+    ws.serverClose(1006);
+    vi.advanceTimersByTime(5000);
+    ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello({ resume_from: 18 });
+    ws.notification(19);
+    ws.receive({ type: 'replayed', count: 1, last_id: 19 });
+    expect(toasts.find((t) => t.n.id === 19)?.replayed).toBe(true);
+    expect(ws.sent.filter((f) => f.includes('ack'))).toEqual([]);
+    client.stop();
+  });
+
   it('stop() leaves no timers and no further sockets', () => {
     const { client } = setup();
     client.start();

@@ -55,6 +55,8 @@ pub struct BookingApi {
     pub limits: Arc<AccountLimits>,
     /// Whose `X-Forwarded-For` names the client, for the per-address limits.
     pub trusted_proxies: TrustedProxies,
+    /// The server's other documented routes (Web Push), merged into the served document.
+    pub more_openapi: Option<Arc<utoipa::openapi::OpenApi>>,
 }
 
 impl std::fmt::Debug for BookingApi {
@@ -154,8 +156,12 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi_json() -> impl IntoResponse {
-    Json(openapi())
+async fn openapi_json(State(api): State<BookingApi>) -> impl IntoResponse {
+    let mut doc = openapi();
+    if let Some(more) = &api.more_openapi {
+        doc.merge(more.as_ref().clone());
+    }
+    Json(doc)
 }
 
 // ---------------------------------------------------------------------------------------------

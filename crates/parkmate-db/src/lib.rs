@@ -8,14 +8,16 @@
 //!   that small trait and not sqlx's generics): [`notifications`] (the store: insert, replay,
 //!   inbox, read state, the outbox cursor — as methods of [`Db`]), [`accounts`], [`lots`],
 //!   [`bookings`] (with their windows, and the scheduler's queries), [`payments`] (the ledger of
-//!   gateway calls that makes every charge end booked or refunded).
+//!   gateway calls that makes every charge end booked or refunded), [`push`] (Web Push's
+//!   subscriptions and delivery funnel).
 //! - `sqlite.rs` and `postgres.rs` hold only what truly differs: opening and migrating, error
 //!   classification, row locks ([`exec::Dialect`]), inserting notifications (row by row on the
 //!   single SQLite writer; one `UNNEST` under an advisory lock on PostgreSQL), and the cluster's
 //!   machinery (the leader lease, `LISTEN`/`NOTIFY` commit wake-ups, the seeding lock).
 //! - Each engine has one `migrations/` directory: `0001` the notification store, `1001` the
 //!   booking domain, `1002` its money (payments, booking windows, the `lapsed` status), `1003`
-//!   the lot-staff notification audience (which reads the domain's `lot_employees`).
+//!   the lot-staff notification audience (which reads the domain's `lot_employees`), `1005` Web
+//!   Push ([`push`]: subscriptions, the delivery funnel and what still owes a push, preferences).
 //!
 //! Invariants every caller relies on (ARCHITECTURE.md has the whole list):
 //! - **id order is commit order**: a reader that has seen notification id N has seen every
@@ -35,6 +37,7 @@ pub mod notifications;
 mod outbox;
 pub mod payments;
 mod postgres;
+pub mod push;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -45,6 +48,10 @@ pub use exec::Exec;
 pub use model::*;
 pub use notifications::{MAX_PAGE, PageBudget, ReplayPage};
 pub use outbox::OutboxSignal;
+pub use push::{
+    DeliveryStatus, EventPreference, OwedPush, PushRecord, PushSubscriptionRow, QuietHours,
+    SubscriptionSaved,
+};
 /// The driver error inside [`DbError`] variants, for callers that build one (tests).
 pub use sqlx::Error as SqlxError;
 

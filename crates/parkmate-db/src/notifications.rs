@@ -26,7 +26,7 @@ pub(crate) const COLUMNS: &str = "id, audience_kind, user_id, role, lot_id, leve
 /// everyone's. Four index-backed branches rather than one `OR`, so each uses its partial index
 /// (a viewer who works nowhere costs the lot branch one probe of `lot_employees_by_user`).
 /// `$1` user id, `$2` role.
-fn visible(extra: &str) -> String {
+pub(crate) fn visible(extra: &str) -> String {
     format!(
         "SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'user' AND user_id = $1 {extra} \
          UNION ALL SELECT {COLUMNS} FROM notifications WHERE audience_kind = 'role' AND role = $2 {extra} \

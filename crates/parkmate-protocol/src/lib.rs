@@ -226,6 +226,10 @@ pub enum ClientFrame {
     MarkRead { id: i64 },
     /// Mark everything read, like `POST /api/inbox/read-all`.
     MarkAllRead {},
+    /// The client showed notification `id` (its toast appeared): recorded as seen, which also
+    /// cancels its escalation to Web Push. No reply on success; `not_found` for a notification
+    /// the client cannot see.
+    Ack { id: i64 },
 }
 
 /// Why a client frame was refused; sent back as an `error` frame, the socket stays open.

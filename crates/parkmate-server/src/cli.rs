@@ -220,6 +220,12 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
             path.display()
         );
     }
+    if let Some(path) = settings.generate_dev_vapid()? {
+        tracing::warn!(
+            "generated a development VAPID key pair for Web Push in {}; set PARKMATE_PUSH_VAPID_PRIVATE_KEY in production",
+            path.display()
+        );
+    }
     let app = Application::build(settings).await?;
     tracing::info!(
         "Parkmate Notify listening on {}://{}",

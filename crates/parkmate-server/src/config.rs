@@ -40,7 +40,7 @@ mod load;
 mod tests;
 mod values;
 
-use load::{DevSecrets, describe, parse_dev_secrets, random_hex, write_private};
+use load::{DevSecrets, DevVapid, describe, parse_dev_secrets, random_hex, write_private};
 pub use values::*;
 
 /// Shortest secret accepted in production: 32 bytes, the HS256 key size.
@@ -52,7 +52,7 @@ pub const ENV_PREFIX: &str = "PARKMATE_";
 /// The `[section]`s of [`Settings`]: `PARKMATE_<SECTION>_<KEY>` sets `section.key`. No top-level
 /// key starts with one of these followed by `_` (a test holds the list to the struct).
 const SECTIONS: &[&str] = &[
-    "database", "http", "ws", "limits", "redis", "tls", "booking", "metrics",
+    "database", "http", "ws", "limits", "redis", "tls", "booking", "metrics", "push",
 ];
 
 /// Settings that moved when they became sections, old key → new key: an old name is still an
@@ -78,7 +78,13 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Keys whose values are never repeated in an error message.
-const SECRET_KEYS: &[&str] = &["jwt_secret", "api_key", "redis.url", "metrics.token"];
+const SECRET_KEYS: &[&str] = &[
+    "jwt_secret",
+    "api_key",
+    "redis.url",
+    "metrics.token",
+    "push.vapid_private_key",
+];
 
 /// `ws.allowed_origins` outside production when not set: the Vite dev server of `web/`.
 static DEV_ORIGINS: LazyLock<AllowedOrigins> =
@@ -170,7 +176,52 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub booking: BookingSettings,
     pub metrics: MetricsSettings,
+    pub push: PushSettings,
 }
+
+/// `[push]`: Web Push to a person's browsers when no open socket of theirs saw a notification
+/// (`docs/push.md`). Push is on when the node has a VAPID key pair: configured, or in development
+/// the one `parkmate serve` generates into `<data_dir>/dev-vapid.toml`.
+#[derive(Debug, Clone, SmartDefault, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Send Web Push. Unset: on when a VAPID private key is configured (or, outside production,
+    /// generated). `true` without `vapid_private_key` is refused in production; `false` turns it
+    /// off (the subscription routes then answer 404 `push_disabled`).
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub enabled: Option<bool>,
+    /// The application server's VAPID private key (RFC 8292): base64url of the 32-byte P-256
+    /// scalar, as `web-push generate-vapid-keys` prints it. A secret: whoever holds it can push
+    /// to every subscribed browser (with their endpoints). Changing it invalidates every
+    /// subscription (browsers bind a subscription to the public key).
+    #[cfg_attr(test, serde(skip_serializing))]
+    pub vapid_private_key: Option<SecretString>,
+    /// The public half, checked against the private key at start-up when given (a mismatched pair
+    /// would be refused by browsers only later, silently). Derived when unset.
+    pub vapid_public_key: Option<String>,
+    /// The contact put in every VAPID token (`sub`): `mailto:` or `https:`. Required in
+    /// production when push is on (push services use it to reach the operator); a placeholder
+    /// outside production.
+    pub vapid_subject: Option<String>,
+    /// How long a notification waits for an `ack` from one of its person's sockets before it is
+    /// pushed. Urgent events (`booking_expiring`, `booking_expired`) do not wait.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub escalation_window: Duration,
+    /// Push subscriptions (browsers, devices) one person may register; the next one answers 409
+    /// `too_many_subscriptions`. Each costs a push request per escalated notification.
+    #[default(NonZeroUsize::new(10).expect("non-zero"))]
+    pub max_subscriptions_per_user: NonZeroUsize,
+    /// How long the push service keeps a message for an offline browser (the `TTL` header). A
+    /// parking notice an hour old is not worth showing.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(3600))]
+    pub ttl: Duration,
+}
+
+/// The VAPID contact used outside production when `push.vapid_subject` is unset.
+pub const DEV_VAPID_SUBJECT: &str = "mailto:dev@parkmate.invalid";
 
 /// `[http]`: connections before they become sockets, and request bodies.
 #[derive(Debug, Clone, SmartDefault, Deserialize)]
@@ -558,6 +609,42 @@ impl Settings {
                  in production",
             ));
         }
+        positive("push.escalation_window", self.push.escalation_window)?;
+        positive("push.ttl", self.push.ttl)?;
+        if let Some(key) = &self.push.vapid_private_key {
+            let keys = parkmate_push::VapidKeys::from_base64url(key.expose_secret())
+                .map_err(|e| invalid("push.vapid_private_key", e.to_string()))?;
+            if let Some(public) = &self.push.vapid_public_key {
+                keys.ensure_public(public)
+                    .map_err(|e| invalid("push.vapid_public_key", e.to_string()))?;
+            }
+        } else if self.push.vapid_public_key.is_some() {
+            return Err(invalid(
+                "push.vapid_public_key",
+                "is set without push.vapid_private_key",
+            ));
+        }
+        if let Some(subject) = &self.push.vapid_subject {
+            parkmate_push::Subject::parse(subject)
+                .map_err(|e| invalid("push.vapid_subject", e.to_string()))?;
+        }
+        if self.production()
+            && self.push.enabled == Some(true)
+            && self.push.vapid_private_key.is_none()
+        {
+            return Err(invalid(
+                "push.enabled",
+                "push needs an explicit VAPID key pair in production: set \
+                 PARKMATE_PUSH_VAPID_PRIVATE_KEY (and PARKMATE_PUSH_VAPID_PUBLIC_KEY)",
+            ));
+        }
+        if self.production() && self.push_enabled() && self.push.vapid_subject.is_none() {
+            return Err(invalid(
+                "push.vapid_subject",
+                "is required when push is on in production (a mailto: or https: contact for \
+                 the push services)",
+            ));
+        }
         if self.production() && self.ws.query_token == Some(true) {
             return Err(invalid(
                 "ws.query_token",
@@ -585,6 +672,103 @@ impl Settings {
             None if self.production() => &NO_ORIGINS,
             None => &DEV_ORIGINS,
         }
+    }
+
+    /// Whether this node sends Web Push: `push.enabled`, or when unset whether a VAPID private key
+    /// is configured (outside production `serve` generates one first, see
+    /// [`Settings::generate_dev_vapid`]).
+    pub fn push_enabled(&self) -> bool {
+        self.push
+            .enabled
+            .unwrap_or(self.push.vapid_private_key.is_some())
+    }
+
+    /// The VAPID signer of `[push]`, or `None` when push is off. Errors when push is on without
+    /// a key (only possible outside production, where validation lets it through so that `serve`
+    /// can generate one).
+    pub fn vapid(&self) -> Result<Option<parkmate_push::Vapid>, ConfigError> {
+        if !self.push_enabled() {
+            return Ok(None);
+        }
+        let key =
+            self.push
+                .vapid_private_key
+                .as_ref()
+                .ok_or_else(|| ConfigError::MissingSecret {
+                    key: "push.vapid_private_key",
+                    dev_file: (!self.production()).then(|| self.dev_vapid_path()),
+                })?;
+        let keys = parkmate_push::VapidKeys::from_base64url(key.expose_secret())
+            .map_err(|e| invalid("push.vapid_private_key", e.to_string()))?;
+        let subject = self
+            .push
+            .vapid_subject
+            .as_deref()
+            .unwrap_or(DEV_VAPID_SUBJECT);
+        let subject = parkmate_push::Subject::parse(subject)
+            .map_err(|e| invalid("push.vapid_subject", e.to_string()))?;
+        Ok(Some(parkmate_push::Vapid::new(keys, subject)))
+    }
+
+    /// `<data_dir>/dev-vapid.toml`.
+    pub fn dev_vapid_path(&self) -> PathBuf {
+        self.data_dir.join("dev-vapid.toml")
+    }
+
+    /// For `parkmate serve` only: outside production, when push is not turned off and no VAPID
+    /// key is configured, reads the development key pair from `<data_dir>/dev-vapid.toml`,
+    /// creating it on the first start (like the development secrets). Keeping it across restarts
+    /// keeps browsers' subscriptions valid. Returns the file's path when it was created.
+    pub fn generate_dev_vapid(&mut self) -> Result<Option<PathBuf>, ConfigError> {
+        if self.production()
+            || self.push.enabled == Some(false)
+            || self.push.vapid_private_key.is_some()
+        {
+            return Ok(None);
+        }
+        let path = self.dev_vapid_path();
+        let io = |source| ConfigError::DevSecrets {
+            path: path.clone(),
+            source,
+        };
+        let (private_key, created) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let dev: DevVapid = Figment::new()
+                    .merge(Toml::string(&text))
+                    .extract()
+                    .map_err(|e| ConfigError::DevSecretsMalformed {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let malformed = |message: String| ConfigError::DevSecretsMalformed {
+                    path: path.clone(),
+                    message,
+                };
+                let keys = parkmate_push::VapidKeys::from_base64url(&dev.vapid_private_key)
+                    .map_err(|e| malformed(format!("vapid_private_key: {e}")))?;
+                if let Some(public) = &dev.vapid_public_key {
+                    keys.ensure_public(public)
+                        .map_err(|e| malformed(format!("vapid_public_key: {e}")))?;
+                }
+                (dev.vapid_private_key, false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+                let keys = parkmate_push::VapidKeys::generate();
+                let private = keys.private_key_base64url().expose_secret().to_owned();
+                let text = format!(
+                    "# Generated for development by `parkmate serve`; production sets \
+                     PARKMATE_PUSH_VAPID_PRIVATE_KEY and PARKMATE_PUSH_VAPID_PUBLIC_KEY.\n\
+                     vapid_private_key = \"{private}\"\nvapid_public_key = \"{}\"\n",
+                    keys.public_key_base64url()
+                );
+                write_private(&path, &text).map_err(io)?;
+                (private, true)
+            }
+            Err(source) => return Err(ConfigError::DevSecrets { path, source }),
+        };
+        self.push.vapid_private_key = Some(SecretString::from(private_key));
+        Ok(created.then_some(path))
     }
 
     /// `booking.demo_data`, or its default: on outside production only.

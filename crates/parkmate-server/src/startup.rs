@@ -289,6 +289,8 @@ impl Application {
         // `GET /api/auth/demo-accounts` is for development: production never hands out passwords.
         let served_demo_accounts =
             demo_accounts.filter(|_| settings.env != Environment::Production);
+        // Web Push: checked (keys, subject) before anything is served.
+        let push = crate::push::Push::from_settings(&settings)?;
         let auth = Authenticator::new(
             keys,
             Arc::new(crate::accounts::StoreAccounts(database.clone())),
@@ -317,11 +319,13 @@ impl Application {
                 Arc::new(move || clock.now())
             },
             leader,
+            push,
         });
 
         let mut router = Router::new()
             .merge(crate::ws::router())
-            .merge(crate::api::router());
+            .merge(crate::api::router())
+            .merge(crate::push::api::router());
         if settings.metrics_on_main_listener() {
             router = router.merge(crate::api::metrics_router(&settings));
         } else {
@@ -366,7 +370,18 @@ impl Application {
                 api_key: state.api_key.clone(),
                 limits: account_limits.clone(),
                 trusted_proxies,
+                more_openapi: Some(Arc::new(crate::push::api::openapi())),
             }));
+        }
+        // Escalation to Web Push: one task, working while this node leads (like the dispatcher),
+        // so a cluster pushes each notification from one node.
+        if let Some(push) = &state.push {
+            crate::push::escalation::Escalation {
+                store: state.store.clone(),
+                push: push.clone(),
+                now: state.now.clone(),
+            }
+            .spawn(&state.tracker, state.leader.clone(), state.shutdown.clone());
         }
         spawn_forget_idle(&state, account_limits);
         router = router.merge(crate::web::router(&settings.web_dir));

@@ -70,6 +70,9 @@ pub struct Shared {
     /// Whether this node holds the cluster's leader lease (runs the once-per-cluster jobs); always
     /// true on SQLite.
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// Web Push (`[push]`), `None` when it is off: the subscription routes then answer 404
+    /// `push_disabled`, and nothing escalates.
+    pub push: Option<crate::push::Push>,
 }
 
 impl Shared {

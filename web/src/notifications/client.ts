@@ -61,6 +61,7 @@ export class NotificationClient {
       state: () => this.state,
       update,
       hello: (heartbeatMs) => this.heartbeat.start(heartbeatMs),
+      ack: (id) => this.connection.send({ type: 'ack', id }),
     });
     this.heartbeat = new Heartbeat({
       isOpen: () => this.connection.isOpen,

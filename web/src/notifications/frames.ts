@@ -31,6 +31,13 @@ export interface FrameHost {
   update(patch: Partial<NotificationState>): void;
   /** `hello` arrived: start the liveness pings at the period it announced. */
   hello(heartbeatMs: number): void;
+  /** A notification was shown to the person: tell the server (`ack`, docs/push.md). */
+  ack?(id: number): void;
+}
+
+/** Whether the page is in front of the person (no DOM, e.g. a test or a worker: assume it is). */
+function pageVisible(): boolean {
+  return typeof document === 'undefined' || document.visibilityState !== 'hidden';
 }
 
 /** If a server ever forgets `replayed`, buffered replay toasts are shown after this long anyway. */
@@ -141,6 +148,9 @@ export class FrameDispatcher {
     if (t === false) return;
     if (typeof t === 'function') t(n, info);
     else show(n.level, n.message, toastOptionsFor(n));
+    // Seen: the server will not push it. Only when the tab is in front (a toast in a background
+    // tab is not seen), and only live ones: a replayed notification may have been pushed already.
+    if (!info.replayed && pageVisible()) this.host.ack?.(n.id);
   }
 
   private store(): KeyValueStore {

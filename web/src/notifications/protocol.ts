@@ -36,7 +36,12 @@ export type ServerFrame =
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string };
 
-export type ClientFrame = { type: 'ping' } | { type: 'mark_read'; id: number } | { type: 'mark_all_read' };
+/** `ack`: this notification's toast was shown, so the server does not escalate it to Web Push. */
+export type ClientFrame =
+  | { type: 'ping' }
+  | { type: 'mark_read'; id: number }
+  | { type: 'mark_all_read' }
+  | { type: 'ack'; id: number };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -69,6 +69,7 @@ async fn app_with(clock: Arc<dyn Clock>, demo: bool) -> App {
         api_key: ExpectedApiKey::new(API_KEY),
         limits: Arc::new(AccountLimits::unlimited()),
         trusted_proxies: TrustedProxies::default(),
+        more_openapi: None,
     };
     App {
         _dir: dir,

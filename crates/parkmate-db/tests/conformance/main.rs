@@ -15,8 +15,10 @@ use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 mod domain;
 mod money;
+mod push;
 use domain::*;
 use money::*;
+use push::*;
 
 type Store = Db;
 
@@ -600,4 +602,5 @@ conformance!(
     every_charge_ends_booked_declined_or_refunded,
     requests_lapse_after_their_hold_and_count_toward_the_cap,
     a_lot_audience_follows_current_membership,
+    push_subscriptions_are_capped_and_escalation_owes_one_push,
 );

@@ -64,6 +64,14 @@ pub(super) fn describe(errors: figment::Error) -> String {
     lines.join("\n")
 }
 
+/// `dev-vapid.toml`: the private key, and the public key a person may read (checked against it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DevVapid {
+    pub(super) vapid_private_key: String,
+    pub(super) vapid_public_key: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DevSecrets {

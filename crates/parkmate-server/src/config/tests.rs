@@ -99,6 +99,85 @@ fn production_requires_long_secrets_and_never_touches_the_dev_file() {
 }
 
 #[test]
+fn push_keys_come_from_settings_or_a_dev_file_and_production_wants_them_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    // No key, nothing asked: push is off, and nothing is written.
+    let s = settings(dir.path());
+    assert!(!s.push_enabled() && s.vapid().unwrap().is_none());
+    assert_eq!(s.push.escalation_window, Duration::from_secs(10));
+
+    // `serve` outside production generates a key pair once and keeps it.
+    let mut a = settings(dir.path());
+    assert_eq!(
+        a.generate_dev_vapid().unwrap(),
+        Some(dir.path().join("dev-vapid.toml"))
+    );
+    let mut b = settings(dir.path());
+    assert_eq!(b.generate_dev_vapid().unwrap(), None);
+    let public = |s: &Settings| s.vapid().unwrap().unwrap().keys().public_key_base64url();
+    assert!(a.push_enabled());
+    assert_eq!(public(&a), public(&b));
+    let private = a.push.vapid_private_key.clone().unwrap();
+    assert!(!format!("{a:?}").contains(private.expose_secret()));
+    // Asked for without a key (a hand-built start): the error says how to get one.
+    let mut asked = settings(dir.path());
+    asked.push.enabled = Some(true);
+    let err = asked.vapid().unwrap_err().to_string();
+    assert!(
+        err.contains("PARKMATE_PUSH_VAPID_PRIVATE_KEY") && err.contains("dev-vapid.toml"),
+        "{err}"
+    );
+    // Turned off, nothing is read or generated.
+    let mut off = settings(&dir.path().join("elsewhere"));
+    off.push.enabled = Some(false);
+    assert_eq!(off.generate_dev_vapid().unwrap(), None);
+    assert!(!off.push_enabled());
+
+    // A configured pair is checked against itself.
+    let mut s = settings(dir.path());
+    s.push.vapid_private_key = Some(private.clone());
+    s.push.vapid_public_key = Some(parkmate_push::VapidKeys::generate().public_key_base64url());
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("PARKMATE_PUSH_VAPID_PUBLIC_KEY"), "{err}");
+    s.push.vapid_public_key = Some(public(&a));
+    s.validate().unwrap();
+    s.push.vapid_private_key = Some("not-a-key".into());
+    let err = s.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("PARKMATE_PUSH_VAPID_PRIVATE_KEY") && !err.contains("not-a-key"),
+        "{err}"
+    );
+
+    // Production: never generated; `enabled = true` without a key, or without a contact,
+    // is refused by name.
+    let prod_env = [
+        ("PARKMATE_JWT_SECRET", LONG),
+        ("PARKMATE_API_KEY", LONG),
+        ("PARKMATE_ENV", "production"),
+    ];
+    let prod = load("", &prod_env).unwrap();
+    assert!(!prod.push_enabled());
+    let mut prod_dev = prod.clone();
+    prod_dev.data_dir = dir.path().join("prod");
+    assert_eq!(prod_dev.generate_dev_vapid().unwrap(), None);
+    let mut env = prod_env.to_vec();
+    env.push(("PARKMATE_PUSH_ENABLED", "true"));
+    let err = load("", &env).unwrap_err();
+    assert!(err.contains("PARKMATE_PUSH_ENABLED"), "{err}");
+    let key = private.expose_secret().to_owned();
+    let mut env = prod_env.to_vec();
+    env.push(("PARKMATE_PUSH_VAPID_PRIVATE_KEY", &key));
+    let err = load("", &env).unwrap_err();
+    assert!(err.contains("PARKMATE_PUSH_VAPID_SUBJECT"), "{err}");
+    env.push(("PARKMATE_PUSH_VAPID_SUBJECT", "mailto:ops@parkmate.example"));
+    env.push(("PARKMATE_PUSH_ESCALATION_WINDOW", "30s"));
+    let prod = load("", &env).unwrap();
+    assert!(prod.push_enabled());
+    assert_eq!(prod.push.escalation_window, Duration::from_secs(30));
+    assert_eq!(public(&prod), public(&a));
+}
+
+#[test]
 fn heartbeat_timeout_must_exceed_the_interval() {
     let mut s = Settings::default();
     s.ws.heartbeat_timeout = s.ws.heartbeat_interval;

@@ -547,6 +547,22 @@ impl Connection {
                             Err(e) => return Err(e.into()),
                         }
                     }
+                    ClientFrame::Ack { id } => {
+                        let now = (self.state.now)().timestamp_millis();
+                        match self.state.store.mark_seen(self.viewer(), id, now).await {
+                            Ok(event) => {
+                                let event = crate::push::event_label(&event);
+                                metrics::counter!("parkmate_acks_total", "event" => event)
+                                    .increment(1);
+                                None
+                            }
+                            Err(StoreError::NotFound) => Some(ServerFrame::Error {
+                                code: "not_found".into(),
+                                message: format!("no notification {id} for you"),
+                            }),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     ClientFrame::MarkAllRead {} => {
                         let s = self.state.store.mark_all_read(self.viewer()).await?;
                         self.state

@@ -14,6 +14,7 @@ mod handshake;
 mod nginx;
 mod ops;
 mod process;
+mod push;
 mod replay;
 mod rolling;
 mod security;
