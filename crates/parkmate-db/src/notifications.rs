@@ -427,4 +427,57 @@ impl Db {
     pub async fn max_id(&self) -> Result<i64, DbError> {
         max_id_on(&mut self.read().await?).await
     }
+
+    /// Deletes up to `limit` of the oldest notifications created before `cutoff`, with their
+    /// single read marks, in one transaction; answers how many went (the retention job calls it
+    /// until it answers less than `limit`).
+    ///
+    /// Only what the outbox has published goes (a row not yet delivered live is never lost to
+    /// retention), and only below the first row that is new enough: ids follow commit order, so
+    /// that row is found by walking the primary key from the oldest end, never by scanning the
+    /// table for `created_at_ms`. A row stamped older than a newer neighbour (a clock stepped
+    /// back) waits until that neighbour ages out too.
+    pub async fn prune_notifications(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, DbError> {
+        let mut tx = self.begin().await?;
+        let published: i64 = tx
+            .scalar(Stmt::new(
+                "SELECT published_through AS v FROM outbox_cursor WHERE id = 1",
+            ))
+            .await?;
+        let first_kept: Option<i64> = tx
+            .scalar(
+                Stmt::new(
+                    "SELECT MIN(id) AS v FROM \
+                     (SELECT id FROM notifications WHERE created_at_ms >= $1 ORDER BY id LIMIT 1) AS k",
+                )
+                .bind(cutoff.timestamp_millis()),
+            )
+            .await?;
+        // Everything below both bounds may go; `first_kept` absent means every row is old.
+        let below = first_kept
+            .unwrap_or(i64::MAX)
+            .min(published.saturating_add(1));
+        let doomed = "SELECT id FROM notifications WHERE id < $1 ORDER BY id LIMIT $2";
+        tx.execute(
+            Stmt::new(&format!(
+                "DELETE FROM notification_reads WHERE notification_id IN ({doomed})"
+            ))
+            .bind(below)
+            .bind(limit),
+        )
+        .await?;
+        let deleted = tx
+            .execute(
+                Stmt::new(&format!("DELETE FROM notifications WHERE id IN ({doomed})"))
+                    .bind(below)
+                    .bind(limit),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
 }

@@ -16,6 +16,8 @@
 //! Over 500 lines on purpose: the writer and the dispatcher share the cursor, the signal and the
 //! invariants this doc states once; apart they would each need the other to be read.
 
+pub mod retention;
+
 use std::sync::Arc;
 use std::time::Duration;
 

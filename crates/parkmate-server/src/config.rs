@@ -49,6 +49,9 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// Every environment variable of the settings starts with this.
 pub const ENV_PREFIX: &str = "PARKMATE_";
 
+/// The shortest notification retention production accepts.
+const MIN_PRODUCTION_RETENTION: Duration = Duration::from_secs(86_400);
+
 /// The `[section]`s of [`Settings`]: `PARKMATE_<SECTION>_<KEY>` sets `section.key`. No top-level
 /// key starts with one of these followed by `_` (a test holds the list to the struct).
 const SECTIONS: &[&str] = &[
@@ -315,6 +318,13 @@ pub struct DatabaseSettings {
     /// `sqlite://…`, or `postgres://…` for a cluster.
     #[default(DatabaseUrl("sqlite://data/parkmate.db".into()))]
     pub url: DatabaseUrl,
+    /// How long a notification is kept: older ones are deleted by the leader in small batches
+    /// (inbox, replay with `since` and unread counts then no longer see them). `0s` keeps
+    /// everything. Production refuses less than a day: a phone offline over a weekend must
+    /// still catch up.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(90 * 86_400))]
+    pub retention: Duration,
 }
 
 /// `[ws]`: the sockets.
@@ -595,6 +605,16 @@ impl Settings {
                 }
                 _ => {}
             }
+        }
+        if self.production()
+            && !self.database.retention.is_zero()
+            && self.database.retention < MIN_PRODUCTION_RETENTION
+        {
+            return Err(invalid(
+                "database.retention",
+                "must be at least 1 day in production (or 0s to keep everything): clients \
+                 offline for longer would miss notifications",
+            ));
         }
         if self.production() && self.clock == ClockKind::Manual {
             return Err(invalid(

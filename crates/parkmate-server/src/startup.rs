@@ -231,6 +231,13 @@ impl Application {
             shutdown.clone(),
             leader.clone(),
         );
+        parkmate_notifier::retention::spawn(
+            store.clone(),
+            settings.database.retention,
+            &tracker,
+            shutdown.clone(),
+            leader.clone(),
+        );
         let settings = Arc::new(settings);
 
         // The booking domain shares the database (its state changes and their notifications

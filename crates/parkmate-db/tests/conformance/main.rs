@@ -369,6 +369,51 @@ async fn outbox_cursor_only_moves_forward(store: Store) {
     assert_eq!(store.published_through().await.unwrap(), 5);
 }
 
+/// Retention deletes old rows in batches, never one the outbox has not published, and takes their
+/// read marks with them so the unread count stays consistent.
+async fn retention_prunes_only_old_published_rows(store: Store) {
+    let stored = store
+        .insert_batch(&[
+            note(Audience::User(1), "a1"),
+            note(Audience::All, "everyone"),
+            note(Audience::User(1), "a2"),
+            note(Audience::User(1), "a3"),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<i64> = stored.iter().map(|n| n.id).collect();
+    store.mark_read(ALICE, ids[1]).await.unwrap();
+    assert_eq!(store.unread(ALICE).await.unwrap().count, 3);
+
+    // Nothing is older than an hour ago.
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.prune_notifications(past, 100).await.unwrap(), 0);
+
+    // Everything is older than a minute from now, but only three rows are published.
+    store.set_published_through(ids[2]).await.unwrap();
+    let future = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(store.prune_notifications(future, 2).await.unwrap(), 2);
+    assert_eq!(store.prune_notifications(future, 2).await.unwrap(), 1);
+    assert_eq!(store.prune_notifications(future, 2).await.unwrap(), 0);
+    let left: Vec<String> = store
+        .replay(ALICE, 0, rows(100))
+        .await
+        .unwrap()
+        .notifications
+        .into_iter()
+        .map(|n| n.message)
+        .collect();
+    assert_eq!(left, ["a3"], "the unpublished row stays");
+    let unread = store.unread(ALICE).await.unwrap();
+    assert_eq!(unread.count, 1);
+    // The read mark of the deleted broadcast went with it, so marking the rest read works.
+    assert_eq!(store.mark_all_read(ALICE).await.unwrap().count, 0);
+
+    store.set_published_through(ids[3]).await.unwrap();
+    assert_eq!(store.prune_notifications(future, 2).await.unwrap(), 1);
+    assert_eq!(store.max_id().await.unwrap(), 0, "the table is empty");
+}
+
 #[tokio::test]
 async fn unknown_url_scheme_is_an_error() {
     assert!(matches!(
@@ -587,6 +632,7 @@ conformance!(
     read_state_is_per_user_also_for_group_notifications,
     inbox_pages_newest_first,
     outbox_cursor_only_moves_forward,
+    retention_prunes_only_old_published_rows,
     concurrent_writers_never_commit_behind_a_reader,
     resume_is_the_unread_state_and_the_first_replay_page,
     big_batch_keeps_batch_order_in_ids,

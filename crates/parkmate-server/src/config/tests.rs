@@ -289,6 +289,7 @@ fn production_takes_the_safe_defaults_and_refuses_the_unsafe_side_by_name() {
         (("PARKMATE_JWT_SECRET", "short"), "jwt_secret"),
         (("PARKMATE_API_KEY", "short"), "api_key"),
         (("PARKMATE_METRICS_TOKEN", "short"), "metrics.token"),
+        (("PARKMATE_DATABASE_RETENTION", "1h"), "database.retention"),
     ] {
         let mut env = prod_env.to_vec();
         env.retain(|(k, _)| *k != var);
@@ -310,6 +311,13 @@ fn production_takes_the_safe_defaults_and_refuses_the_unsafe_side_by_name() {
     let mut env = prod_env.to_vec();
     env.push(("PARKMATE_METRICS_BIND", "127.0.0.1:9100"));
     assert!(!load("", &env).unwrap().metrics_on_main_listener());
+    // Retention: 90 days unless set; a day or more, or 0s (keep everything), is accepted.
+    assert_eq!(prod.database.retention, Duration::from_secs(90 * 86_400));
+    for keep in ["0s", "1day", "400days"] {
+        let mut env = prod_env.to_vec();
+        env.push(("PARKMATE_DATABASE_RETENTION", keep));
+        assert!(load("", &env).is_ok(), "retention {keep}");
+    }
 }
 
 #[test]

@@ -180,3 +180,39 @@ async fn a_since_from_the_future_does_not_silence_new_notifications() {
     assert!(new > old);
     assert_eq!(client.next_notification().await.id, new);
 }
+
+/// `database.retention`: the leader deletes what is older, once it is published, and a client
+/// resuming from below gets what is left, then live notifications as usual.
+#[tokio::test]
+async fn retention_deletes_old_notifications_and_replay_goes_on_from_what_is_left() {
+    let app = spawn_app_with(|s| s.database.retention = Duration::from_secs(1)).await;
+    let mut live = app.connect(5, Role::User, None).await;
+    let old = app.send(5, "old").await;
+    assert_eq!(live.next_notification().await.id, old, "published first");
+    // Awaited, not slept: the job looks every 500 ms; give it up to 20 s on a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !app.stored_ids(5, Role::User).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old notification was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        app.metrics()
+            .await
+            .contains("parkmate_notifications_pruned_total 1")
+    );
+
+    let mut client = app.connect(5, Role::User, Some(0)).await;
+    assert_eq!(
+        client.next_frame().await,
+        ServerFrame::Replayed {
+            count: 0,
+            last_id: None
+        }
+    );
+    let new = app.send(5, "new").await;
+    assert_eq!(client.next_notification().await.id, new);
+    assert_eq!(live.next_notification().await.id, new);
+}
