@@ -462,17 +462,21 @@ impl Db {
             .unwrap_or(i64::MAX)
             .min(published.saturating_add(1));
         let doomed = "SELECT id FROM notifications WHERE id < $1 ORDER BY id LIMIT $2";
-        tx.execute(
-            Stmt::new(&format!(
-                "DELETE FROM notification_reads WHERE notification_id IN ({doomed})"
-            ))
-            .bind(below)
-            .bind(limit),
-        )
-        .await?;
+        // What hangs off a notification goes with it: read marks, and its delivery funnel (a
+        // push still owed that long after is owed no more).
+        for table in ["notification_reads", "notification_deliveries"] {
+            tx.execute(
+                Stmt::new(format!(
+                    "DELETE FROM {table} WHERE notification_id IN ({doomed})"
+                ))
+                .bind(below)
+                .bind(limit),
+            )
+            .await?;
+        }
         let deleted = tx
             .execute(
-                Stmt::new(&format!("DELETE FROM notifications WHERE id IN ({doomed})"))
+                Stmt::new(format!("DELETE FROM notifications WHERE id IN ({doomed})"))
                     .bind(below)
                     .bind(limit),
             )

@@ -84,6 +84,22 @@ fn describe() {
         "parkmate_tls_handshake_failures_total",
         "Connections dropped because their TLS handshake failed or timed out (native TLS)"
     );
+    describe_counter!(
+        "parkmate_notifications_pruned_total",
+        "Notifications deleted by retention (database.retention), on the leader"
+    );
+    describe_counter!(
+        "parkmate_push_notifications_total",
+        "Web Push escalations by event kind and outcome (pushed, failed, retry, held)"
+    );
+    describe_counter!(
+        "parkmate_push_requests_total",
+        "Requests to push services by outcome (delivered, gone, retry_later, rejected)"
+    );
+    describe_counter!(
+        "parkmate_acks_total",
+        "Notifications a client acknowledged as shown, by event kind"
+    );
     describe_histogram!(
         "parkmate_group_commit_size",
         "Notifications per group-commit transaction"
@@ -108,6 +124,10 @@ pub const METRICS: &[&str] = &[
     "parkmate_tls_handshake_failures_total",
     "parkmate_password_hash_refusals_total",
     "parkmate_group_commit_size",
+    "parkmate_notifications_pruned_total",
+    "parkmate_push_notifications_total",
+    "parkmate_push_requests_total",
+    "parkmate_acks_total",
 ];
 
 /// The `reason` labels of `parkmate_handshake_refusals_total` (`ws/handshake.rs`), each
@@ -147,8 +167,21 @@ fn register_at_zero() {
         "parkmate_heartbeat_timeouts_total",
         "parkmate_tls_handshake_failures_total",
         "parkmate_password_hash_refusals_total",
+        "parkmate_notifications_pruned_total",
     ] {
         counter!(name).absolute(0);
+    }
+    // Push and ack counters per event kind: the known kinds and `other` (`push::event_label`).
+    let events = crate::push::KNOWN_EVENTS.iter().chain(&["other"]);
+    for event in events {
+        counter!("parkmate_acks_total", "event" => *event).absolute(0);
+        for outcome in ["pushed", "failed", "retry", "held"] {
+            counter!("parkmate_push_notifications_total", "event" => *event, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+    for outcome in ["delivered", "gone", "retry_later", "rejected"] {
+        counter!("parkmate_push_requests_total", "outcome" => outcome).absolute(0);
     }
     for reason in HANDSHAKE_REFUSAL_REASONS {
         counter!("parkmate_handshake_refusals_total", "reason" => *reason).absolute(0);

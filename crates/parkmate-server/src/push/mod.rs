@@ -27,7 +27,7 @@ pub const URGENT_EVENTS: &[&str] = &["booking_expiring", "booking_expired"];
 /// Event kinds counted under their own name in the Prometheus counters; any other (publishers
 /// choose their own) is counted as `other`, so a publisher cannot grow the label set without
 /// bound.
-const KNOWN_EVENTS: &[&str] = &[
+pub const KNOWN_EVENTS: &[&str] = &[
     "custom",
     "booking_created",
     "booking_declined",
