@@ -9,7 +9,9 @@ toast for ``type == "carwash_completed"``; otherwise take the toast kind from ``
 consumer sent ``{"type": <level>, "message": <message>}`` — the level travelled in ``type``.
 
 :func:`original_onmessage` is that handler, step for step; :func:`migrated_onmessage` is the same
-handler with the change ``docs/migrating-from-django-channels.md`` prescribes. The tests read real
+handler with the two-line change that is one of the guide's three options
+(``docs/migrating-from-django-channels.md``: keep ``onmessage`` on the ``parkmate.channels``
+sub-protocol, use the npm package, or read the native frames as here). The tests read real
 frames from the real server exactly as the browser would receive them.
 """
 
