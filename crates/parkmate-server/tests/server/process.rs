@@ -48,6 +48,8 @@ impl Node {
             .env("PARKMATE_JWT_SECRET", JWT_SECRET)
             .env("PARKMATE_API_KEY", API_KEY)
             .env("PARKMATE_BOOKING_DEMO_DATA", "false")
+            // Configured like production: no development key pair to generate (and warn about).
+            .env("PARKMATE_PUSH_ENABLED", "false")
             .envs(settings.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
