@@ -183,6 +183,10 @@ pub enum ServerFrame {
         role: Role,
         /// The `since` the client asked for, if any; replay starts after it.
         resume_from: Option<i64>,
+        /// The newest notification id this user could see when the socket opened (0 when none).
+        /// A client that has no cursor of its own yet (it has received no notification) keeps
+        /// this as its `since`, so a reconnect replays whatever was published while it was away.
+        newest_id: i64,
         unread_count: i64,
         /// How often the server pings; a client that hears nothing for twice this may reconnect.
         heartbeat_ms: u64,
