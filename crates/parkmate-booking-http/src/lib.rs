@@ -1,6 +1,6 @@
 //! The HTTP API of the parking domain (`docs/booking-api.md`), as one axum [`Router`] the server
-//! merges, plus its OpenAPI document generated from these handlers (served at
-//! `/api/openapi.json`).
+//! merges, plus its OpenAPI document generated from these handlers ([`openapi`]; the server
+//! serves it at `/api/openapi.json`, merged with the notification core's routes).
 //!
 //! Handlers are thin: authenticate ([`AuthUser`]), parse the wire DTO into domain values (422 with
 //! a stable code), call the domain (which decides authorisation and state); `?` turns every
@@ -94,7 +94,6 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let mut r = Router::new()
-        .route("/api/openapi.json", get(openapi_json))
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
         .route("/api/auth/demo-accounts", get(demo_accounts))
@@ -149,10 +148,6 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    Json(openapi())
 }
 
 // ---------------------------------------------------------------------------------------------

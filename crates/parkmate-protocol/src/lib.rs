@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod publish;
+
 /// RFC 3339 with milliseconds and a `Z`: the one timestamp format on the wire (frames, the HTTP
 /// APIs' DTOs), so clients parse one shape everywhere.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -24,6 +26,7 @@ pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 
 /// How a notification looks: the five toast kinds of the original front end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Success,
@@ -163,11 +166,14 @@ impl Viewer {
 /// A notification as the server sends it (`"type": "notification"`). `level` and `message` are
 /// exactly what the original `send_ws_notification` sent, so its toasts keep working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationFrame {
     pub id: i64,
     pub level: Level,
     pub event: String,
     pub message: String,
+    /// A JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: serde_json::Value,
     /// RFC 3339, UTC.
     pub created_at: String,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 pub mod serve;
 pub mod startup;
 pub mod state;

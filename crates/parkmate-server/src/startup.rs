@@ -298,7 +298,8 @@ impl Application {
 
         let mut router = Router::new()
             .merge(crate::ws::router())
-            .merge(crate::api::router());
+            .merge(crate::api::router())
+            .merge(crate::openapi::router(domain.is_some()));
         if settings.metrics_on_main_listener() {
             router = router.merge(crate::api::metrics_router(&settings));
         } else {
