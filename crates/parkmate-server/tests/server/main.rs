@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod cluster;
+mod crash;
 mod delivery;
 mod events;
 mod handshake;
