@@ -284,6 +284,65 @@ export class Server {
   }
 }
 
+/**
+ * A loopback TCP relay in front of the server, so a test can pull the network from under a page:
+ * `cut()` resets every relayed connection and refuses new ones until `restore()`. The page is served
+ * through it (its origin is the relay's), so the socket's same-origin check still holds.
+ */
+export class Relay {
+  constructor(target) {
+    this.target = target;
+    this.down = false;
+    this.pairs = new Set();
+    this.srv = net.createServer((client) => {
+      if (this.down) {
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = net.connect(target.port, '127.0.0.1');
+      const pair = [client, upstream];
+      this.pairs.add(pair);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+        this.pairs.delete(pair);
+      };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  static async create(target) {
+    const relay = new Relay(target);
+    relay.srv.listen(0, '127.0.0.1');
+    await once(relay.srv, 'listening');
+    relay.port = relay.srv.address().port;
+    relay.url = `http://127.0.0.1:${relay.port}`;
+    return relay;
+  }
+
+  /** Every relayed connection is reset (the peer sees the network go), new ones are refused. */
+  cut() {
+    this.down = true;
+    for (const [client, upstream] of this.pairs) {
+      client.resetAndDestroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  restore() {
+    this.down = false;
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((r) => this.srv.close(r));
+  }
+}
+
 export async function launchBrowser() {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
   return browser;

@@ -151,6 +151,34 @@ describe('resume and dedupe', () => {
     client.stop();
   });
 
+  it("resumes from the first hello's newest_id before any notification arrived (0 included)", () => {
+    for (const newest of [17, 0]) {
+      const { client, toasts } = setup();
+      client.start();
+      let ws = FakeWebSocket.last;
+      expect(ws.url).toBe('ws://parkmate.test/ws/notifications/42/');
+      ws.open();
+      ws.hello({ newest_id: newest });
+      expect(client.lastSeenId).toBe(newest);
+      ws.serverClose(1006); // the network dropped before anything arrived
+      vi.advanceTimersByTime(5000);
+      ws = FakeWebSocket.last;
+      expect(ws.url).toBe(`ws://parkmate.test/ws/notifications/42/?since=${newest}`);
+      ws.open();
+      ws.hello({ resume_from: newest, newest_id: newest + 3 });
+      for (const id of [newest + 1, newest + 2, newest + 3]) ws.notification(id);
+      ws.receive({ type: 'replayed', count: 3, last_id: newest + 3 });
+      expect(toasts.map((t) => [t.n.id, t.replayed])).toEqual([
+        [newest + 1, true],
+        [newest + 2, true],
+        [newest + 3, true],
+      ]);
+      // A later hello (with `since`) never moves the cursor: the notifications did.
+      expect(client.lastSeenId).toBe(newest + 3);
+      client.stop();
+    }
+  });
+
   it('treats ids at or below the resumed id as already seen', () => {
     const seen = new SeenIds(10);
     expect(seen.add(9)).toBe(false);

@@ -1,6 +1,6 @@
 //! The HTTP API of the parking domain (`docs/booking-api.md`), as one axum [`Router`] the server
-//! merges, plus its OpenAPI document generated from these handlers (served at
-//! `/api/openapi.json`).
+//! merges, plus its OpenAPI document generated from these handlers ([`openapi`]; the server
+//! serves it at `/api/openapi.json`, merged with the notification core's routes).
 //!
 //! Handlers are thin: authenticate ([`AuthUser`]), parse the wire DTO into domain values (422 with
 //! a stable code), call the domain (which decides authorisation and state); `?` turns every
@@ -55,8 +55,6 @@ pub struct BookingApi {
     pub limits: Arc<AccountLimits>,
     /// Whose `X-Forwarded-For` names the client, for the per-address limits.
     pub trusted_proxies: TrustedProxies,
-    /// The server's other documented routes (Web Push), merged into the served document.
-    pub more_openapi: Option<Arc<utoipa::openapi::OpenApi>>,
 }
 
 impl std::fmt::Debug for BookingApi {
@@ -99,7 +97,6 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let mut r = Router::new()
-        .route("/api/openapi.json", get(openapi_json))
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
         .route("/api/auth/demo-accounts", get(demo_accounts))
@@ -154,14 +151,6 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
-}
-
-async fn openapi_json(State(api): State<BookingApi>) -> impl IntoResponse {
-    let mut doc = openapi();
-    if let Some(more) = &api.more_openapi {
-        doc.merge(more.as_ref().clone());
-    }
-    Json(doc)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,9 +58,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(Tx(match &self.engine {
             Engine::Sqlite(p) => TxInner::Sqlite(p.write.begin().await.map_err(sqlite::classify)?),
-            Engine::Postgres(p) => {
-                TxInner::Postgres(p.pool.begin().await.map_err(postgres::classify)?)
-            }
+            Engine::Postgres(p) => TxInner::Postgres(p.begin().await?),
         }))
     }
 
@@ -71,9 +69,7 @@ impl Db {
             Engine::Sqlite(p) => {
                 ReadInner::Sqlite(p.read.acquire().await.map_err(sqlite::classify)?)
             }
-            Engine::Postgres(p) => {
-                ReadInner::Postgres(p.pool.acquire().await.map_err(postgres::classify)?)
-            }
+            Engine::Postgres(p) => ReadInner::Postgres(p.acquire().await?),
         }))
     }
 

@@ -96,6 +96,16 @@ pub struct UnreadState {
     pub as_of: i64,
 }
 
+/// What a socket's `hello` needs from the store, from one snapshot: the unread state and the
+/// newest notification id the viewer can see (0 when it sees none; never above `unread.as_of`).
+/// A client that has no cursor of its own resumes from `newest`, so nothing published after its
+/// first `hello` is lost to a reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Greeting {
+    pub unread: UnreadState,
+    pub newest: i64,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Accounts and lots
 

@@ -14,7 +14,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 use crate::exec::{Exec, Row, Stmt};
-use crate::{Db, DbError, InboxItem, InboxPage, NewNotification, StoredNotification, UnreadState};
+use crate::{
+    Db, DbError, Greeting, InboxItem, InboxPage, NewNotification, StoredNotification, UnreadState,
+};
 
 /// The largest page any listing returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
@@ -40,14 +42,26 @@ pub(crate) fn visible(extra: &str) -> String {
 const WATERMARK: &str =
     "COALESCE((SELECT read_through FROM read_watermarks WHERE user_id = $1), 0)";
 
-/// One row: `as_of` (the highest stored id) and the viewer's `unread` count, from one snapshot.
-/// `$1` user, `$2` role.
+/// The newest id the viewer can see (0 when none): the largest of one index lookup per stream
+/// (each stream's partial index ends in `id`, so each `MAX` reads one entry; a lot's staff one per
+/// lot the viewer works at). `$1` user id, `$2` role.
+const NEWEST_VISIBLE: &str = "(SELECT COALESCE(MAX(m), 0) FROM ( \
+       SELECT MAX(id) AS m FROM notifications WHERE audience_kind = 'user' AND user_id = $1 \
+       UNION ALL SELECT MAX(id) FROM notifications WHERE audience_kind = 'role' AND role = $2 \
+       UNION ALL SELECT (SELECT MAX(n.id) FROM notifications n \
+                          WHERE n.audience_kind = 'lot' AND n.lot_id = e.lot_id) \
+                 FROM lot_employees e WHERE e.user_id = $1 \
+       UNION ALL SELECT MAX(id) FROM notifications WHERE audience_kind = 'all') AS streams)";
+
+/// One row from one snapshot: `as_of` (the highest stored id), the viewer's `unread` count and
+/// `newest` (the highest id the viewer can see, never above `as_of`). `$1` user, `$2` role.
 fn unread_sql() -> String {
     format!(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM notifications) AS as_of, \
                 (SELECT COUNT(*) FROM ({}) AS v \
                   WHERE NOT EXISTS (SELECT 1 FROM notification_reads r \
-                                     WHERE r.user_id = $1 AND r.notification_id = v.id)) AS unread",
+                                     WHERE r.user_id = $1 AND r.notification_id = v.id)) AS unread, \
+                {NEWEST_VISIBLE} AS newest",
         visible(&format!("AND id > {WATERMARK}"))
     )
 }
@@ -248,10 +262,10 @@ impl Db {
         viewer: Viewer,
         after: i64,
         budget: PageBudget,
-    ) -> Result<(UnreadState, ReplayPage), DbError> {
+    ) -> Result<(Greeting, ReplayPage), DbError> {
         // The unread row, joined with the replay page; without a page the page's columns are NULL.
         let sql = format!(
-            "SELECT u.as_of, u.unread, page.* FROM ({}) AS u \
+            "SELECT u.as_of, u.unread, u.newest, page.* FROM ({}) AS u \
              LEFT JOIN ({}) AS page ON 1 = 1 \
              ORDER BY page.id",
             unread_sql(),
@@ -265,11 +279,14 @@ impl Db {
         let first = rows
             .first()
             .ok_or_else(|| DbError::corrupt("the unread row is missing"))?;
-        let unread = UnreadState {
-            count: first.get("unread")?,
-            as_of: first.get("as_of")?,
+        let greeting = Greeting {
+            unread: UnreadState {
+                count: first.get("unread")?,
+                as_of: first.get("as_of")?,
+            },
+            newest: first.get("newest")?,
         };
-        Ok((unread, replay_page(&rows, budget)?))
+        Ok((greeting, replay_page(&rows, budget)?))
     }
 
     /// The viewer's inbox, newest first, optionally only ids below `before`.
@@ -320,6 +337,28 @@ impl Db {
 
     pub async fn unread(&self, viewer: Viewer) -> Result<UnreadState, DbError> {
         unread_on(&mut self.read().await?, viewer).await
+    }
+
+    /// What a socket opening without `since` says in its `hello`: the unread state and the
+    /// newest id the viewer can see, from one snapshot (one statement).
+    pub async fn greeting(&self, viewer: Viewer) -> Result<Greeting, DbError> {
+        let sql = unread_sql();
+        let row = self
+            .read()
+            .await?
+            .fetch_one(
+                Stmt::new(&sql)
+                    .bind(viewer.user_id)
+                    .bind(viewer.role.as_str()),
+            )
+            .await?;
+        Ok(Greeting {
+            unread: UnreadState {
+                count: row.get("unread")?,
+                as_of: row.get("as_of")?,
+            },
+            newest: row.get("newest")?,
+        })
     }
 
     /// Marks one notification read; `NotFound` when the viewer cannot see it.

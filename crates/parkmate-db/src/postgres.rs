@@ -21,6 +21,7 @@
 //!   notifications sends `NOTIFY` on [`COMMIT_CHANNEL`] so the leader publishes at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
@@ -50,6 +51,12 @@ const POOL_CONNECTIONS: u32 = 10;
 /// How long a query waits for a free connection, and how long start-up waits for the server:
 /// an unreachable database must fail start-up promptly, not hang it.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a connection while the server is known to be unreachable (the last
+/// acquire failed): sqlx retries a refused connection until [`ACQUIRE_TIMEOUT`], so without this
+/// every request of an outage would wait that long before its 503. Long enough for a connect on
+/// a healthy network, so the first query after the server returns succeeds and clears the mark:
+/// nodes reconnect by themselves.
+const ACQUIRE_WHILE_DOWN: Duration = Duration::from_millis(500);
 /// How often a follower tries to take the lead, and how often the leader checks that its lock
 /// connection is alive: a dead leader is replaced within about this long.
 const LEADER_POLL: Duration = Duration::from_secs(1);
@@ -63,7 +70,12 @@ pub(crate) const DIALECT: Dialect = Dialect {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Pools {
-    pub(crate) pool: PgPool,
+    pool: PgPool,
+    /// Whether the server is known to be unreachable: set when an acquire or the leader lease's
+    /// connection (every node's probe, once per [`LEADER_POLL`]) fails for want of it, cleared by
+    /// the next success. While set, acquires wait [`ACQUIRE_WHILE_DOWN`] at most, and setting it
+    /// ends the acquires already waiting: an outage answers 503 within about a second.
+    down: Arc<tokio::sync::watch::Sender<bool>>,
     /// For the leader lease's dedicated connection (a pooled one could be recycled under it).
     /// Boxed: the options are large and `Db` is passed by value.
     options: Box<PgConnectOptions>,
@@ -86,8 +98,58 @@ impl Pools {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Pools {
             pool,
+            down: Arc::new(tokio::sync::watch::channel(false).0),
             options: Box::new(options),
         })
+    }
+
+    /// A pooled connection; an outage answers within [`ACQUIRE_WHILE_DOWN`] once it is known.
+    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, DbError> {
+        self.watched(self.pool.acquire()).await
+    }
+
+    /// A transaction on a pooled connection, like [`Pools::acquire`].
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, DbError> {
+        self.watched(self.pool.begin()).await
+    }
+
+    /// Marks the server down when `e` says it is unreachable (logged by the caller).
+    fn note_outage(&self, e: sqlx::Error) {
+        if matches!(classify(e), DbError::Unavailable(_)) {
+            self.set_down(true);
+        }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down
+            .send_if_modified(|d| std::mem::replace(d, down) != down);
+    }
+
+    /// Runs an acquire (cancel-safe in sqlx), bounded while the server is known down, and keeps
+    /// the mark up to date with its outcome.
+    async fn watched<T>(
+        &self,
+        acquire: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, DbError> {
+        let mut down = self.down.subscribe();
+        let result = if *down.borrow_and_update() {
+            tokio::time::timeout(ACQUIRE_WHILE_DOWN, acquire)
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        } else {
+            tokio::select! {
+                r = acquire => r,
+                // The lease's probe found the server gone while this waited: stop waiting.
+                Ok(_) = down.wait_for(|d| *d) => Err(sqlx::Error::PoolTimedOut),
+            }
+        }
+        .map_err(classify);
+        match &result {
+            Ok(_) => self.set_down(false),
+            Err(DbError::Unavailable(_)) => self.set_down(true),
+            Err(_) => {}
+        }
+        result
     }
 
     pub(crate) async fn close(&self) {
@@ -118,10 +180,16 @@ impl Pools {
     async fn campaign(&self, leader: &tokio::sync::watch::Sender<bool>) {
         use sqlx::ConnectOptions;
         loop {
+            // The lease's connection is every node's probe of the server, once per LEADER_POLL:
+            // it marks an outage before a request has to wait for one, and its end.
             let mut conn = match self.options.connect().await {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    self.set_down(false);
+                    conn
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "leader lease: cannot connect");
+                    self.note_outage(e);
                     tokio::time::sleep(LEADER_POLL).await;
                     continue;
                 }
@@ -147,6 +215,7 @@ impl Pools {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "leader lease: connection lost, stepping down");
+                        self.note_outage(e);
                         leader.send_replace(false);
                         break;
                     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod dialect;
 pub use dialect::{CHANNELS_GREETING, CHANNELS_SUBPROTOCOL, Dialect};
+pub mod publish;
 
 /// RFC 3339 with milliseconds and a `Z`: the one timestamp format on the wire (frames, the HTTP
 /// APIs' DTOs), so clients parse one shape everywhere.
@@ -28,6 +29,7 @@ pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 
 /// How a notification looks: the five toast kinds of the original front end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Success,
@@ -167,11 +169,14 @@ impl Viewer {
 /// A notification as the server sends it (`"type": "notification"`). `level` and `message` are
 /// exactly what the original `send_ws_notification` sent, so its toasts keep working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationFrame {
     pub id: i64,
     pub level: Level,
     pub event: String,
     pub message: String,
+    /// A JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: serde_json::Value,
     /// RFC 3339, UTC.
     pub created_at: String,
@@ -187,6 +192,10 @@ pub enum ServerFrame {
         role: Role,
         /// The `since` the client asked for, if any; replay starts after it.
         resume_from: Option<i64>,
+        /// The newest notification id this user could see when the socket opened (0 when none).
+        /// A client that has no cursor of its own yet (it has received no notification) keeps
+        /// this as its `since`, so a reconnect replays whatever was published while it was away.
+        newest_id: i64,
         unread_count: i64,
         /// How often the server pings; a client that hears nothing for twice this may reconnect.
         heartbeat_ms: u64,

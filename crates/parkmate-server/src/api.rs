@@ -23,21 +23,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parkmate_auth::{ApiError, ApiJson, ApiKey, ApiQuery, AuthUser, ExpectedApiKey, PathId};
+use parkmate_booking_http::dto::ErrorBody;
 use parkmate_db::{NewNotification, UnreadState};
-use parkmate_protocol::{Audience, Level, NotificationFrame, Role};
+use parkmate_protocol::NotificationFrame;
+pub use parkmate_protocol::publish::{
+    MAX_DATA_BYTES, MAX_MESSAGE_CHARS, MAX_USER_IDS, Publish, PublishRequest,
+};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::config::Settings;
 use crate::error::Error;
 use crate::state::AppState;
 
-/// Longest message accepted: toasts show a sentence, not an essay.
-pub const MAX_MESSAGE_CHARS: usize = 2000;
-/// Largest `data` object, serialised.
-pub const MAX_DATA_BYTES: usize = 16 * 1024;
-/// Most recipients in one `user_ids` call.
-pub const MAX_USER_IDS: usize = 1000;
 /// A publisher waiting longer than this for the writer queue gets 503 instead of hanging.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// `/readyz` calls the store unreachable when it has not answered within this: a probe must
@@ -134,127 +133,21 @@ impl FromRequestParts<AppState> for PublishAllowance {
     }
 }
 
-/// The publish body, mirroring the original `send_ws_notification(user_id, level, message)`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishRequest {
-    pub level: String,
-    pub message: String,
-    pub event: Option<String>,
-    pub data: Option<serde_json::Value>,
-    pub user_id: Option<i64>,
-    pub user_ids: Option<Vec<i64>>,
-    pub role: Option<String>,
-    pub broadcast: Option<bool>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PublishResponse {
+    /// The stored notifications' ids, one per recipient (a role or everyone is one).
     pub ids: Vec<i64>,
 }
 
-fn audiences(req: &PublishRequest) -> Result<Vec<Audience>, ApiError> {
-    let bad = |m: &str| ApiError::unprocessable("invalid_recipient", m.to_owned());
-    let given = [
-        req.user_id.is_some(),
-        req.user_ids.is_some(),
-        req.role.is_some(),
-        req.broadcast.is_some(),
-    ]
-    .iter()
-    .filter(|g| **g)
-    .count();
-    if given != 1 {
-        return Err(bad(
-            "give exactly one of user_id, user_ids, role, broadcast",
-        ));
-    }
-    let user = |id: i64| {
-        if id < 0 {
-            Err(bad("user ids are non-negative"))
-        } else {
-            Ok(Audience::User(id))
-        }
-    };
-    if let Some(id) = req.user_id {
-        return Ok(vec![user(id)?]);
-    }
-    if let Some(ids) = &req.user_ids {
-        if ids.is_empty() || ids.len() > MAX_USER_IDS {
-            return Err(bad(&format!("user_ids must hold 1 to {MAX_USER_IDS} ids")));
-        }
-        let mut seen = std::collections::HashSet::new();
-        return ids
-            .iter()
-            .filter(|id| seen.insert(**id))
-            .map(|id| user(*id))
-            .collect();
-    }
-    if let Some(role) = &req.role {
-        return role
-            .parse::<Role>()
-            .map(|r| vec![Audience::Role(r)])
-            .map_err(|e| bad(&e.to_string()));
-    }
-    match req.broadcast {
-        Some(true) => Ok(vec![Audience::All]),
-        _ => Err(bad("broadcast must be true when given")),
-    }
-}
-
-/// Validates a publish request into the notifications to store.
+/// Validates a publish request into the notifications to store: the body's rules are
+/// [`PublishRequest::parse`]'s (422 with its code), the `Idempotency-Key` header's are here (400).
 pub fn validate(
     req: &PublishRequest,
     idempotency_key: Option<&str>,
 ) -> Result<Vec<NewNotification>, ApiError> {
-    let level: Level = req
-        .level
+    let publish = req
         .parse()
-        .map_err(|e: parkmate_protocol::ParseEnumError| {
-            ApiError::unprocessable("invalid_level", e.to_string())
-        })?;
-    if req.message.trim().is_empty() {
-        return Err(ApiError::unprocessable(
-            "empty_message",
-            "message must not be empty",
-        ));
-    }
-    if req.message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(ApiError::unprocessable(
-            "message_too_long",
-            format!("message is longer than {MAX_MESSAGE_CHARS} characters"),
-        ));
-    }
-    let event = req.event.clone().unwrap_or_else(|| "custom".to_owned());
-    if event.is_empty()
-        || event.len() > 64
-        || !event
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_event",
-            "event must be 1-64 characters of a-z, 0-9 and _",
-        ));
-    }
-    let data = match &req.data {
-        None => serde_json::Value::Object(Default::default()),
-        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= MAX_DATA_BYTES => {
-            v.clone()
-        }
-        Some(serde_json::Value::Object(_)) => {
-            return Err(ApiError::unprocessable(
-                "invalid_data",
-                format!("data is larger than {MAX_DATA_BYTES} bytes"),
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::unprocessable(
-                "invalid_data",
-                "data must be a JSON object",
-            ));
-        }
-    };
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
     if let Some(key) = idempotency_key
         && (key.is_empty() || key.len() > 200)
     {
@@ -263,11 +156,18 @@ pub fn validate(
             "Idempotency-Key must be 1-200 characters",
         ));
     }
-    Ok(audiences(req)?
+    let Publish {
+        level,
+        event,
+        message,
+        data,
+        audiences,
+    } = publish;
+    Ok(audiences
         .into_iter()
         .enumerate()
         .map(|(i, audience)| {
-            let n = NewNotification::new(audience, level, &event, req.message.clone())
+            let n = NewNotification::new(audience, level, &event, message.clone())
                 .with_data(data.clone());
             match idempotency_key {
                 Some(key) => n.with_dedupe_key(format!("api:{key}:{i}")),
@@ -280,6 +180,18 @@ pub fn validate(
 /// Publishes a notification (backends, with the API key). The key and its rate limit are checked
 /// before the body is read, so an unauthenticated caller learns nothing about it and a flood
 /// costs no parsing.
+#[utoipa::path(post, path = "/api/notifications", tag = "notifications", security(("api_key" = [])),
+    request_body = PublishRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "1-200 characters; a retry with the same key stores nothing twice and answers the same ids")),
+    responses((status = 201, body = PublishResponse),
+              (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_idempotency_key`", body = ErrorBody),
+              (status = 401, description = "`unauthorized`: no or a wrong API key", body = ErrorBody),
+              (status = 413, description = "`payload_too_large`: over `http.max_body_bytes`", body = ErrorBody),
+              (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
+              (status = 422, description = "`invalid_body`, `invalid_level`, `empty_message`, `message_too_long`, `invalid_event`, `invalid_data`, `invalid_recipient`", body = ErrorBody),
+              (status = 429, description = "`rate_limited`: the key's `limits.publish` (`Retry-After`)", body = ErrorBody),
+              (status = 503, description = "`overloaded` or `unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
 async fn publish(
     State(state): State<AppState>,
     _key: ApiKey,
@@ -301,37 +213,57 @@ async fn publish(
     Ok((StatusCode::CREATED, Json(PublishResponse { ids })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct InboxQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxQuery {
+    /// Only notifications with a smaller id (the previous page's `next_before`).
     before: Option<i64>,
+    /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct InboxEntry {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InboxEntry {
     #[serde(flatten)]
     notification: NotificationFrame,
     read: bool,
 }
 
-#[derive(Serialize)]
-struct InboxResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InboxResponse {
+    /// Newest first.
     items: Vec<InboxEntry>,
+    /// Pass as `before` for the next (older) page; null on the last page.
     next_before: Option<i64>,
     unread_count: i64,
 }
 
-#[derive(Serialize)]
-struct CountResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CountResponse {
     count: i64,
 }
 
-#[derive(Serialize)]
-struct ReadResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReadResponse {
     unread_count: i64,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthResponse {
+    /// `ok`.
+    status: String,
+    /// Sockets open on this node.
+    connections: u64,
+}
+
+/// The signed-in user's notifications, newest first.
+#[utoipa::path(get, path = "/api/inbox", tag = "inbox", security(("bearer" = [])), params(InboxQuery),
+    responses((status = 200, body = InboxResponse),
+              (status = 400, description = "`invalid_query`", body = ErrorBody),
+              (status = 401, description = "`missing_token`, `invalid_token`, `token_revoked`", body = ErrorBody),
+              (status = 503, description = "`unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
 async fn inbox(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -359,6 +291,11 @@ async fn inbox(
     }))
 }
 
+/// The signed-in user's unread count.
+#[utoipa::path(get, path = "/api/inbox/unread-count", tag = "inbox", security(("bearer" = [])),
+    responses((status = 200, body = CountResponse),
+              (status = 401, description = "`missing_token`, `invalid_token`, `token_revoked`", body = ErrorBody),
+              (status = 503, description = "`unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
 async fn unread_count(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -374,6 +311,14 @@ async fn announce(state: &AppState, user_id: i64, s: UnreadState) -> Json<ReadRe
     })
 }
 
+/// Marks one notification read (every socket of the user hears the new count).
+#[utoipa::path(post, path = "/api/inbox/{id}/read", tag = "inbox", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "A notification id the user can see")),
+    responses((status = 200, body = ReadResponse),
+              (status = 400, description = "`invalid_id`", body = ErrorBody),
+              (status = 401, description = "`missing_token`, `invalid_token`, `token_revoked`", body = ErrorBody),
+              (status = 404, description = "`not_found`: no such notification for this user", body = ErrorBody),
+              (status = 503, description = "`unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
 async fn read_one(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -383,6 +328,11 @@ async fn read_one(
     Ok(announce(&state, who.user_id, s).await)
 }
 
+/// Marks everything the user can see read.
+#[utoipa::path(post, path = "/api/inbox/read-all", tag = "inbox", security(("bearer" = [])),
+    responses((status = 200, body = ReadResponse),
+              (status = 401, description = "`missing_token`, `invalid_token`, `token_revoked`", body = ErrorBody),
+              (status = 503, description = "`unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
 async fn read_all(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -391,22 +341,49 @@ async fn read_all(
     Ok(announce(&state, who.user_id, s).await)
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
+/// Whether this node can serve: its store answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, body = HealthResponse),
+              (status = 503, description = "`unavailable` (the store) or `shutting_down` (`Retry-After`)", body = ErrorBody)))]
+async fn healthz(State(state): State<AppState>) -> Result<Json<HealthResponse>, Error> {
     // Healthy means the store answers: a node that cannot read cannot replay.
     state.store.max_id().await?;
-    Ok(Json(
-        serde_json::json!({ "status": "ok", "connections": state.hub.connection_count() }),
-    ))
+    Ok(Json(HealthResponse {
+        status: "ok".to_owned(),
+        connections: state.hub.connection_count() as u64,
+    }))
+}
+
+/// `/livez`'s and `/readyz`'s 200 body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ProbeResponse {
+    /// `ok` (`/livez`) or `ready` (`/readyz`).
+    status: String,
+    /// `/readyz` only: `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// `/readyz` only: `ok` (also without Redis: nothing to be connected to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<String>,
 }
 
 /// The process is up and serving HTTP. Nothing else is checked: an orchestrator restarts a node
 /// whose liveness fails, and an outage of the database is no reason to restart every node.
-async fn livez() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/livez", tag = "operations", security(()),
+    responses((status = 200, body = ProbeResponse)))]
+async fn livez() -> Json<ProbeResponse> {
+    Json(ProbeResponse {
+        status: "ok".into(),
+        store: None,
+        broker: None,
+    })
 }
 
 /// Whether to send this node traffic: 200 `{"status":"ready",…}`, or 503 with the error shape
 /// (`code` `not_ready`, a `message` naming what is wrong) and each check's state.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, body = ProbeResponse),
+              (status = 503, description = "`not_ready`: draining, the store does not answer, or Redis is not connected; with `draining`, `store` and `broker` beside `code` and `message`", body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.is_draining();
     let store = matches!(
@@ -416,8 +393,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let broker = state.broker.as_ref().is_none_or(|b| b.is_up());
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     if !draining && store && broker {
-        return Json(serde_json::json!({ "status": "ready", "store": "ok", "broker": "ok" }))
-            .into_response();
+        return Json(ProbeResponse {
+            status: "ready".into(),
+            store: Some("ok".into()),
+            broker: Some("ok".into()),
+        })
+        .into_response();
     }
     let message = if draining {
         "this node is draining for a stop"
@@ -440,6 +421,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Prometheus metrics, on this address unless `metrics.bind` moves them (then 404 here); behind
+/// `Authorization: Bearer <metrics.token>` when one is set (required in production).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+              (status = 401, description = "`unauthorized`: the metrics token is missing or wrong", body = ErrorBody),
+              (status = 404, description = "`not_found`: metrics are served on `metrics.bind`", body = ErrorBody)))]
+#[allow(dead_code)] // only its documentation: the route is `metrics_router`'s closure
+fn metrics_doc() {}
+
 async fn metrics() -> impl IntoResponse {
     (
         [(
@@ -459,27 +449,17 @@ mod tests {
     }
 
     #[test]
-    fn exactly_one_recipient() {
-        let r = req(serde_json::json!({"level":"info","message":"m"}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
-        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"broadcast":true}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
-        let r = req(serde_json::json!({"level":"info","message":"m","user_ids":[1,2,2]}));
-        assert_eq!(validate(&r, None).unwrap().len(), 2);
-        let r = req(serde_json::json!({"level":"info","message":"m","role":"pilot"}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_recipient");
-    }
-
-    #[test]
-    fn level_message_event_and_data_are_checked() {
+    fn the_body_rules_answer_422_and_the_idempotency_key_400() {
         let r = req(serde_json::json!({"level":"loud","message":"m","user_id":1}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_level");
-        let r = req(serde_json::json!({"level":"info","message":"  ","user_id":1}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "empty_message");
-        let r =
-            req(serde_json::json!({"level":"info","message":"m","user_id":1,"event":"Bad Event"}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_event");
-        let r = req(serde_json::json!({"level":"info","message":"m","user_id":1,"data":[1]}));
-        assert_eq!(validate(&r, None).unwrap_err().code, "invalid_data");
+        let e = validate(&r, None).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (422, "invalid_level"));
+        let r = req(serde_json::json!({"level":"info","message":"m","user_ids":[1,2,2]}));
+        let stored = validate(&r, Some("k")).unwrap();
+        assert_eq!(stored.len(), 2);
+        let e = validate(&r, Some("")).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (400, "invalid_idempotency_key")
+        );
     }
 }

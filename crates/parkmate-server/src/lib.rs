@@ -8,6 +8,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 pub mod push;
 pub mod serve;
 pub mod startup;

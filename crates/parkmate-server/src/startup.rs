@@ -332,7 +332,8 @@ impl Application {
         let mut router = Router::new()
             .merge(crate::ws::router())
             .merge(crate::api::router())
-            .merge(crate::push::api::router());
+            .merge(crate::push::api::router())
+            .merge(crate::openapi::router(domain.is_some()));
         if settings.metrics_on_main_listener() {
             router = router.merge(crate::api::metrics_router(&settings));
         } else {
@@ -377,7 +378,6 @@ impl Application {
                 api_key: state.api_key.clone(),
                 limits: account_limits.clone(),
                 trusted_proxies,
-                more_openapi: Some(Arc::new(crate::push::api::openapi())),
             }));
         }
         // Escalation to Web Push: one task, working while this node leads (like the dispatcher),

@@ -40,10 +40,13 @@ export function wsBaseUrl(explicit?: string, loc: LocationLike | undefined = glo
   return `${scheme}//${loc.host}`;
 }
 
-/** The notification socket URL for a user, resuming after `since` when known. */
+/**
+ * The notification socket URL for a user, resuming after `since` when known (0 included: a user
+ * who could see nothing yet resumes from the beginning).
+ */
 export function notificationSocketUrl(base: string, userId: number | string, since: number | null): string {
   const path = `${trimSlash(base)}/ws/notifications/${encodeURIComponent(String(userId))}/`;
-  return since != null && since > 0 ? `${path}?since=${since}` : path;
+  return since != null && since >= 0 ? `${path}?since=${since}` : path;
 }
 
 /** Sub-protocols offered by a browser: the protocol version, then the token (never in the URL). */

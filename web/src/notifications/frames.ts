@@ -77,6 +77,8 @@ export class FrameDispatcher {
           serverOffsetMs: Number.isNaN(serverNow) ? 0 : serverNow - Date.now(),
         });
         this.host.hello(frame.heartbeat_ms);
+        // No cursor yet: resume from the server's newest visible id on the next connect.
+        if (since == null && typeof frame.newest_id === 'number') this.seen.anchor(frame.newest_id);
         if (since != null) {
           this.flushReplay(); // a second hello on one socket: show what the first one buffered
           this.replayBuffer = [];

@@ -26,6 +26,8 @@ export type ServerFrame =
       user_id: number;
       role: string;
       resume_from: number | null;
+      /** The newest id the user could see when the socket opened (0 when none); older servers omit it. */
+      newest_id?: number;
       unread_count: number;
       heartbeat_ms: number;
       server_time: string;

@@ -1,7 +1,8 @@
 /**
  * Lossless delivery on the client side: the id of the last notification seen is remembered per user
  * (in localStorage, so it survives reloads) and sent as `since` on every (re)connect; notifications are
- * deduplicated by id so a replay never yields a duplicate or a second toast.
+ * deduplicated by id so a replay never yields a duplicate or a second toast. Before the first
+ * notification, the first `hello`'s `newest_id` is the cursor ({@link SeenIds.anchor}).
  *
  * @packageDocumentation
  */
@@ -61,6 +62,8 @@ export class SeenIds {
   private readonly ids = new Set<number>();
   private readonly floor: number;
   private highWater: number;
+  /** Whether the cursor is known even while it is 0 (see {@link SeenIds.anchor}). */
+  private anchored: boolean;
 
   constructor(
     resumedFrom: number | null = null,
@@ -69,11 +72,28 @@ export class SeenIds {
   ) {
     this.floor = resumedFrom ?? 0;
     this.highWater = this.floor;
+    this.anchored = resumedFrom != null;
   }
 
-  /** The largest id seen, or null: what to send as `since`. */
+  /**
+   * The largest id seen, or the anchor, or null: what to send as `since`. 0 is a real cursor once
+   * anchored (a user who saw nothing yet resumes with `since=0` and gets everything since).
+   */
   get lastId(): number | null {
-    return this.highWater > 0 ? this.highWater : null;
+    return this.anchored || this.highWater > 0 ? this.highWater : null;
+  }
+
+  /**
+   * A first `hello` (sent without `since`) names the newest id the user could see at that moment:
+   * adopt it as the cursor when there is none yet, so a reconnect before the first notification
+   * replays what was published in between instead of starting "from now" again. Only raises the
+   * cursor, never the floor: a live id below it (queued before the server's snapshot) is still
+   * delivered once.
+   */
+  anchor(newestId: number): void {
+    if (this.anchored || this.highWater > 0 || !Number.isSafeInteger(newestId) || newestId < 0) return;
+    this.highWater = newestId;
+    this.anchored = true;
   }
 
   /** True the first time an id is offered, false for every repeat. */

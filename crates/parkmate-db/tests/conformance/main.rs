@@ -496,13 +496,21 @@ async fn concurrent_writers_never_commit_behind_a_reader(store: Store) {
     );
 }
 
-/// `resume` answers exactly what `unread` and then `replay` answer, for every kind of `after`.
+/// `resume` answers exactly what `greeting` (and `unread`) and then `replay` answer, for every
+/// kind of `after`; the greeting's `newest` is the newest id of the viewer's own streams.
 async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
     let ids =
         |page: &[parkmate_db::StoredNotification]| page.iter().map(|n| n.id).collect::<Vec<_>>();
-    let (unread, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
+    let (greeting, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
     let page = page.notifications;
-    assert_eq!((unread.count, unread.as_of), (0, 0));
+    assert_eq!(
+        (
+            greeting.unread.count,
+            greeting.unread.as_of,
+            greeting.newest
+        ),
+        (0, 0, 0)
+    );
     assert!(page.is_empty());
 
     let stored = store
@@ -521,9 +529,10 @@ async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
     for viewer in [ALICE, BOB] {
         for after in [0, stored[0].id, stored[3].id, last, last + 100] {
             for limit in [1, 2, 10] {
-                let (unread, page) = store.resume(viewer, after, rows(limit)).await.unwrap();
+                let (greeting, page) = store.resume(viewer, after, rows(limit)).await.unwrap();
                 let page = page.notifications;
-                assert_eq!(unread, store.unread(viewer).await.unwrap());
+                assert_eq!(greeting, store.greeting(viewer).await.unwrap());
+                assert_eq!(greeting.unread, store.unread(viewer).await.unwrap());
                 let expected = store
                     .replay(viewer, after, rows(limit))
                     .await
@@ -541,12 +550,24 @@ async fn resume_is_the_unread_state_and_the_first_replay_page(store: Store) {
             }
         }
     }
-    let (unread, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
+    let (greeting, page) = store.resume(ALICE, 0, rows(10)).await.unwrap();
     let page = page.notifications;
     // a2, everyone, users; a1 was read.
-    assert_eq!(unread.count, 3);
-    assert_eq!(unread.as_of, last);
+    assert_eq!(greeting.unread.count, 3);
+    assert_eq!(greeting.unread.as_of, last);
     assert_eq!(page.len(), 4);
+    // Alice's newest is a2 (the last row); Bob's is "owners", below the store's newest.
+    assert_eq!(greeting.newest, last);
+    let bob = store.greeting(BOB).await.unwrap();
+    assert_eq!((bob.newest, bob.unread.as_of), (stored[3].id, last));
+    // Newer rows of other streams move `as_of`, never a viewer's `newest`.
+    let more = store
+        .insert_batch(&[note(Audience::User(ALICE.user_id), "a3")])
+        .await
+        .unwrap();
+    let bob = store.greeting(BOB).await.unwrap();
+    assert_eq!((bob.newest, bob.unread.as_of), (stored[3].id, more[0].id));
+    assert_eq!(store.greeting(ALICE).await.unwrap().newest, more[0].id);
 }
 
 /// A commit of notifications on one node wakes a listener on another (the leader's dispatcher

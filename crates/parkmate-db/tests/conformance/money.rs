@@ -881,8 +881,11 @@ pub async fn a_lot_audience_follows_current_membership(db: Db) {
         ),
         ["job at harbour", "all employees"]
     );
-    let (unread, page) = db.resume(erin_v, 0, crate::rows(10)).await.unwrap();
-    assert_eq!((unread.count, page.notifications.len()), (2, 2));
+    let (greeting, page) = db.resume(erin_v, 0, crate::rows(10)).await.unwrap();
+    assert_eq!((greeting.unread.count, page.notifications.len()), (2, 2));
+    // Her newest visible id is the employees' row; Emil's too (central's job is older).
+    assert_eq!(greeting.newest, stored[2].id);
+    assert_eq!(db.greeting(emil_v).await.unwrap().newest, stored[2].id);
     assert_eq!(db.mark_read(erin_v, stored[1].id).await.unwrap().count, 1);
     let inbox = db.inbox(erin_v, None, 10).await.unwrap();
     assert_eq!(
@@ -900,4 +903,17 @@ pub async fn a_lot_audience_follows_current_membership(db: Db) {
         db.after(0, 10).await.unwrap()[1].audience,
         Audience::Lot(harbour)
     );
+    // A newer job at Harbour is Erin's newest visible id (through the lot she works at), not
+    // Emil's.
+    let later = db
+        .insert_batch(&[NewNotification::new(
+            Audience::Lot(harbour),
+            Level::Info,
+            "car_wash_requested",
+            "second job at harbour",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(db.greeting(erin_v).await.unwrap().newest, later[0].id);
+    assert_eq!(db.greeting(emil_v).await.unwrap().newest, stored[2].id);
 }

@@ -326,17 +326,18 @@ impl Connection {
     async fn open(&mut self) -> Result<(), End> {
         // A resuming client's unread count and first replay page come from one store call (one
         // statement on SQLite): a reconnect storm pays per round trip.
-        let (snapshot, first_page) = match self.since {
+        let (greeting, first_page) = match self.since {
             Some(since) => {
-                let (snapshot, page) = self
+                let (greeting, page) = self
                     .state
                     .store
                     .resume(self.viewer(), since, self.page_budget())
                     .await?;
-                (snapshot, Some(page))
+                (greeting, Some(page))
             }
-            None => (self.state.store.unread(self.viewer()).await?, None),
+            None => (self.state.store.greeting(self.viewer()).await?, None),
         };
+        let snapshot = greeting.unread;
         self.unread = snapshot.count;
         self.unread_as_of = snapshot.as_of;
         match self.since {
@@ -355,6 +356,7 @@ impl Connection {
                 user_id: self.identity.user_id,
                 role: self.identity.role,
                 resume_from: self.since,
+                newest_id: greeting.newest,
                 unread_count: self.unread,
                 heartbeat_ms: self.state.settings.ws.heartbeat_interval.as_millis() as u64,
                 server_time: rfc3339((self.state.now)()),

@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod channels;
 mod cluster;
+mod crash;
 mod delivery;
 mod events;
 mod handshake;

@@ -216,3 +216,53 @@ async fn retention_deletes_old_notifications_and_replay_goes_on_from_what_is_lef
     assert_eq!(client.next_notification().await.id, new);
     assert_eq!(live.next_notification().await.id, new);
 }
+
+/// Issue 12, point 10a: a client that has received nothing yet is still lossless. Its `hello`
+/// names the newest id it can see (never another user's), and resuming from that id after a drop
+/// replays exactly what was published while it was away; a user who sees nothing yet gets 0,
+/// and `since=0` replays everything published since.
+#[tokio::test]
+async fn hello_names_the_newest_visible_id_and_resuming_from_it_loses_nothing() {
+    let app = spawn_app().await;
+    let mine = app.send(1, "before").await;
+    let theirs = app.send(2, "someone else's").await;
+    assert!(theirs > mine);
+
+    let newest_of = |hello: &ServerFrame| match hello {
+        ServerFrame::Hello { newest_id, .. } => *newest_id,
+        other => panic!("expected hello, got {other:?}"),
+    };
+    let (c1, hello1) = app.connect_hello(1, Role::User, None).await;
+    assert_eq!(newest_of(&hello1), mine, "only ids user 1 can see");
+    let (c3, hello3) = app.connect_hello(3, Role::User, None).await;
+    assert_eq!(newest_of(&hello3), 0, "user 3 sees nothing yet");
+
+    // Both lose their sockets before any notification reaches them; three each are published.
+    drop((c1, c3));
+    let mut missed1 = Vec::new();
+    let mut missed3 = Vec::new();
+    for i in 0..3 {
+        missed1.push(app.send(1, &format!("away {i}")).await);
+        app.send(2, "not for 1 or 3").await;
+        missed3.push(app.send(3, &format!("away {i}")).await);
+    }
+
+    for (user, since, missed) in [
+        (1, newest_of(&hello1), missed1),
+        (3, newest_of(&hello3), missed3),
+    ] {
+        let mut c = app.connect(user, Role::User, Some(since)).await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(c.next_notification().await.id);
+        }
+        assert_eq!(got, missed, "user {user} resumed from hello's newest_id");
+        assert_eq!(
+            c.next_frame().await,
+            ServerFrame::Replayed {
+                count: 3,
+                last_id: Some(missed[2]),
+            }
+        );
+    }
+}

@@ -115,16 +115,27 @@ impl TestApp {
 
     /// Opens a socket as `user_id` with an `Authorization` header and reads the `hello`.
     pub async fn connect(&self, user_id: i64, role: Role, since: Option<i64>) -> Client {
+        self.connect_hello(user_id, role, since).await.0
+    }
+
+    /// Like [`TestApp::connect`], and also returns the `hello` frame.
+    pub async fn connect_hello(
+        &self,
+        user_id: i64,
+        role: Role,
+        since: Option<i64>,
+    ) -> (Client, ServerFrame) {
         let mut req = self.ws_url(user_id, since).into_client_request().unwrap();
         let auth = format!("Bearer {}", self.token(user_id, role));
         req.headers_mut()
             .insert("authorization", HeaderValue::from_str(&auth).unwrap());
         let mut c = Client::open(req).await.expect("handshake succeeds");
-        match c.next_frame().await {
-            ServerFrame::Hello { user_id: u, .. } => assert_eq!(u, user_id),
+        let hello = c.next_frame().await;
+        match &hello {
+            ServerFrame::Hello { user_id: u, .. } => assert_eq!(*u, user_id),
             other => panic!("expected hello, got {other:?}"),
         }
-        c
+        (c, hello)
     }
 
     /// POSTs to the publish API with the API key.
