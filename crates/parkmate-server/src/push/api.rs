@@ -196,7 +196,7 @@ async fn vapid_public_key(State(state): State<AppState>) -> Result<Json<VapidPub
 }
 
 /// Register this browser for Web Push, for the signed-in person.
-#[utoipa::path(post, path = "/api/push/subscriptions", tag = "push", request_body = SubscriptionRequest,
+#[utoipa::path(post, path = "/api/push/subscriptions", tag = "push", security(("bearer" = [])), request_body = SubscriptionRequest,
     responses(
         (status = 201, body = SubscriptionResponse, description = "a new subscription"),
         (status = 200, body = SubscriptionResponse, description = "already registered; keys refreshed"),
@@ -253,7 +253,7 @@ async fn subscribe(
 }
 
 /// Remove one of the signed-in person's subscriptions (this browser turned push off).
-#[utoipa::path(delete, path = "/api/push/subscriptions", tag = "push", request_body = UnsubscribeRequest,
+#[utoipa::path(delete, path = "/api/push/subscriptions", tag = "push", security(("bearer" = [])), request_body = UnsubscribeRequest,
     responses((status = 204), (status = 404, description = "not_found: no such subscription of yours")))]
 async fn unsubscribe(
     State(state): State<AppState>,
@@ -277,7 +277,7 @@ async fn unsubscribe(
 
 /// The delivery funnel of a notification, for its publisher (the API key, as a bearer token): per
 /// recipient stored → delivered → seen → read, and pushed or push failed.
-#[utoipa::path(get, path = "/api/notifications/{id}/status", tag = "push", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/notifications/{id}/status", tag = "push", security(("api_key" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = NotificationStatus), (status = 401), (status = 404)))]
 async fn status(
     State(state): State<AppState>,
@@ -383,7 +383,7 @@ fn answer(
 }
 
 /// The signed-in person's notification preferences and quiet hours.
-#[utoipa::path(get, path = "/api/push/preferences", tag = "push",
+#[utoipa::path(get, path = "/api/push/preferences", tag = "push", security(("bearer" = [])),
     responses((status = 200, body = PreferencesResponse)))]
 async fn preferences(
     State(state): State<AppState>,
@@ -394,7 +394,7 @@ async fn preferences(
 }
 
 /// Replace the signed-in person's preferences and quiet hours.
-#[utoipa::path(put, path = "/api/push/preferences", tag = "push", request_body = PreferencesDto,
+#[utoipa::path(put, path = "/api/push/preferences", tag = "push", security(("bearer" = [])), request_body = PreferencesDto,
     responses((status = 200, body = PreferencesResponse),
         (status = 422, description = "invalid_preferences: the field at fault is named")))]
 async fn set_preferences(
