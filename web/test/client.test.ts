@@ -1,3 +1,7 @@
+/**
+ * NotificationClient: socket lifecycle, backoff, frame dispatch, resume and acks, one case each.
+ * Over 500 lines on purpose: a flat list of independent cases over one fake socket and clock.
+ */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NotificationClient } from '../src/notifications/client';
 import type { NotificationClientOptions, NotificationState } from '../src/notifications/types';

@@ -9,6 +9,9 @@
 //! a watermark (`read_watermarks`: everything up to it is read) plus single reads above it. Who is
 //! a lot's staff is read from `lot_employees` with every query, so it is always the current
 //! membership.
+//!
+//! Over 500 lines on purpose: the store's queries share the visibility rule (`visible`) and the
+//! read-state SQL; apart, each would need the other to be read.
 
 use chrono::{DateTime, TimeZone, Utc};
 use parkmate_protocol::{Audience, Level, Role, Viewer};

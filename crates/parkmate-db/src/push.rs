@@ -11,6 +11,9 @@
 //!
 //! Marking a push sent is conditional (`… AND pushed_at_ms IS NULL`), so two leaders overlapping
 //! for a moment record it once; what they may both send, the push service collapses by `Topic`.
+//!
+//! Over 500 lines on purpose: subscriptions, the funnel and preferences are one state machine over
+//! migration 1005's tables, each query short.
 
 use crate::exec::{Exec, Stmt};
 use crate::notifications::{COLUMNS, row_to_notification};

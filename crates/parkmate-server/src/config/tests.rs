@@ -1,4 +1,7 @@
 //! Settings: defaults, files, environment, production refusals and the dev secrets file.
+//!
+//! Over 500 lines on purpose: a flat list of short, independent cases, one per rule of the
+//! settings.
 // figment's Jail API returns its own (large) error type.
 #![allow(clippy::result_large_err)]
 

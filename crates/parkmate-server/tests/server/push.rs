@@ -4,6 +4,9 @@
 //! tests assert what the "browser" got: the decrypted JSON, the VAPID token's claims, TTL,
 //! urgency; that a 410 removes the subscription, that an `ack` prevents the push, and that a
 //! node killed inside the window pushes exactly once after its restart.
+//!
+//! Over 500 lines on purpose: one test per rule of docs/push.md over the same local push service
+//! set-up; the rustfmt-expanded calls make it long, not its logic.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
