@@ -274,8 +274,12 @@ pub fn published(n: &StoredNotification) -> Arc<Published> {
     })
 }
 
-/// Waits until this node leads; `false` when shutting down first.
-async fn until_leader(leader: &mut watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
+/// Waits until this node leads; `false` when shutting down first. Every once-per-cluster task
+/// (the dispatcher, retention, the server's push escalation) starts its lead with it.
+pub async fn until_leader(
+    leader: &mut watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> bool {
     while !*leader.borrow_and_update() {
         tokio::select! {
             changed = leader.changed() => {
@@ -289,6 +293,23 @@ async fn until_leader(leader: &mut watch::Receiver<bool>, shutdown: &Cancellatio
         }
     }
     true
+}
+
+/// Resolves when this node stops leading. On SQLite the lead is a closed channel that stays
+/// `true`: a closed channel never changes again, so then this never resolves (a bare
+/// `leader.changed()` would answer `Err` at once, and a loop waiting on it would spin).
+pub async fn lead_lost(leader: &mut watch::Receiver<bool>) {
+    loop {
+        if !*leader.borrow_and_update() {
+            return;
+        }
+        if leader.changed().await.is_err() {
+            if !*leader.borrow() {
+                return;
+            }
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 async fn read_cursor(store: &Db, shutdown: &CancellationToken) -> Option<i64> {
@@ -473,6 +494,25 @@ impl<'a> Outbox<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On SQLite the lead is a closed channel that stays `true`: waiting for its loss must wait
+    /// for good (a loop that woke from it at once spun two cores at idle before this existed).
+    #[tokio::test]
+    async fn a_lead_that_can_never_change_is_never_lost() {
+        let mut sqlite = watch::channel(true).1;
+        let waited = tokio::time::timeout(Duration::from_millis(200), lead_lost(&mut sqlite)).await;
+        assert!(
+            waited.is_err(),
+            "lead_lost resolved on a lead that cannot end"
+        );
+
+        let (tx, mut led) = watch::channel(true);
+        let lost = tokio::spawn(async move { lead_lost(&mut led).await });
+        tx.send(false).unwrap();
+        lost.await.unwrap();
+        let mut stopped = watch::channel(false).1;
+        lead_lost(&mut stopped).await;
+    }
     use parkmate_broker::{BusSink, MemoryBroker};
     use std::sync::Mutex;
     use tokio::sync::Notify;

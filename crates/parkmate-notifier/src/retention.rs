@@ -47,11 +47,7 @@ pub fn spawn(
     };
     tracker.spawn(async move {
         loop {
-            let leads = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                led = leader.wait_for(|leads| *leads) => led.is_ok(),
-            };
-            if !leads {
+            if !crate::until_leader(&mut leader, &shutdown).await {
                 return;
             }
             // While leading: prune, then sleep; a lost lead or the shutdown ends the sleep.
@@ -61,7 +57,7 @@ pub fn spawn(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
-                _ = leader.wait_for(|leads| !*leads) => {}
+                () = crate::lead_lost(&mut leader) => {}
             }
         }
     });

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parkmate_db::{Db, OwedPush, PushRecord};
+use parkmate_notifier::{lead_lost, until_leader};
 use parkmate_protocol::Audience;
 use parkmate_push::{Message, Outcome, SendError, Subscription, Topic, Urgency};
 use tokio::sync::watch;
@@ -84,7 +85,7 @@ impl Escalation {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
-                _ = leader.changed() => {}
+                () = lead_lost(&mut leader) => {}
             }
         }
     }
@@ -294,22 +295,6 @@ pub fn message(n: &parkmate_db::StoredNotification, ttl: Duration) -> Message {
             Urgency::Normal
         })
         .with_topic(Topic::digest(&format!("notification:{}", n.id)))
-}
-
-/// Waits until this node leads; `false` when shutting down first.
-async fn until_leader(leader: &mut watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
-    while !*leader.borrow_and_update() {
-        tokio::select! {
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    shutdown.cancelled().await;
-                    return false;
-                }
-            }
-            _ = shutdown.cancelled() => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]
