@@ -362,6 +362,22 @@ describe('reconnect policy in action', () => {
     client.stop();
   });
 
+  it('does not ack what its toaster did not show (returned false), but keeps it in the list', () => {
+    // The app's toaster returns false for a kind whose in-app notifications are off: no toast, so
+    // not seen, so the server may still push it (docs/push.md).
+    const { client, state } = setup({ toast: (n) => n.event !== 'booking_renewed' });
+    client.start();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.hello();
+    ws.notification(21, { event: 'booking_renewed' });
+    expect(ws.sent).toEqual([]);
+    expect(state().notifications.map((n) => n.id)).toEqual([21]);
+    ws.notification(22, { event: 'car_wash_completed' });
+    expect(ws.sent).toEqual(['{"type":"ack","id":22}']);
+    client.stop();
+  });
+
   it('stop() leaves no timers and no further sockets', () => {
     const { client } = setup();
     client.start();

@@ -148,11 +148,13 @@ export class FrameDispatcher {
   private toast(n: Notification, info: DeliveryInfo): void {
     const t = this.opts().toast ?? true;
     if (t === false) return;
-    if (typeof t === 'function') t(n, info);
+    let shown = true;
+    if (typeof t === 'function') shown = t(n, info) !== false;
     else show(n.level, n.message, toastOptionsFor(n));
-    // Seen: the server will not push it. Only when the tab is in front (a toast in a background
-    // tab is not seen), and only live ones: a replayed notification may have been pushed already.
-    if (!info.replayed && pageVisible()) this.host.ack?.(n.id);
+    // Seen: the server will not push it. Only when something was shown (a host's toaster that
+    // showed nothing leaves it to push), the tab is in front (a toast in a background tab is not
+    // seen), and only live ones: a replayed notification may have been pushed already.
+    if (shown && !info.replayed && pageVisible()) this.host.ack?.(n.id);
   }
 
   private store(): KeyValueStore {

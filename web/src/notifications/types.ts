@@ -49,8 +49,13 @@ export interface NotificationClientOptions {
   onUnauthorized?: (reason: UnauthorizedReason) => void;
   /** Every new notification, once (deduplicated by id). */
   onNotification?: (n: Notification, info: DeliveryInfo) => void;
-  /** `true` (default) toasts with notify; `false` never; a function replaces the default toaster. */
-  toast?: boolean | ((n: Notification, info: DeliveryInfo) => void);
+  /**
+   * `true` (default) toasts with notify; `false` never; a function replaces the default toaster.
+   * A function that returns `false` showed nothing (e.g. the person turned the kind's in-app
+   * notifications off): the notification is then not acknowledged, so the server may push it
+   * (docs/push.md). Any other return value (none, as before) means it was shown.
+   */
+  toast?: boolean | ((n: Notification, info: DeliveryInfo) => unknown);
   /** After a replay, toast at most this many (the newest) plus one summary toast. Default 3. */
   maxReplayToasts?: number;
   /** In-memory list length (newest first). Default 50. */
