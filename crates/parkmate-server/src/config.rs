@@ -387,6 +387,18 @@ pub struct WsSettings {
     /// ~137 KB per socket, and a larger frame just takes more reads.
     #[default(BufferBytes(256))]
     pub read_buffer_bytes: BufferBytes,
+    /// Handshakes worked on at once, from the token check to the end of the greeting and replay;
+    /// the next ones wait their turn (FIFO). A crowd arriving with hundreds of handshakes in
+    /// flight otherwise leaves their short-lived buffers interleaved with the sockets' long-lived
+    /// state, and the allocator cannot give those pages back: 10 KiB per idle socket at 512 in
+    /// flight against 4 at 32 (BENCHMARKS.md). Two cores are busy with a few dozen.
+    #[default(NonZeroUsize::new(32).expect("non-zero"))]
+    pub max_handshakes_in_flight: NonZeroUsize,
+    /// How long a handshake may wait for its turn before it is refused 503 `busy` (with
+    /// `Retry-After`), so a queue that does not move sends clients elsewhere instead of holding them.
+    #[serde(with = "humantime_serde")]
+    #[default(Duration::from_secs(10))]
+    pub handshake_queue_timeout: Duration,
 }
 
 /// `[redis]`: fan-out between the nodes of a cluster.

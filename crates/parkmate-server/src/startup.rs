@@ -312,6 +312,7 @@ impl Application {
             notifier,
             hub,
             connection_slots: Arc::new(Semaphore::new(settings.ws.max_connections.get())),
+            handshake_turns: Arc::new(Semaphore::new(settings.ws.max_handshakes_in_flight.get())),
             draining: CancellationToken::new(),
             close_waves: (0..crate::drain::DRAIN_WAVES)
                 .map(|_| shutdown.child_token())

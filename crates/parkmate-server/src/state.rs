@@ -47,6 +47,9 @@ pub struct Shared {
     pub hub: Hub,
     /// One permit per open socket, `ws.max_connections` in all: a handshake that finds none gets 503.
     pub connection_slots: Arc<Semaphore>,
+    /// `ws.max_handshakes_in_flight`: a handshake holds one from its token check to the end of
+    /// its greeting and replay; the rest queue for one (fairly, in arrival order).
+    pub handshake_turns: Arc<Semaphore>,
     /// Cancelled at shutdown, after the drain: the accept loops, the notifier and every other
     /// task stop; sockets still open are closed with 1012.
     pub shutdown: CancellationToken,

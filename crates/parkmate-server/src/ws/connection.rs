@@ -200,12 +200,14 @@ impl Connection {
         self.identity.viewer()
     }
 
-    pub(super) async fn run(mut self) {
+    /// `turn` is the handshake's place among `ws.max_handshakes_in_flight`, given back once the
+    /// socket has greeted (and replayed): the costly part of a socket's life is then over.
+    pub(super) async fn run(mut self, turn: OwnedSemaphorePermit) {
         let mut sub = self
             .state
             .hub
             .subscribe(self.identity.user_id, self.identity.role);
-        let Err(end) = self.serve(&mut sub).await;
+        let Err(end) = self.serve(&mut sub, turn).await;
         drop(sub);
         let code = match end {
             End::PeerClosed => {
@@ -242,13 +244,18 @@ impl Connection {
     }
 
     /// The loop. It only ever ends with an [`End`]; `Infallible` says so to the type checker.
-    async fn serve(&mut self, sub: &mut Subscription) -> Result<Infallible, End> {
+    async fn serve(
+        &mut self,
+        sub: &mut Subscription,
+        turn: OwnedSemaphorePermit,
+    ) -> Result<Infallible, End> {
         // In a cluster, not before this node hears the user's channel (invariant 3).
         sub.ready().await;
         // Boxed here and below: the rare, large futures (the greeting and replay, client frames
         // that touch the store) would otherwise be laid out inside this task's future and be
         // carried by every idle socket for its whole life (BENCHMARKS.md, idle memory).
         Box::pin(self.open()).await?;
+        drop(turn);
 
         let heartbeat_interval = self.state.settings.ws.heartbeat_interval;
         let heartbeat_timeout = self.state.settings.ws.heartbeat_timeout;

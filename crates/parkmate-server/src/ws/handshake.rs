@@ -4,7 +4,8 @@
 //! token's, check the browser `Origin`, read `since`, take the user's and the address's places
 //! (`ws.max_connections_per_user`, `_per_ip`) and a node slot — or refuse with an [`ApiError`]
 //! (HTTP status + JSON body, `Retry-After` on 429 and 503), counted by reason, before anything is
-//! upgraded. An admitted socket is configured (buffers, frame limit), answered with the
+//! upgraded. Past the cheap checks a handshake waits for a turn (`ws.max_handshakes_in_flight`),
+//! held until its socket has said hello and replayed. An admitted socket is configured (buffers, frame limit), answered with the
 //! sub-protocol of its [`Dialect`] (`parkmate.v1`, or `parkmate.channels` when the client asked
 //! for the original consumer's frames) and handed to its own task
 //! ([`Connection::run`](super::connection::Connection::run)).
@@ -55,6 +56,8 @@ struct Admission {
     since: Option<i64>,
     dialect: Dialect,
     places: Places,
+    /// Its turn among `ws.max_handshakes_in_flight`, given back once the socket has greeted.
+    turn: OwnedSemaphorePermit,
 }
 
 pub async fn handshake(
@@ -75,6 +78,7 @@ pub async fn handshake(
         since,
         dialect,
         places,
+        turn,
     } = admission;
     let ws = &state.settings.ws;
     let upgrade = upgrade
@@ -87,7 +91,8 @@ pub async fn handshake(
     upgrade.on_upgrade(move |socket| {
         // A task of its own rather than running inside axum's upgrade task: that task's future
         // also keeps the upgrade's captures (~1 KiB) for as long as the socket lives.
-        tracker.spawn(Connection::new(state, socket, identity, since, dialect, places).run());
+        let connection = Connection::new(state, socket, identity, since, dialect, places);
+        tracker.spawn(connection.run(turn));
         std::future::ready(())
     })
 }
@@ -129,6 +134,20 @@ async fn admit(
         .handshakes_per_ip
         .check(&ip.bucket())
         .map_err(|e| refuse("rate_limited", e))?;
+    // Then a turn: past the cheap refusals, so a flood of them does not hold the queue.
+    let turn = tokio::time::timeout(
+        state.settings.ws.handshake_queue_timeout,
+        state.handshake_turns.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| {
+        refuse(
+            "busy",
+            ApiError::unavailable("busy", "too many handshakes at once here, retry later")
+                .retry_after(CAP_RETRY_AFTER),
+        )
+    })?
+    .expect("the semaphore is never closed");
     let Query(query) = query.map_err(|e| {
         refuse(
             "invalid_query",
@@ -224,6 +243,7 @@ async fn admit(
             _slot: slot,
             _ticket: ticket,
         },
+        turn,
     })
 }
 

@@ -27,7 +27,7 @@ use crate::state::AppState;
               (status = 403, description = "`forbidden` (another user's path), `origin_not_allowed`", body = parkmate_booking_http::dto::ErrorBody),
               (status = 426, description = "`not_websocket`: the connection cannot be upgraded", body = parkmate_booking_http::dto::ErrorBody),
               (status = 429, description = "`rate_limited`, `connection_limit` (`Retry-After`)", body = parkmate_booking_http::dto::ErrorBody),
-              (status = 503, description = "`too_many_connections`, `unavailable` (`Retry-After`)", body = parkmate_booking_http::dto::ErrorBody)))]
+              (status = 503, description = "`too_many_connections`, `busy`, `unavailable` (`Retry-After`)", body = parkmate_booking_http::dto::ErrorBody)))]
 #[allow(dead_code)] // only its documentation: the route is `handshake::handshake`
 pub(crate) fn handshake_doc() {}
 

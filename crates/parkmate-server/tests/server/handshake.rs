@@ -1,5 +1,7 @@
 //! Every way a handshake is refused, and the three ways a token is accepted.
 
+use std::time::Duration;
+
 use crate::common::*;
 use parkmate_auth::Claims;
 use parkmate_protocol::{Role, ServerFrame};
@@ -258,6 +260,65 @@ async fn refusals_are_counted_in_metrics() {
     let text = app.metrics().await;
     assert!(
         text.contains("parkmate_handshake_refusals_total{reason=\"missing_token\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn handshakes_past_the_in_flight_cap_wait_their_turn_then_get_503_busy() {
+    let app = spawn_app_with(|s| {
+        s.ws.max_handshakes_in_flight = std::num::NonZeroUsize::new(2).unwrap();
+        s.ws.handshake_queue_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // A crowd holding both turns: the test takes them itself, so the timing is its own.
+    let turns = app.state.handshake_turns.clone();
+    let held = turns.clone().acquire_many_owned(2).await.unwrap();
+
+    // Waiting past the timeout: refused 503 `busy`, with `Retry-After`.
+    let token = format!("Bearer {}", app.token(7, Role::User));
+    let req = with_header(&app.ws_url(7, None), "authorization", &token);
+    match Client::open(req).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503);
+            assert!(resp.headers().contains_key("retry-after"));
+            let body: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["code"], "busy");
+        }
+        Err(e) => panic!("expected 503 busy, got {e:?}"),
+        Ok(_) => panic!("expected 503 busy, the handshake succeeded"),
+    }
+
+    // Queued, not refused: a handshake waits while the turns are held and goes through when one
+    // is given back.
+    let waiting = {
+        let req = with_header(&app.ws_url(7, None), "authorization", &token);
+        tokio::spawn(async move { Client::open(req).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the handshake did not wait its turn"
+    );
+    drop(held);
+    tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the handshake went through once a turn was free")
+        .unwrap()
+        .expect("accepted");
+
+    // A socket gives its turn back once it has greeted: both are free again.
+    let (_client, hello) = app.connect_hello(8, Role::User, None).await;
+    assert!(matches!(hello, ServerFrame::Hello { .. }));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while turns.available_permits() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "a turn was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let text = app.metrics().await;
+    assert!(
+        text.contains("parkmate_handshake_refusals_total{reason=\"busy\"} 1"),
         "{text}"
     );
 }
