@@ -6,6 +6,7 @@
 //! - [`publish`]: the HTTP publisher, stamping each notification with its send time;
 //! - [`server`]: the server under test (RSS, health, or a `parkmate serve` we spawn);
 //! - [`scenario`]: idle, unicast, broadcast, reconnect, throughput and cluster runs;
+//! - [`pusher`]: the Pusher protocol, to run the same scenarios against a peer server (Sockudo);
 //! - [`floor`]: the kernel's own cost of a broadcast on this machine (raw writes, no server).
 //!
 //! Loopback only: every target and source address must be in 127.0.0.0/8 or be ::1. Every wait is
@@ -15,6 +16,7 @@ pub mod fleet;
 pub mod floor;
 pub mod proto;
 pub mod publish;
+pub mod pusher;
 pub mod scenario;
 pub mod server;
 pub mod worker;

@@ -1,13 +1,14 @@
 //! `parkmate-bench`: parses the command line and runs a scenario; see `BENCHMARKS.md`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use parkmate_bench::fleet::{Fleet, MAX_SOCKETS_PER_WORKER};
+use parkmate_bench::pusher::{PusherApp, SpawnedPeer};
 use parkmate_bench::scenario::{Bench, RunResult, Setup, in_run, medians, table};
 use parkmate_bench::server::SpawnedServer;
 
@@ -79,8 +80,65 @@ struct Cli {
     /// Repetitions; the table shows each and the median.
     #[arg(long, global = true, default_value_t = 1)]
     runs: usize,
+    /// The protocol of the server under test: ours, or Pusher's (a peer such as Sockudo; with
+    /// --spawn-server, the path is the peer's binary).
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Parkmate)]
+    protocol: Protocol,
+    /// Pusher app id (the peer's configured app; with --spawn-server, the one it is started with).
+    #[arg(long, global = true, default_value = "parkmate-bench")]
+    pusher_app_id: String,
+    /// Pusher app key.
+    #[arg(long, global = true, default_value = "parkmate-bench-key")]
+    pusher_key: String,
+    /// Pusher app secret (random when --spawn-server and not given).
+    #[arg(long, global = true, env = "PUSHER_APP_SECRET", hide_env_values = true)]
+    pusher_secret: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Parkmate,
+    Pusher,
+}
+
+/// The server a run started: ours, or a Pusher peer.
+enum Spawned {
+    Ours(SpawnedServer),
+    Peer(SpawnedPeer),
+}
+
+impl Spawned {
+    async fn start(cli: &Cli, exe: &Path, secrets: &Secrets) -> anyhow::Result<Spawned> {
+        Ok(match &secrets.pusher {
+            Some(app) => Spawned::Peer(SpawnedPeer::start(exe, app, &cli.server_env).await?),
+            None => Spawned::Ours(
+                SpawnedServer::start(exe, &secrets.jwt, &secrets.api_key, &cli.server_env).await?,
+            ),
+        })
+    }
+
+    fn addr_pid(&self) -> (SocketAddr, u32) {
+        match self {
+            Spawned::Ours(s) => (s.addr, s.pid),
+            Spawned::Peer(p) => (p.addr, p.pid),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Spawned::Ours(s) => s.stop().await,
+            Spawned::Peer(p) => p.stop().await,
+        }
+    }
+}
+
+/// What the generator authenticates with: tokens and the API key for ours, an app for Pusher.
+struct Secrets {
+    jwt: String,
+    api_key: String,
+    pusher: Option<PusherApp>,
 }
 
 #[derive(Subcommand, Clone)]
@@ -265,21 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         report("floor", cli.sockets, 1, 1, &runs);
         return Ok(());
     }
-    let spawn = cli.spawn_server.is_some();
-    let jwt_secret = match (&cli.jwt_secret, spawn) {
-        (Some(s), _) => s.clone(),
-        (None, true) => random_secret(),
-        (None, false) => {
-            bail!("--jwt-secret (or PARKMATE_JWT_SECRET) is required to drive a running server")
-        }
-    };
-    let api_key = match (&cli.api_key, spawn) {
-        (Some(k), _) => k.clone(),
-        (None, true) => random_secret(),
-        (None, false) => {
-            bail!("--api-key (or PARKMATE_API_KEY) is required to drive a running server")
-        }
-    };
+    let secrets = secrets(&cli)?;
     let workers = cli.workers.unwrap_or(cli.sockets.div_ceil(9000)).max(1);
     if cli.sockets > workers * MAX_SOCKETS_PER_WORKER {
         bail!(
@@ -304,22 +348,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut runs: Vec<RunResult> = Vec::new();
     for i in 0..cli.runs {
         let server = match &cli.spawn_server {
-            Some(path) => {
-                Some(SpawnedServer::start(path, &jwt_secret, &api_key, &cli.server_env).await?)
-            }
+            Some(path) => Some(Spawned::start(&cli, path, &secrets).await?),
             None => None,
         };
         let mut server_pids = cli.server_pids.clone();
         let mut targets = cli.targets.clone();
         if let Some(s) = &server {
-            server_pids = vec![s.pid];
-            targets = vec![s.addr];
+            let (addr, pid) = s.addr_pid();
+            server_pids = vec![pid];
+            targets = vec![addr];
         }
         let setup = Setup {
             targets,
             sources: sources.clone(),
-            jwt_secret: jwt_secret.clone(),
-            api_key: api_key.clone(),
+            jwt_secret: secrets.jwt.clone(),
+            api_key: secrets.api_key.clone(),
+            pusher: secrets.pusher.clone(),
             server_pids,
             sockets: if matches!(cli.scenario, Scenario::Throughput { .. }) && !cli.sockets_given()
             {
@@ -353,6 +397,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     report(scenario, cli.sockets, workers, sources.len().max(1), &runs);
     Ok(())
+}
+
+/// Secrets to drive the server with: given, or random for a server we start.
+fn secrets(cli: &Cli) -> anyhow::Result<Secrets> {
+    let spawn = cli.spawn_server.is_some();
+    let given_or_random = |given: &Option<String>, what: &str| match (given, spawn) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, true) => Ok(random_secret()),
+        (None, false) => Err(anyhow::anyhow!(
+            "{what} is required to drive a running server"
+        )),
+    };
+    if cli.protocol == Protocol::Pusher {
+        if matches!(
+            cli.scenario,
+            Scenario::Throughput { .. } | Scenario::Cluster { .. }
+        ) {
+            bail!("--protocol pusher runs idle, unicast, broadcast and reconnect");
+        }
+        let app = PusherApp {
+            app_id: cli.pusher_app_id.clone(),
+            key: cli.pusher_key.clone(),
+            secret: given_or_random(&cli.pusher_secret, "--pusher-secret (or PUSHER_APP_SECRET)")?,
+        };
+        return Ok(Secrets {
+            jwt: String::new(),
+            api_key: String::new(),
+            pusher: Some(app),
+        });
+    }
+    Ok(Secrets {
+        jwt: given_or_random(&cli.jwt_secret, "--jwt-secret (or PARKMATE_JWT_SECRET)")?,
+        api_key: given_or_random(&cli.api_key, "--api-key (or PARKMATE_API_KEY)")?,
+        pusher: None,
+    })
 }
 
 /// The human table, then one JSON line with every run and the medians.

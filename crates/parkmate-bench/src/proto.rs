@@ -35,6 +35,9 @@ pub struct ConnectSpec {
     pub read_buffer_bytes: usize,
     /// Give up connecting after this long.
     pub deadline_ms: u64,
+    /// Speak the Pusher protocol to a peer server instead of ours (`crate::pusher`).
+    #[serde(default)]
+    pub pusher: Option<crate::pusher::PusherApp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

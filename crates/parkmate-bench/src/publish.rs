@@ -3,6 +3,7 @@
 //! can measure publish→receive latency on the same clock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::proto::new_histogram;
+use crate::pusher::{self, PusherApp};
 use crate::worker::now_us;
 
 /// Who a publish goes to.
@@ -25,6 +27,10 @@ pub struct Publisher {
     http: reqwest::Client,
     targets: Arc<Vec<SocketAddr>>,
     api_key: Arc<str>,
+    /// Publish through a Pusher peer's HTTP API instead of ours.
+    pusher: Option<Arc<PusherApp>>,
+    /// The Pusher publisher's own notification ids (a Pusher server assigns none).
+    next_id: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Default)]
@@ -62,12 +68,60 @@ impl Publisher {
             http,
             targets: Arc::new(targets),
             api_key: api_key.into(),
+            pusher: None,
+            next_id: Arc::new(AtomicI64::new(1)),
         }
+    }
+
+    /// The same publisher speaking to a Pusher peer (`POST /apps/{id}/events`).
+    pub fn for_pusher(targets: Vec<SocketAddr>, app: PusherApp) -> Publisher {
+        Publisher {
+            pusher: Some(Arc::new(app)),
+            ..Publisher::new(targets, "")
+        }
+    }
+
+    /// One event through the Pusher HTTP API; returns the id the publisher gave it.
+    async fn publish_pusher(
+        &self,
+        app: &PusherApp,
+        target: SocketAddr,
+        to: To,
+    ) -> Result<Vec<i64>, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let channel = match to {
+            To::User(u) => PusherApp::user_channel(u),
+            To::Everyone => pusher::BROADCAST_CHANNEL.to_owned(),
+        };
+        // The same fields our notifications carry, as Pusher's string-encoded `data`.
+        let data = json!({"id": id, "level": "info", "message": "bench", "t": now_us()});
+        let body = serde_json::to_vec(
+            &json!({"name": pusher::EVENT, "channel": channel, "data": data.to_string()}),
+        )
+        .map_err(|e| e.to_string())?;
+        let path = app.signed_events_path(&body, now_us() / 1_000_000);
+        let r = self
+            .http
+            .post(format!("http://{target}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
+        let status = r.status().as_u16();
+        if status != 200 {
+            let text = r.text().await.unwrap_or_default();
+            return Err(format!("publish answered {status}: {text}"));
+        }
+        Ok(vec![id])
     }
 
     /// One publish to `targets[seq % len]`; returns the stored ids.
     pub async fn publish(&self, seq: usize, to: To) -> Result<Vec<i64>, String> {
         let target = self.targets[seq % self.targets.len()];
+        if let Some(app) = &self.pusher {
+            return self.publish_pusher(app, target, to).await;
+        }
         let mut body =
             json!({"level": "info", "message": "bench", "event": "bench", "data": {"t": now_us()}});
         match to {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::fleet::{Fleet, MAX_SOCKETS_PER_WORKER};
 use crate::proto::{Command, ConnectReport, ConnectSpec, Reply, merge_pairs, new_histogram};
 use crate::publish::{Publisher, To};
+use crate::pusher::PusherApp;
 use crate::server;
 
 /// Everything a run needs to know. Built by the CLI, or directly by tests.
@@ -40,6 +41,9 @@ pub struct Setup {
     pub drain: Duration,
     /// The global deadline: nothing waits past it.
     pub until: tokio::time::Instant,
+    /// Drive a Pusher-protocol peer (Sockudo) instead of Parkmate: sockets subscribe to
+    /// `private-user-{id}` and `broadcast`, publishes go through its HTTP events API.
+    pub pusher: Option<PusherApp>,
 }
 
 impl Setup {
@@ -141,6 +145,26 @@ fn servers_rss_kb(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| server::rss_kb(*p)).sum()
 }
 
+/// The servers' CPU time so far, in ns (`None` when a pid cannot be read: a remote server).
+fn servers_cpu_ns(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| server::cpu_ns(*p)).sum()
+}
+
+/// `server_cpu_us_per_delivery`: the servers' CPU between two readings over what they delivered,
+/// so the server's share of a run shows apart from the generator's on the same cores.
+fn note_server_cpu(r: &mut RunResult, before: Option<u64>, pids: &[u32], delivered: u64) {
+    if let (Some(before), Some(after)) = (before, servers_cpu_ns(pids))
+        && delivered > 0
+    {
+        let us = after.saturating_sub(before) as f64 / 1e3;
+        r.put("server_cpu_ms", us / 1e3);
+        r.put("server_cpu_us_per_delivery", us / delivered as f64);
+    }
+}
+
 impl Bench {
     /// Opens `setup.sockets` sockets across `fleet` and waits until the servers count them all.
     pub async fn start(setup: Setup, mut fleet: Fleet) -> anyhow::Result<Bench> {
@@ -154,7 +178,10 @@ impl Bench {
             );
         }
         let http = reqwest::Client::new();
-        let publisher = Publisher::new(setup.targets.clone(), &setup.api_key);
+        let publisher = match &setup.pusher {
+            Some(app) => Publisher::for_pusher(setup.targets.clone(), app.clone()),
+            None => Publisher::new(setup.targets.clone(), &setup.api_key),
+        };
         let rss_before_kb = servers_rss_kb(&setup.server_pids);
         let mut connected = ConnectReport::default();
         if setup.sockets > 0 {
@@ -178,13 +205,17 @@ impl Bench {
                         concurrency: setup.connect_concurrency,
                         read_buffer_bytes: setup.read_buffer_bytes,
                         deadline_ms,
+                        pusher: setup.pusher.clone(),
                     })
                 })
                 .await?;
             connected = merge_connect(replies);
             // The server registers a socket in its hub before it says hello, so this is quick.
-            let within = setup.remaining().min(Duration::from_secs(10));
-            server::wait_for_connections(&http, &setup.targets, connected.ok, within).await?;
+            // A Pusher peer has no /healthz: its `subscription_succeeded` already said so.
+            if setup.pusher.is_none() {
+                let within = setup.remaining().min(Duration::from_secs(10));
+                server::wait_for_connections(&http, &setup.targets, connected.ok, within).await?;
+            }
         }
         Ok(Bench {
             setup,
@@ -356,6 +387,7 @@ impl Bench {
     /// `broadcast`: one `broadcast: true` publish; time until the last socket has it.
     pub async fn broadcast(&mut self) -> anyhow::Result<RunResult> {
         self.reset().await?;
+        let cpu_before = servers_cpu_ns(&self.setup.server_pids);
         let sent = Instant::now();
         let ids = self
             .publisher
@@ -382,6 +414,7 @@ impl Bench {
                 t.received as f64 / (h.max() as f64 / 1e6).max(1e-9),
             );
         }
+        note_server_cpu(&mut r, cpu_before, &self.setup.server_pids, t.received);
         r.notes.push(format!("notification id {ids:?}"));
         Self::note_totals(&mut r, &t);
         Ok(r)
@@ -398,6 +431,7 @@ impl Bench {
             bail!("unicast needs sockets");
         }
         self.reset().await?;
+        let cpu_before = servers_cpu_ns(&self.setup.server_pids);
         let p = self
             .publisher
             .paced(
@@ -418,6 +452,7 @@ impl Bench {
         r.put("received", t.received as f64);
         r.put("lost", p.ok.saturating_sub(t.received) as f64);
         r.put("duplicates", t.duplicates as f64);
+        note_server_cpu(&mut r, cpu_before, &self.setup.server_pids, t.received);
         r.latency("", &t.latency_us);
         if let Some(h) = &p.http_us {
             r.latency("http_", h);
@@ -454,7 +489,13 @@ impl Bench {
         self.fleet.call_all(&Command::DropAll).await?;
         // Until the servers have noticed, a publish could still reach an old socket's queue.
         let within = self.setup.remaining().min(Duration::from_secs(15));
-        let left = server::wait_for_connections(&self.http, &self.setup.targets, 0, within).await?;
+        let left = if self.setup.pusher.is_none() {
+            server::wait_for_connections(&self.http, &self.setup.targets, 0, within).await?
+        } else {
+            // No count to poll: the resets reach a loopback peer in well under this.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            0
+        };
         let p = self
             .publisher
             .paced(

@@ -22,6 +22,21 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     proc_status_kb(pid, "VmRSS:")
 }
 
+/// CPU time the process has run, all its threads together, in nanoseconds: the first field of
+/// each `/proc/<pid>/task/<tid>/schedstat`. Nanoseconds rather than `/proc/<pid>/stat`'s clock
+/// ticks (10 ms here), which are coarser than one broadcast's server time. A thread that exits
+/// between two readings takes its time with it; the server's threads (tokio's workers, sqlx's)
+/// live as long as it does.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// Peak resident set size (`VmHWM`) in kB.
 pub fn hwm_kb(pid: u32) -> Option<u64> {
     proc_status_kb(pid, "VmHWM:")

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use parkmate_auth::TokenKeys;
 use parkmate_protocol::Role;
 use serde::Deserialize;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::{
     Command, ConnectReport, ConnectSpec, Reply, WorkerStats, histogram_pairs, new_histogram,
 };
+use crate::pusher::{self, PusherApp};
 
 /// Lifetime of the tokens the worker mints: longer than any run (the global deadline is shorter).
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
@@ -320,14 +322,20 @@ impl Conn {
             .await
             .map_err(|e| format!("connect {target}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let url = match self.since {
-            Some(s) => format!("ws://{target}/ws/notifications/{}/?since={s}", self.user_id),
-            None => format!("ws://{target}/ws/notifications/{}/", self.user_id),
+        let url = match (&self.spec.pusher, self.since) {
+            // A Pusher socket authenticates per channel, after it connects (`read_loop_pusher`).
+            (Some(app), _) => format!("ws://{target}{}", app.socket_path()),
+            (None, Some(s)) => {
+                format!("ws://{target}/ws/notifications/{}/?since={s}", self.user_id)
+            }
+            (None, None) => format!("ws://{target}/ws/notifications/{}/", self.user_id),
         };
         let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-        let auth =
-            HeaderValue::from_str(&format!("Bearer {}", self.token)).map_err(|e| e.to_string())?;
-        req.headers_mut().insert("authorization", auth);
+        if self.spec.pusher.is_none() {
+            let auth = HeaderValue::from_str(&format!("Bearer {}", self.token))
+                .map_err(|e| e.to_string())?;
+            req.headers_mut().insert("authorization", auth);
+        }
         // The generator only reads small frames: a 4 KiB buffer instead of 128 KiB keeps 18k
         // sockets per worker lean.
         let config = WebSocketConfig::default()
@@ -380,7 +388,10 @@ impl Conn {
         };
         let retries = attempt - 1;
         self.counters.open.fetch_add(1, Ordering::Relaxed);
-        self.read_loop(ws, &mut ready, retries).await;
+        match self.spec.pusher.clone() {
+            Some(app) => self.read_loop_pusher(ws, &app, &mut ready, retries).await,
+            None => self.read_loop(ws, &mut ready, retries).await,
+        }
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
         if let Some(r) = ready.take() {
             let _ = r.send(Err("closed before it was ready".into()));
@@ -419,20 +430,7 @@ impl Conn {
                     };
                     match frame.kind {
                         "notification" => {
-                            let id = frame.id.unwrap_or(0);
-                            if id > self.last_id.load(Ordering::Relaxed) {
-                                self.last_id.store(id, Ordering::Relaxed);
-                                c.received.fetch_add(1, Ordering::Relaxed);
-                                if let Some(t) = frame.data.and_then(|d| d.t) {
-                                    let lat = now_us().saturating_sub(t).max(1);
-                                    c.latency
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .saturating_record(lat);
-                                }
-                            } else {
-                                c.duplicates.fetch_add(1, Ordering::Relaxed);
-                            }
+                            self.count(frame.id.unwrap_or(0), frame.data.and_then(|d| d.t), false)
                         }
                         "hello" if self.since.is_none() => {
                             if let Some(r) = ready.take() {
@@ -447,15 +445,7 @@ impl Conn {
                         _ => {}
                     }
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
-                    *c.closes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(code)
-                        .or_default() += 1;
-                    return;
-                }
+                Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame),
                 // Pings are answered by tungstenite on the next read.
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
@@ -463,6 +453,126 @@ impl Conn {
                     return;
                 }
             }
+        }
+    }
+}
+
+impl Conn {
+    /// Counts a notification numbered `id` (a server id, or a Pusher publisher's sequence number)
+    /// stamped with its send time `t`.
+    fn count(&self, id: i64, t: Option<u64>, exact_duplicates_only: bool) {
+        let c = &self.counters;
+        let last = self.last_id.load(Ordering::Relaxed);
+        let duplicate = if exact_duplicates_only {
+            id == last
+        } else {
+            id <= last
+        };
+        if duplicate {
+            c.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_id.store(id.max(last), Ordering::Relaxed);
+        c.received.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = t {
+            let lat = now_us().saturating_sub(t).max(1);
+            c.latency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .saturating_record(lat);
+        }
+    }
+
+    fn closed_by_server(
+        &self,
+        frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    ) {
+        let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+        *self
+            .counters
+            .closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// The Pusher side of a socket: subscribe to the user's private channel and to
+    /// `broadcast` once the connection is established; ready when both succeeded. Events carry
+    /// no server id, so duplicates are the same publisher sequence number twice in a row (two
+    /// unicasts to one user may cross on their way, which is not a duplicate).
+    async fn read_loop_pusher(
+        &self,
+        mut ws: WebSocketStream<TcpStream>,
+        app: &PusherApp,
+        ready: &mut Option<Ready>,
+        retries: u32,
+    ) {
+        let killed = self.kill.cancelled();
+        tokio::pin!(killed);
+        let mut subscribed = 0;
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = &mut killed => {
+                    // Abortive close, as in `read_loop`.
+                    let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
+                    return;
+                }
+                m = ws.next() => m,
+            };
+            let text = match msg {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let Ok(frame) = serde_json::from_str::<pusher::Frame>(text.as_str()) else {
+                continue;
+            };
+            let reply = match frame.event {
+                pusher::EVENT => {
+                    let doc = pusher::data_document(frame.data).unwrap_or_default();
+                    let id = doc["id"].as_i64().unwrap_or(0);
+                    self.count(id, doc["t"].as_u64(), true);
+                    continue;
+                }
+                "pusher:connection_established" => {
+                    let doc = pusher::data_document(frame.data).unwrap_or_default();
+                    let socket_id = doc["socket_id"].as_str().unwrap_or_default();
+                    let private = PusherApp::user_channel(self.user_id);
+                    let auth = app.channel_auth(socket_id, &private);
+                    let public = json!({"event": "pusher:subscribe",
+                        "data": {"channel": pusher::BROADCAST_CHANNEL}});
+                    if ws.send(Message::text(public.to_string())).await.is_err() {
+                        continue;
+                    }
+                    json!({"event": "pusher:subscribe",
+                        "data": {"channel": private, "auth": auth}})
+                }
+                "pusher_internal:subscription_succeeded" => {
+                    subscribed += 1;
+                    if subscribed == 2
+                        && let Some(r) = ready.take()
+                    {
+                        let _ = r.send(Ok(retries));
+                    }
+                    continue;
+                }
+                "pusher:ping" => json!({"event": "pusher:pong", "data": {}}),
+                "pusher:error" => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(format!("pusher:error {text}")));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            // A failed write shows as the read error that follows it.
+            let _ = ws.send(Message::text(reply.to_string())).await;
         }
     }
 }

@@ -72,6 +72,7 @@ fn setup(targets: Vec<std::net::SocketAddr>, sockets: usize) -> Setup {
         publishers: 4,
         drain: Duration::from_secs(20),
         until: tokio::time::Instant::now() + Duration::from_secs(60),
+        pusher: None,
     }
 }
 
@@ -190,4 +191,64 @@ async fn cluster_plumbing_spreads_over_targets() {
     b.finish().await;
     a.stop().await;
     c.stop().await;
+}
+
+/// Sockudo, the Pusher-protocol peer of issue 14: `scripts/install-sockudo` puts it here (or
+/// `PARKMATE_BENCH_SOCKUDO` names another build).
+fn sockudo() -> Option<std::path::PathBuf> {
+    let path = match std::env::var_os("PARKMATE_BENCH_SOCKUDO") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cache/parkmate/sockudo/bin/sockudo"),
+    };
+    path.is_file().then_some(path)
+}
+
+/// The Pusher mode against a real Sockudo: every socket subscribes to its private channel and
+/// `broadcast`, unicasts and a broadcast arrive once each, and a reconnect shows what the peer
+/// keeps for a socket that was away (nothing: it has no replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_mode_drives_a_real_sockudo() {
+    let Some(exe) = sockudo() else {
+        eprintln!(
+            "SKIPPED pusher_mode_drives_a_real_sockudo: no Sockudo binary \
+             (run scripts/install-sockudo, or set PARKMATE_BENCH_SOCKUDO)"
+        );
+        return;
+    };
+    let app = parkmate_bench::pusher::PusherApp {
+        app_id: "smoke".into(),
+        key: "smoke-key".into(),
+        secret: "smoke-secret-smoke-secret".into(),
+    };
+    let peer = parkmate_bench::pusher::SpawnedPeer::start(&exe, &app, &[])
+        .await
+        .expect("sockudo starts");
+    let mut s = setup(vec![peer.addr], 20);
+    s.pusher = Some(app);
+    s.server_pids = vec![peer.pid];
+    let mut b = Bench::start(s, Fleet::local(2))
+        .await
+        .expect("sockets open");
+    assert_eq!(b.connected.ok, 20, "{:?}", b.connected.errors);
+
+    let r = b.idle(Duration::ZERO).await.unwrap();
+    assert_eq!(get(&r, "sockets"), 20.0);
+    let r = b.unicast(50, 500.0).await.unwrap();
+    assert_eq!(get(&r, "published"), 50.0, "{r:?}");
+    assert_eq!(get(&r, "received"), 50.0, "{r:?}");
+    assert_eq!(get(&r, "duplicates"), 0.0);
+    let r = b.broadcasts(2).await.unwrap();
+    assert_eq!(get(&r, "delivered"), 20.0, "{r:?}");
+    assert_eq!(get(&r, "lost"), 0.0);
+    assert!(r.get("server_cpu_us_per_delivery").is_some(), "{r:?}");
+
+    let r = b.reconnect(10).await.unwrap();
+    assert_eq!(get(&r, "back"), 20.0, "{r:?}");
+    assert_eq!(get(&r, "missed_published"), 10.0);
+    // Pusher keeps nothing for a socket that was away.
+    assert_eq!(get(&r, "received"), 0.0, "{r:?}");
+    assert_eq!(get(&r, "lost"), 10.0);
+    b.finish().await;
+    peer.stop().await;
 }
