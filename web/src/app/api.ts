@@ -101,6 +101,49 @@ export interface UnreadCount {
   unread_count: number;
 }
 
+/**
+ * Hand-written: the push routes (`/api/push/…`, docs/push.md) are in the server's whole document
+ * (`GET /api/openapi.json`) but not in `web/openapi.json`, which is the booking router's part only.
+ * Field for field the server's `push/api.rs` DTOs.
+ */
+export interface VapidPublicKey {
+  /** base64url of the 65-byte uncompressed P-256 point: the `applicationServerKey`. */
+  public_key: string;
+}
+/** Hand-written, like {@link VapidPublicKey}: `PushSubscription.toJSON()` as the server reads it. */
+export interface PushSubscriptionBody {
+  endpoint: string;
+  expirationTime?: number | null;
+  keys: { p256dh: string; auth: string };
+}
+/** Hand-written, like {@link VapidPublicKey}: one event kind's choice. */
+export interface EventPreference {
+  event: string;
+  /** Shown live in the app (this client applies it; the inbox keeps everything). */
+  in_app: boolean;
+  /** Pushed when no open tab acknowledged it. */
+  push: boolean;
+}
+/** Hand-written, like {@link VapidPublicKey}: local `HH:MM` in an IANA zone; `end` before `start` wraps. */
+export interface QuietHours {
+  time_zone: string;
+  start: string;
+  end: string;
+}
+/** Hand-written, like {@link VapidPublicKey}: what `PUT /api/push/preferences` takes. */
+export interface Preferences {
+  /** Only the kinds the person chose for; any other kind takes the default. */
+  events: EventPreference[];
+  quiet_hours: QuietHours | null;
+}
+/** Hand-written, like {@link VapidPublicKey}: what `GET`/`PUT /api/push/preferences` answer. */
+export interface PreferencesAnswer extends Preferences {
+  /** Kinds not pushed unless chosen (every other kind is pushed and shown by default). */
+  push_off_by_default: string[];
+  /** Kinds pushed at once and through quiet hours. */
+  urgent: string[];
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -198,6 +241,16 @@ export const api = {
     request<InboxPage>('GET', `/inbox?limit=${limit}${before != null ? `&before=${before}` : ''}`),
   markRead: (id: number) => request<UnreadCount>('POST', `/inbox/${id}/read`, {}),
   markAllRead: () => request<UnreadCount>('POST', '/inbox/read-all', {}),
+
+  // Not in web/openapi.json: typed by hand (VapidPublicKey and the others above).
+  /** 404 `push_disabled` when the server has no VAPID key. */
+  vapidPublicKey: () => request<VapidPublicKey>('GET', '/push/vapid-public-key', undefined, { auth: false }),
+  /** 201 new, 200 refreshed (or moved from whoever had this browser before). */
+  subscribePush: (s: PushSubscriptionBody) => request<{ id: number }>('POST', '/push/subscriptions', s),
+  /** 204; 404 when the server does not have it (already gone: nothing left to do). */
+  unsubscribePush: (endpoint: string) => request<null>('DELETE', '/push/subscriptions', { endpoint }),
+  preferences: () => request<PreferencesAnswer>('GET', '/push/preferences'),
+  setPreferences: (p: Preferences) => request<PreferencesAnswer>('PUT', '/push/preferences', p),
 };
 
 /** The built-in test payment gateway's cards (docs/booking-api.md), shown as hints. */

@@ -15,6 +15,7 @@ import {
   type Notification,
   type UseWebSocketNotificationsResult,
 } from '@parkmate/notify';
+import { api, type Preferences } from './api';
 import { useAuth } from './auth';
 import { refundText } from './components';
 
@@ -24,6 +25,10 @@ interface LiveValue extends UseWebSocketNotificationsResult {
   lastNotification: Notification | null;
   /** The server's clock (corrected by the last hello), for countdowns. */
   serverNow: () => number;
+  /** Event kinds the person turned in-app notifications off for (`/settings`): no toast, no ack. */
+  inAppOff: ReadonlySet<string>;
+  /** The settings page saved preferences: apply their in-app choices now, without a reload. */
+  preferencesSaved: (p: Pick<Preferences, 'events'>) => void;
 }
 
 const LiveContext = createContext<LiveValue | null>(null);
@@ -43,12 +48,55 @@ export const SILENT_EVENTS: ReadonlySet<string> = new Set(['lot_activity']);
 
 /**
  * The app's toast for a notification: the message exactly as sent, plus a "Refunded $X.XX" line
- * when the booking's money was given back; none for {@link SILENT_EVENTS}.
+ * when the booking's money was given back; none for {@link SILENT_EVENTS}, nor for the kinds in
+ * `inAppOff` (the person's in-app preference, docs/push.md). Answers whether a toast was shown:
+ * `false` tells the notification client not to `ack` it, so the server may still push it.
  */
-export function toastNotification(n: Notification): void {
-  if (SILENT_EVENTS.has(n.event)) return;
+export function toastNotification(n: Notification, inAppOff: ReadonlySet<string> = NONE): boolean {
+  if (SILENT_EVENTS.has(n.event) || inAppOff.has(n.event)) return false;
   const refund = refundOf(n);
   notify.show(n.level, n.message, { ...toastOptionsFor(n), detail: refund == null ? undefined : refundText(refund) });
+  return true;
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/** The kinds a person's preferences turn in-app notifications off for. */
+export function inAppOffKinds(p: Pick<Preferences, 'events'>): ReadonlySet<string> {
+  return new Set(p.events.filter((e) => !e.in_app).map((e) => e.event));
+}
+
+/**
+ * The signed-in person's in-app choices, loaded at sign-in and again whenever the tab comes back
+ * to the front (another tab's settings page may have changed them). Until the first answer, and
+ * when it fails, every kind is shown: a missed toast is worse than an unwanted one.
+ */
+function useInAppOff(token: string | null) {
+  const [loaded, setLoaded] = useState<{ token: string | null; off: ReadonlySet<string> }>({ token: null, off: NONE });
+  useEffect(() => {
+    if (!token) return;
+    let cancelled = false;
+    const load = () => {
+      api.preferences().then(
+        (p) => {
+          if (!cancelled) setLoaded({ token, off: inAppOffKinds(p) });
+        },
+        () => {},
+      );
+    };
+    load();
+    const onVisible = () => {
+      if (document.visibilityState === 'visible') load();
+    };
+    document.addEventListener('visibilitychange', onVisible);
+    return () => {
+      cancelled = true;
+      document.removeEventListener('visibilitychange', onVisible);
+    };
+  }, [token]);
+  const saved = useCallback((p: Pick<Preferences, 'events'>) => setLoaded({ token, off: inAppOffKinds(p) }), [token]);
+  // Another person's choices never apply: a sign-out or a new token starts from "show all".
+  return { off: loaded.token === token ? loaded.off : NONE, saved };
 }
 
 export function LiveProvider({ children }: { children: ReactNode }) {
@@ -70,6 +118,13 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     if (userId == null) clearToastHistory();
   }, [userId]);
 
+  const inApp = useInAppOff(token);
+  // Read by the toaster at each notification, so a changed preference needs no reconnect.
+  const inAppOffRef = useRef(inApp.off);
+  useLayoutEffect(() => {
+    inAppOffRef.current = inApp.off;
+  }, [inApp.off]);
+
   const live = useWebSocketNotifications(user?.id ?? null, {
     token,
     checkAuth,
@@ -78,7 +133,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       setLast(n);
       setVersion((v) => v + 1);
     },
-    toast: toastNotification,
+    toast: (n) => toastNotification(n, inAppOffRef.current),
   });
 
   // A stable serverNow (countdown effects depend on it) that still reads the latest offset.
@@ -89,7 +144,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const serverNow = useCallback(() => Date.now() + offsetRef.current, []);
 
   return (
-    <LiveContext.Provider value={{ ...live, version, lastNotification, serverNow }}>{children}</LiveContext.Provider>
+    <LiveContext.Provider value={{ ...live, version, lastNotification, serverNow, inAppOff: inApp.off, preferencesSaved: inApp.saved }}>
+      {children}
+    </LiveContext.Provider>
   );
 }
 
