@@ -1,7 +1,7 @@
 // ESLint flat config: typescript-eslint with type information (so promise and `any` mistakes are
 // caught, not only syntax), React's hooks rules (including the compiler-backed ones: refs, purity,
-// state in effects), TSDoc syntax for doc comments, and plain Node globals for the e2e suite and
-// build scripts.
+// state in effects), TSDoc syntax for doc comments, plain Node globals for the e2e suite and
+// build scripts, and a service worker's globals for public/push-sw.js.
 import js from '@eslint/js';
 import reactHooks from 'eslint-plugin-react-hooks';
 import tsdoc from 'eslint-plugin-tsdoc';
@@ -45,8 +45,15 @@ export default tseslint.config(
     languageOptions: { globals: globals.node },
   },
   {
+    // The push service worker runs in the browser's worker scope (`self`, `clients`), not in Node.
+    files: ['public/push-sw.js'],
+    languageOptions: { globals: globals.serviceworker, sourceType: 'script' },
+  },
+  {
     // Callbacks handed to Playwright's page.evaluate()/addInitScript() run in the browser.
     files: ['e2e/**/*.mjs'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly', getComputedStyle: 'readonly' } },
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', getComputedStyle: 'readonly', navigator: 'readonly', Notification: 'readonly', localStorage: 'readonly' },
+    },
   },
 );

@@ -11,6 +11,8 @@ import { EmployeeJobsPage } from './pages/EmployeeJobs';
 import { LoginPage } from './pages/Login';
 import { MyBookingsPage } from './pages/MyBookings';
 import { OwnerDashboardPage } from './pages/OwnerDashboard';
+import { SettingsPage } from './pages/Settings';
+import { useServiceWorkerNavigation } from './app/push';
 
 function Routes() {
   const path = usePath();
@@ -29,6 +31,7 @@ function Routes() {
   if (path === '/owner') return only(['owner'], <OwnerDashboardPage />);
   if (path === '/admin') return only(['admin'], <AdminDashboardPage />);
   if (path === '/jobs') return only(['employee'], <EmployeeJobsPage />);
+  if (path === '/settings') return <SettingsPage />;
   return (
     <main className="page" data-testid="not-found">
       <h1>Page not found</h1>
@@ -54,6 +57,7 @@ function publishToastSpace(box: DOMRectReadOnly | null): void {
 }
 
 export function App() {
+  useServiceWorkerNavigation();
   return (
     <RouterProvider>
       <AuthProvider>

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
-import { Bell, Car, LogOut, RefreshCw, Wifi, WifiOff } from 'lucide-react';
+import { Bell, Car, LogOut, RefreshCw, Settings, Wifi, WifiOff } from 'lucide-react';
 import { focusToasts } from '@parkmate/notify';
 import { useAuth } from './auth';
 import { useLive } from './live';
@@ -155,6 +155,9 @@ export function Header() {
         <div className="topbar__right">
           <ConnectionStatus />
           <BellButton />
+          <Link to="/settings" className="icon-btn" testId="nav-settings" label="Notification settings">
+            <Settings size={18} aria-hidden />
+          </Link>
           <span className="user-chip" data-testid="current-user" data-role={user.role} title={user.email}>
             {user.name}
           </span>

@@ -102,7 +102,8 @@ export function match(pattern: string, path: string): Record<string, string> | n
   return params;
 }
 
-export function Link(props: { to: string; children: ReactNode; className?: string; testId?: string; onClick?: () => void }) {
+/** `label`: the accessible name (and tooltip) when the link shows only an icon. */
+export function Link(props: { to: string; children: ReactNode; className?: string; testId?: string; label?: string; onClick?: () => void }) {
   const path = usePath();
   const active = path === props.to || (props.to !== '/' && path.startsWith(props.to + '/'));
   return (
@@ -110,6 +111,8 @@ export function Link(props: { to: string; children: ReactNode; className?: strin
       href={props.to}
       className={`${props.className ?? ''}${active ? ' is-active' : ''}`}
       data-testid={props.testId}
+      aria-label={props.label}
+      title={props.label}
       aria-current={active ? 'page' : undefined}
       onClick={(e: MouseEvent) => {
         if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
