@@ -5,6 +5,7 @@ import { useAuth } from './auth';
 import { useLive } from './live';
 import { focusMain, Link } from './router';
 import { InboxPanel } from './InboxPanel';
+import { forgetPushOnSignOut } from './push';
 import type { Role } from './api';
 
 const NAV: Record<Role, Array<{ to: string; label: string; testId: string }>> = {
@@ -161,7 +162,14 @@ export function Header() {
           <span className="user-chip" data-testid="current-user" data-role={user.role} title={user.email}>
             {user.name}
           </span>
-          <button type="button" className="icon-btn" onClick={() => logout()} data-testid="logout" aria-label="Log out" title="Log out">
+          <button
+            type="button"
+            className="icon-btn"
+            onClick={() => void forgetPushOnSignOut().then(() => logout())}
+            data-testid="logout"
+            aria-label="Log out"
+            title="Log out"
+          >
             <LogOut size={18} aria-hidden />
           </button>
         </div>

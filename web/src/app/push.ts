@@ -164,6 +164,34 @@ export async function turnPushOff(): Promise<PushState> {
   return { kind: 'off' };
 }
 
+/** How long signing out may wait for the server to forget this device. */
+const SIGN_OUT_WAIT_MS = 3000;
+
+/**
+ * Signing out: this browser stops receiving the person's pushes (on a shared computer the next
+ * person must not see them). Best effort and bounded: the server is asked to forget the
+ * subscription, and the browser drops it whatever the answer (a push service then answers the
+ * server 404/410, and the server deletes it itself).
+ */
+export async function forgetPushOnSignOut(): Promise<void> {
+  if (!pushSupported() || Notification.permission !== 'granted') return;
+  try {
+    const sub = await existingSubscription();
+    if (!sub) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      api.unsubscribePush(sub.endpoint).catch(() => null),
+      new Promise((r) => {
+        timer = setTimeout(r, SIGN_OUT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    await sub.unsubscribe();
+  } catch {
+    // Nothing to undo: signing out goes on.
+  }
+}
+
 /**
  * A click on a push notification while a Parkmate tab is open: the service worker focuses the tab
  * and asks it to show the notification's page, which the router does without a reload.
