@@ -323,8 +323,9 @@ function PreferencesForm({ role }: { role: Role }) {
           />
           Hold pushes during quiet hours
         </label>
-        <p className="muted" id={`${ids}-quiet-note`}>
-          A push falling due then waits until they end. Urgent ones (a booking about to expire or expired) are pushed anyway.
+        <p className="muted">
+          A push falling due then waits until they end.
+          {kinds.some((k) => prefs.urgent.includes(k.event)) && ' Urgent ones (a booking about to expire or expired) are pushed anyway.'}
         </p>
         <div className="form--row quiet__times">
           <label className="field">
