@@ -304,6 +304,24 @@ describe('Web Push in Chromium: settings, service worker, escalation', { timeout
     const count = await rp.page.evaluate(async (tag) => (await (await navigator.serviceWorker.getRegistration('/')).getNotifications({ tag })).length, String(id));
     assert.equal(count, 1);
     await cdp.detach();
+
+    // A click on it, as the worker handles one (nothing can click a system notification, so its
+    // click handler's function is called in the worker): the open tab's router shows the booking,
+    // without a reload.
+    await rp.page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const worker = await until('the service worker in Playwright', () =>
+      rp.context.serviceWorkers().find((w) => w.url() === `${server.url}/push-sw.js`),
+    );
+    // eslint-disable-next-line no-undef -- runs in the worker, where push-sw.js defines it
+    assert.equal(await worker.evaluate((url) => openFromNotification(url), shown.data.url), 'tab');
+    await rp.page.waitForURL('**/bookings/4242');
+    assert.equal(await rp.page.evaluate(() => window.__sameDocument), true, 'the router moved, the page did not reload');
+    // eslint-disable-next-line no-undef -- as above
+    await worker.evaluate((url) => openFromNotification(url), '/settings');
+    await rp.page.waitForURL('**/settings');
+    await rp.tid('prefs-form').waitFor();
   });
 
   test('a toast acks its notification, so it is never pushed; a kind with in-app off is pushed exactly once', async () => {

@@ -60,21 +60,27 @@ self.addEventListener('push', (event) => {
   event.waitUntil(self.registration.showNotification('Parkmate', options));
 });
 
+/**
+ * Shows `url` (a path of this site): in an open Parkmate tab when there is one, else in a new
+ * window. Answers which it did. A function of its own so the end-to-end test can call it: no
+ * browser automation can click a system notification.
+ */
+async function openFromNotification(url) {
+  const tabs = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const tab = tabs.find((c) => new URL(c.url).origin === self.location.origin);
+  if (tab) {
+    // Its router goes to the page: the socket, the toasts and the signed-in state stay, where a
+    // reload would drop them. Asked before focusing, which only a real click may do.
+    tab.postMessage({ type: 'parkmate.open', url });
+    await tab.focus().catch(() => {});
+    return 'tab';
+  }
+  await self.clients.openWindow(url);
+  return 'window';
+}
+
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
   const url = (event.notification.data && event.notification.data.url) || '/';
-  event.waitUntil(
-    (async () => {
-      const tabs = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-      // An open Parkmate tab: bring it forward and let its router go to the page (the socket,
-      // the toasts and the signed-in state stay; a reload would drop them).
-      const tab = tabs.find((c) => new URL(c.url).origin === self.location.origin);
-      if (tab) {
-        await tab.focus();
-        tab.postMessage({ type: 'parkmate.open', url });
-        return;
-      }
-      await self.clients.openWindow(url);
-    })(),
-  );
+  event.waitUntil(openFromNotification(url));
 });
