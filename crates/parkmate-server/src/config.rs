@@ -388,11 +388,13 @@ pub struct WsSettings {
     #[default(BufferBytes(256))]
     pub read_buffer_bytes: BufferBytes,
     /// Handshakes worked on at once, from the token check to the end of the greeting and replay;
-    /// the next ones wait their turn (FIFO). A crowd arriving with hundreds of handshakes in
-    /// flight otherwise leaves their short-lived buffers interleaved with the sockets' long-lived
-    /// state, and the allocator cannot give those pages back: 10 KiB per idle socket at 512 in
-    /// flight against 4 at 32 (BENCHMARKS.md). Two cores are busy with a few dozen.
-    #[default(NonZeroUsize::new(32).expect("non-zero"))]
+    /// the next ones wait their turn (FIFO). A memory knob with a price in time, so off by
+    /// default (1,024, what `http.max_connections` already allows): with 512 handshakes in
+    /// flight, 32 turns kept idle sockets at ~5.4 KiB instead of ~7.2 (fewer short-lived buffers
+    /// interleaved with long-lived state), but an 18k reconnect storm took ~2.4 s instead of
+    /// ~1.8: a turn is held across several scheduling hops, so few turns bound the arrival rate
+    /// (BENCHMARKS.md, "Handshake turns").
+    #[default(NonZeroUsize::new(1024).expect("non-zero"))]
     pub max_handshakes_in_flight: NonZeroUsize,
     /// How long a handshake may wait for its turn before it is refused 503 `busy` (with
     /// `Retry-After`), so a queue that does not move sends clients elsewhere instead of holding them.
