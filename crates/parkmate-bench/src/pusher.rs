@@ -12,15 +12,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::process::Child;
+
+use crate::server;
 
 /// The public channel every bench socket joins, for broadcasts.
 pub const BROADCAST_CHANNEL: &str = "broadcast";
@@ -158,43 +158,27 @@ impl SpawnedPeer {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let pid = child.id().context("peer pid")?;
-        let mut peer = SpawnedPeer {
+        let (mut child, pid) = server::spawn_quiet(&mut cmd, exe)?;
+        let http = reqwest::Client::new();
+        let up = format!("http://{addr}/up/{}", app.app_id);
+        server::wait_until_up(&mut child, "the peer", Duration::from_secs(15), || async {
+            http.get(&up)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await?;
+        Ok(SpawnedPeer {
             addr,
             child,
             pid,
             _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        let up = format!("http://{addr}/up/{}", app.app_id);
-        for _ in 0..300 {
-            let ok = http
-                .get(&up)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(peer);
-            }
-            if let Some(status) = peer.child.try_wait()? {
-                bail!("the peer exited during start-up: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the peer did not answer {up} within 15 s")
+        })
     }
 
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        server::stop_child(&mut self.child).await;
     }
 }
 

@@ -167,36 +167,73 @@ impl SpawnedServer {
             }
             cmd.env(k, v);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let pid = child.id().context("server pid")?;
-        let mut server = SpawnedServer {
+        let (mut child, pid) = spawn_quiet(&mut cmd, exe)?;
+        let http = reqwest::Client::new();
+        wait_until_up(
+            &mut child,
+            "the server",
+            Duration::from_secs(10),
+            || async { connections(&http, addr).await.is_ok() },
+        )
+        .await?;
+        Ok(SpawnedServer {
             addr,
             child,
             pid,
             _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if connections(&http, addr).await.is_ok() {
-                return Ok(server);
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!("the server exited during start-up: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the server did not answer /healthz within 10 s")
+        })
     }
 
     /// Asks the server to stop (SIGTERM-like via kill) and reaps it.
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        stop_child(&mut self.child).await;
     }
+}
+
+/// Starts `cmd` (the program `exe`) with no input, no output and its errors on ours; killed on
+/// drop. Answers the child and its pid.
+pub(crate) fn spawn_quiet(
+    cmd: &mut tokio::process::Command,
+    exe: &Path,
+) -> anyhow::Result<(Child, u32)> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let pid = child.id().context("child pid")?;
+    Ok((child, pid))
+}
+
+/// Polls `up` every 50 ms until it answers true; fails when `child` exits first or `within`
+/// passes.
+pub(crate) async fn wait_until_up<F, Fut>(
+    child: &mut Child,
+    what: &str,
+    within: Duration,
+    mut up: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < until {
+        if up().await {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{what} was not up within {within:?}")
+}
+
+/// Kills a child and reaps it (at most 5 s).
+pub(crate) async fn stop_child(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }

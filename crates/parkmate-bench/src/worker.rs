@@ -410,18 +410,8 @@ impl Conn {
         let killed = self.kill.cancelled();
         tokio::pin!(killed);
         loop {
-            let msg = tokio::select! {
-                biased;
-                _ = &mut killed => {
-                    // Abortive close (RST): a drop leaves no TIME_WAIT entry behind for the
-                    // reconnect storm's connect() calls to step over in their search for a
-                    // source port (BENCHMARKS.md, third round), a generator cost that real
-                    // clients on their own machines never pay. The server sees a reset
-                    // instead of a FIN: the same dropped socket to it.
-                    let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
-                    return;
-                }
-                m = ws.next() => m,
+            let Some(msg) = next_unless_killed(&mut ws, killed.as_mut()).await else {
+                return;
             };
             match msg {
                 Some(Ok(Message::Text(text))) => {
@@ -512,14 +502,8 @@ impl Conn {
         tokio::pin!(killed);
         let mut subscribed = 0;
         loop {
-            let msg = tokio::select! {
-                biased;
-                _ = &mut killed => {
-                    // Abortive close, as in `read_loop`.
-                    let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
-                    return;
-                }
-                m = ws.next() => m,
+            let Some(msg) = next_unless_killed(&mut ws, killed.as_mut()).await else {
+                return;
             };
             let text = match msg {
                 Some(Ok(Message::Text(text))) => text,
@@ -574,6 +558,25 @@ impl Conn {
             // A failed write shows as the read error that follows it.
             let _ = ws.send(Message::text(reply.to_string())).await;
         }
+    }
+}
+
+/// The socket's next message, or `None` once the worker kills its sockets. A killed socket is
+/// closed abortively (RST): a drop leaves no TIME_WAIT entry behind for the reconnect storm's
+/// connect() calls to step over in their search for a source port (BENCHMARKS.md, third round),
+/// a generator cost that real clients on their own machines never pay. The server sees a reset
+/// instead of a FIN: the same dropped socket to it.
+async fn next_unless_killed(
+    ws: &mut WebSocketStream<TcpStream>,
+    killed: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+) -> Option<Option<Result<Message, WsError>>> {
+    tokio::select! {
+        biased;
+        _ = killed => {
+            let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
+            None
+        }
+        m = ws.next() => Some(m),
     }
 }
 
