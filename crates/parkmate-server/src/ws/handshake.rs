@@ -5,10 +5,10 @@
 //! (`ws.max_connections_per_user`, `_per_ip`) and a node slot — or refuse with an [`ApiError`]
 //! (HTTP status + JSON body, `Retry-After` on 429 and 503), counted by reason, before anything is
 //! upgraded. Past the cheap checks a handshake waits for a turn (`ws.max_handshakes_in_flight`),
-//! held until its socket has said hello and replayed. An admitted socket is configured (buffers, frame limit), answered with the
-//! sub-protocol of its [`Dialect`] (`parkmate.v1`, or `parkmate.channels` when the client asked
-//! for the original consumer's frames) and handed to its own task
-//! ([`Connection::run`](super::connection::Connection::run)).
+//! held until its socket has said hello and replayed. An admitted socket is configured (buffers,
+//! frame limit), answered with the sub-protocol of its [`Dialect`] (`parkmate.v1`, or
+//! `parkmate.channels` when the client asked for the original consumer's frames) and handed to
+//! its own task ([`Connection::run`](super::connection::Connection::run)).
 
 use std::collections::HashMap;
 
