@@ -225,7 +225,11 @@ impl WorkerCore {
                 spec: spec.clone(),
                 index: slot.index,
                 user_id: slot.user_id,
-                token: keys.mint(slot.user_id, Role::User, TOKEN_TTL_SECS),
+                // A Pusher socket authenticates per channel (`read_loop_pusher`): no token.
+                token: match spec.pusher {
+                    Some(_) => String::new(),
+                    None => keys.mint(slot.user_id, Role::User, TOKEN_TTL_SECS),
+                },
                 since,
                 last_id: slot.last_id.clone(),
                 counters: self.counters.clone(),
@@ -388,8 +392,8 @@ impl Conn {
         };
         let retries = attempt - 1;
         self.counters.open.fetch_add(1, Ordering::Relaxed);
-        match self.spec.pusher.clone() {
-            Some(app) => self.read_loop_pusher(ws, &app, &mut ready, retries).await,
+        match &self.spec.pusher {
+            Some(app) => self.read_loop_pusher(ws, app, &mut ready, retries).await,
             None => self.read_loop(ws, &mut ready, retries).await,
         }
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -445,9 +449,7 @@ impl Conn {
             }
         }
     }
-}
 
-impl Conn {
     /// Counts a notification numbered `id` (a server id, or a Pusher publisher's sequence number)
     /// stamped with its send time `t`.
     fn count(&self, id: i64, t: Option<u64>, exact_duplicates_only: bool) {
