@@ -217,6 +217,8 @@ fn sections_come_from_files_and_from_one_variable_rule() {
         &[
             ("PARKMATE_WS_QUEUE_CAPACITY", "32"),
             ("PARKMATE_WS_WRITE_TIMEOUT", "250ms"),
+            ("PARKMATE_WS_MAX_HANDSHAKES_IN_FLIGHT", "32"),
+            ("PARKMATE_WS_HANDSHAKE_QUEUE_TIMEOUT", "2s"),
             ("PARKMATE_DATABASE_URL", "postgres://db/parkmate"),
             ("PARKMATE_REDIS_URL", "redis://127.0.0.1:6379"),
             ("PARKMATE_REDIS_PREFIX", "blue"),
@@ -237,6 +239,8 @@ fn sections_come_from_files_and_from_one_variable_rule() {
     assert_eq!(s.ws.heartbeat_interval, Duration::from_secs(60));
     assert_eq!(s.ws.heartbeat_timeout, Duration::from_secs(150));
     assert_eq!(s.ws.write_timeout, Duration::from_millis(250));
+    assert_eq!(s.ws.max_handshakes_in_flight.get(), 32);
+    assert_eq!(s.ws.handshake_queue_timeout, Duration::from_secs(2));
     assert!(s.allowed_origins().contains("https://b.example"));
     assert!(!s.allowed_origins().contains("http://localhost:5173"));
     assert_eq!(s.database.url.as_str(), "postgres://db/parkmate");
@@ -404,6 +408,14 @@ fn bad_values_name_their_key_and_variable() {
         (
             ("PARKMATE_WS_MAX_CONNECTIONS_PER_IP", "0"),
             "`ws.max_connections_per_ip`",
+        ),
+        (
+            ("PARKMATE_WS_MAX_HANDSHAKES_IN_FLIGHT", "0"),
+            "`ws.max_handshakes_in_flight` (PARKMATE_WS_MAX_HANDSHAKES_IN_FLIGHT)",
+        ),
+        (
+            ("PARKMATE_WS_HANDSHAKE_QUEUE_TIMEOUT", "10"),
+            "`ws.handshake_queue_timeout` (PARKMATE_WS_HANDSHAKE_QUEUE_TIMEOUT)",
         ),
         (
             ("PARKMATE_WS_ALLOWED_ORIGINS", "ftp://x"),
