@@ -55,6 +55,10 @@ impl Pools {
         let in_memory = url.contains(":memory:");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            // No liveness ping on every checkout: an in-process connection cannot have gone
+            // stale, and the ping is a round trip to the driver's thread before each transaction
+            // and each read (a reconnect storm's greetings, every group commit).
+            .test_before_acquire(false)
             .acquire_timeout(WRITE_QUEUE_TIMEOUT)
             .connect_with(options.clone())
             .await
@@ -66,6 +70,7 @@ impl Pools {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
+                .test_before_acquire(false)
                 .connect_with(options.read_only(true))
                 .await
                 .map_err(classify)?
@@ -138,26 +143,69 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, stmt: Stmt<'_>) -> Resu
     Ok(done.rows_affected())
 }
 
-/// Inserts notifications inside the caller's transaction on the single write connection, one
-/// statement per row (in-process, so a round trip costs microseconds; PostgreSQL batches them into
-/// one `UNNEST` instead). Ids follow commit order because writers are serialised. A row whose
-/// dedupe key is already stored answers the original row.
+/// Rows per `INSERT` at most. A group commit of n rows runs one statement per binary digit of
+/// n below this and one per full chunk above it, so the statement shapes (and the driver's cache
+/// of prepared statements) stay at [`INSERT_SHAPES`].
+const INSERT_CHUNK: usize = 32;
+const INSERT_SHAPES: usize = INSERT_CHUNK.ilog2() as usize + 1;
+/// Columns bound per row (the `$N` of one row's `VALUES` tuple).
+const INSERT_COLUMNS: usize = 10;
+
+/// The multi-row `INSERT` for each power-of-two chunk size, built once.
+static INSERT_SQL: std::sync::LazyLock<[String; INSERT_SHAPES]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|shape| {
+        let rows = 1usize << shape;
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let params: Vec<String> = (1..=INSERT_COLUMNS)
+                    .map(|c| format!("${}", r * INSERT_COLUMNS + c))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO notifications \
+             (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key, lot_id) \
+             VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
+            tuples.join(", ")
+        )
+    })
+});
+
+/// Inserts notifications inside the caller's transaction on the single write connection, many
+/// rows per statement: each statement is a hop to the driver's SQLite thread and back (two
+/// futex wake-ups), which one statement per row paid for every notification (BENCHMARKS.md,
+/// unicast profile). Ids follow batch order: the single writer runs the `VALUES` rows in order
+/// and `AUTOINCREMENT` numbers them upwards. A row whose dedupe key is already stored (or appears
+/// earlier in the batch) answers the original row.
 pub(crate) async fn insert_notifications(
     conn: &mut SqliteConnection,
     batch: &[NewNotification],
 ) -> Result<Vec<StoredNotification>, DbError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut stored = Vec::with_capacity(batch.len());
-    for n in batch {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // The largest power of two that fits, up to a full chunk.
+        let shape = rest.len().min(INSERT_CHUNK).ilog2() as usize;
+        let (chunk, tail) = rest.split_at(1 << shape);
+        insert_chunk(conn, shape, chunk, now, &mut stored).await?;
+        rest = tail;
+    }
+    Ok(stored)
+}
+
+async fn insert_chunk(
+    conn: &mut SqliteConnection,
+    shape: usize,
+    chunk: &[NewNotification],
+    now: i64,
+    stored: &mut Vec<StoredNotification>,
+) -> Result<(), DbError> {
+    let mut stmt = Stmt::new(INSERT_SQL[shape].as_str());
+    for n in chunk {
         let a = notifications::audience_columns(n.audience);
-        let inserted = fetch_optional(
-            &mut *conn,
-            Stmt::new(
-                "INSERT INTO notifications \
-                 (audience_kind, user_id, role, level, event, message, data, created_at_ms, dedupe_key, lot_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            )
+        stmt = stmt
             .bind(a.kind)
             .bind(a.user_id)
             .bind(a.role)
@@ -167,12 +215,32 @@ pub(crate) async fn insert_notifications(
             .bind(n.data.to_string())
             .bind(now)
             .bind(n.dedupe_key.as_deref())
-            .bind(a.lot_id),
-        )
-        .await?;
-        let row = match inserted {
-            Some(row) => StoredNotification {
-                id: row.get("id")?,
+            .bind(a.lot_id);
+    }
+    // RETURNING emits rows in no promised order (SQLite's documentation says so), so they are
+    // matched back: a keyed row by its key, the unkeyed ones by ascending id in batch order.
+    let mut keyed = std::collections::HashMap::new();
+    let mut unkeyed = Vec::new();
+    for row in fetch_all(&mut *conn, stmt).await? {
+        let id: i64 = row.get("id")?;
+        match row.get::<Option<String>>("dedupe_key")? {
+            Some(key) => {
+                keyed.insert(key, id);
+            }
+            None => unkeyed.push(id),
+        }
+    }
+    unkeyed.sort_unstable();
+    let mut unkeyed = unkeyed.into_iter();
+    for n in chunk {
+        let id = match n.dedupe_key.as_deref() {
+            None => unkeyed.next(),
+            // Taken by the first row with that key; a later one in the batch finds it gone.
+            Some(key) => keyed.remove(key),
+        };
+        let row = match id {
+            Some(id) => StoredNotification {
+                id,
                 audience: n.audience,
                 level: n.level,
                 event: n.event.clone(),
@@ -180,6 +248,9 @@ pub(crate) async fn insert_notifications(
                 data: n.data.clone(),
                 created_at: from_millis(now),
             },
+            None if n.dedupe_key.is_none() => {
+                return Err(DbError::corrupt("an inserted notification returned no id"));
+            }
             // A retry of an already stored notification: answer the original row.
             None => {
                 let sql = format!(
@@ -194,5 +265,5 @@ pub(crate) async fn insert_notifications(
         };
         stored.push(row);
     }
-    Ok(stored)
+    Ok(())
 }
