@@ -2,9 +2,10 @@
 //!
 //! It knows users, roles and notification ids, nothing of bookings, stores or brokers. Every socket
 //! has a bounded queue; the hub only ever `try_send`s into it, so one slow reader never slows a
-//! broadcast. The policy when a queue is full is **disconnect**: the socket is removed and its
-//! `slow` token cancelled, its task closes it with 4008, and the client's replay (`since`) makes
-//! that lossless.
+//! broadcast. The policy when a queue is full is **disconnect**: the socket is removed, which
+//! drops the queue's sending half ([`Subscription::is_dropped`] turns true, [`Subscription::recv`]
+//! ends once the queue is drained), its task closes it with 4008, and the client's replay
+//! (`since`) makes that lossless.
 //!
 //! The map is split into [`SHARDS`] shards by user id, each behind its own lock (centrifuge's
 //! `hub.go` does the same), and each shard indexes its sockets by user and by role:
@@ -33,7 +34,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use parkmate_protocol::{Audience, Role};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 /// Shards of the socket map, a power of two. 64 as in centrifuge: with a few threads contention
 /// is already rare at that count, and 64 empty shards cost a few KiB per hub.
@@ -85,9 +85,9 @@ struct Entry {
     /// already removed it (too slow) must not remove the socket that took its slot since.
     id: u64,
     user_id: i64,
-    /// The sending half of the socket's bounded queue (capacity: [`Hub::new`]).
+    /// The sending half of the socket's bounded queue (capacity: [`Hub::new`]); the only one,
+    /// so removing the entry is what tells the socket it was dropped.
     tx: flume::Sender<Delivery>,
-    slow: CancellationToken,
     role: Role,
     /// Where this slot sits in its shard's `by_role[role]`, which stays dense (swap-remove).
     role_pos: u32,
@@ -219,10 +219,8 @@ impl Shard {
             let e = self.entry(slot);
             match e.tx.try_send(delivery.clone()) {
                 Ok(()) => out.delivered += 1,
-                Err(flume::TrySendError::Full(_)) => {
-                    e.slow.cancel();
-                    slow.push((slot, e.id));
-                }
+                // Removed right after this shard's pass, which drops `tx`.
+                Err(flume::TrySendError::Full(_)) => slow.push((slot, e.id)),
                 // The socket is closing; its Subscription's drop removes it.
                 Err(flume::TrySendError::Disconnected(_)) => {}
             }
@@ -274,14 +272,12 @@ pub struct Subscription {
     /// [`recv`]: Subscription::recv
     /// [`try_recv`]: Subscription::try_recv
     rx: flume::Receiver<Delivery>,
-    /// Cancelled when the hub dropped this socket for a full queue.
-    pub slow: CancellationToken,
     hub: Hub,
 }
 
 impl Subscription {
     /// The next delivery, waiting for one; `None` once the hub has dropped this socket (it was
-    /// too slow: `slow` is cancelled). Cancel-safe: dropping the future loses nothing.
+    /// too slow) and the queue is drained. Cancel-safe: dropping the future loses nothing.
     pub fn recv(&self) -> Recv<'_> {
         Recv(self.rx.recv_async())
     }
@@ -289,6 +285,14 @@ impl Subscription {
     /// The next delivery if one is queued.
     pub fn try_recv(&self) -> Option<Delivery> {
         self.rx.try_recv().ok()
+    }
+
+    /// Whether the hub dropped this socket because its queue was full. An atomic load, where a
+    /// cancellation token per socket cost an allocation and a mutex on every wake-up (both
+    /// showed in the idle-memory and broadcast profiles). Only the hub removes an entry, and a
+    /// subscription keeps the hub alive, so a dropped sending half means exactly that.
+    pub fn is_dropped(&self) -> bool {
+        self.rx.is_disconnected()
     }
 
     /// Resolves once every event for this socket's user published from now on is sure to reach
@@ -366,13 +370,11 @@ impl Hub {
         // ~1.5 KiB with its channel state) up front, which every idle socket then carries;
         // flume's queue is empty until a delivery is waiting (BENCHMARKS.md, idle memory).
         let (tx, rx) = flume::bounded(self.shared.queue_capacity);
-        let slow = CancellationToken::new();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             id,
             user_id,
             tx,
-            slow: slow.clone(),
             role,
             role_pos: 0,
             prev: NIL,
@@ -394,7 +396,6 @@ impl Hub {
             user_id,
             role,
             rx,
-            slow,
             hub: self.clone(),
         }
     }

@@ -145,12 +145,7 @@ async fn a_full_queue_drops_exactly_that_socket() {
         }
     );
     for s in &subs {
-        assert_eq!(
-            s.slow.is_cancelled(),
-            s.user_id == stuck,
-            "user {}",
-            s.user_id
-        );
+        assert_eq!(s.is_dropped(), s.user_id == stuck, "user {}", s.user_id);
     }
     assert_eq!(hub.connection_count(), 99);
     check_indexes(&hub);

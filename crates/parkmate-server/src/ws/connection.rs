@@ -64,8 +64,6 @@ pub(super) enum End {
     Shutdown,
     /// The hub removed this socket because its queue filled up: 4008.
     SlowConsumer,
-    /// The hub's sending side is gone (only if the hub itself is): 1011.
-    HubGone,
     /// The peer sent a close frame: answered with its own code (tungstenite queues the echo,
     /// and replaces a code a peer may not send, such as 1004, with 1002).
     PeerClosed,
@@ -225,7 +223,6 @@ impl Connection {
             End::ProtocolViolation => CloseCode::ProtocolViolation,
             End::HeartbeatTimeout => CloseCode::HeartbeatTimeout,
             End::TokenExpired => CloseCode::TokenExpired,
-            End::HubGone => CloseCode::InternalError,
             End::Store(e) => {
                 tracing::warn!(error = ?e, user = self.identity.user_id, "socket failed");
                 CloseCode::InternalError
@@ -274,19 +271,24 @@ impl Connection {
         // fresh waiters and a fresh timer per delivery, which showed at the top of the
         // broadcast profile (BENCHMARKS.md). One timer serves both the heartbeat and the
         // token's expiry: a timer entry per socket is memory every idle socket carries.
-        let slow = sub.slow.clone();
         let stopping = shutdown.cancelled();
-        let too_slow = slow.cancelled();
         let timer = sleep_until(next_beat.min(expires).min(next_check));
-        tokio::pin!(stopping, too_slow, timer);
+        tokio::pin!(stopping, timer);
 
         loop {
+            // Deliveries first: polling the close wave takes two mutexes that a tenth of the
+            // node's sockets share, and a broadcast wakes every socket for its delivery alone.
+            // The wave is still heard as soon as the queue is empty, and a socket cannot stay
+            // busy for ever: one whose queue fills is dropped (`is_dropped`).
             tokio::select! {
                 biased;
-                _ = &mut stopping => return Err(End::Shutdown),
-                _ = &mut too_slow => return Err(End::SlowConsumer),
                 delivery = sub.recv() => {
-                    let mut batch = vec![delivery.ok_or(End::HubGone)?];
+                    // Dropped as too slow: say so rather than write what is queued.
+                    if sub.is_dropped() {
+                        return Err(End::SlowConsumer);
+                    }
+                    // `None` only once dropped and drained.
+                    let mut batch = vec![delivery.ok_or(End::SlowConsumer)?];
                     while batch.len() < MAX_COALESCE {
                         match sub.try_recv() {
                             Some(d) => batch.push(d),
@@ -295,6 +297,7 @@ impl Connection {
                     }
                     Box::pin(self.deliver(batch)).await?;
                 }
+                _ = &mut stopping => return Err(End::Shutdown),
                 inbound = self.socket.recv() => {
                     let msg = inbound.ok_or(End::PeerGone)?.map_err(End::from_read)?;
                     self.last_heard = Instant::now();
