@@ -62,6 +62,24 @@ impl Db {
         }))
     }
 
+    /// Stores a batch atomically on its own (the notifier's group commit); returns the rows in
+    /// input order, as [`Tx::insert_notifications`] does. On SQLite a batch that fits one
+    /// statement needs no `BEGIN`/`COMMIT` around it (`sqlite::store_alone`).
+    pub async fn insert_batch(
+        &self,
+        batch: &[NewNotification],
+    ) -> Result<Vec<StoredNotification>, DbError> {
+        if let Engine::Sqlite(p) = &self.engine
+            && let Some(stored) = sqlite::store_alone(p, batch).await
+        {
+            return stored;
+        }
+        let mut tx = self.begin().await?;
+        let stored = tx.insert_notifications(batch).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     /// A read connection outside any transaction (SQLite: the read pool, which WAL keeps from
     /// ever waiting for the writer).
     pub async fn read(&self) -> Result<Read, DbError> {

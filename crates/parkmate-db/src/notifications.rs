@@ -17,9 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use parkmate_protocol::{Audience, Level, Role, Viewer};
 
 use crate::exec::{Exec, Row, Stmt};
-use crate::{
-    Db, DbError, Greeting, InboxItem, InboxPage, NewNotification, StoredNotification, UnreadState,
-};
+use crate::{Db, DbError, Greeting, InboxItem, InboxPage, StoredNotification, UnreadState};
 
 /// The largest page any listing returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
@@ -217,17 +215,6 @@ async fn max_id_on(c: &mut impl Exec) -> Result<i64, DbError> {
 
 /// The store's operations, each one query or one short transaction.
 impl Db {
-    /// Stores a batch in one transaction (group commit); returns the rows in input order.
-    pub async fn insert_batch(
-        &self,
-        batch: &[NewNotification],
-    ) -> Result<Vec<StoredNotification>, DbError> {
-        let mut tx = self.begin().await?;
-        let stored = tx.insert_notifications(batch).await?;
-        tx.commit().await?;
-        Ok(stored)
-    }
-
     /// Every notification with an id above `after`, oldest first, whatever its audience (the
     /// outbox dispatcher's view).
     pub async fn after(&self, after: i64, limit: u32) -> Result<Vec<StoredNotification>, DbError> {

@@ -46,6 +46,7 @@ impl Pools {
             // the last commits. That is the trade every embedded server makes for write speed.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
+            .statement_cache_capacity(STATEMENT_CACHE)
             .foreign_keys(true);
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
@@ -143,18 +144,21 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, stmt: Stmt<'_>) -> Resu
     Ok(done.rows_affected())
 }
 
-/// Rows per `INSERT` at most. A group commit of n rows runs one statement per binary digit of
-/// n below this and one per full chunk above it, so the statement shapes (and the driver's cache
-/// of prepared statements) stay at [`INSERT_SHAPES`].
+/// Rows per `INSERT` at most: a batch of up to this many is one statement (so the notifier's
+/// group commit, which rarely holds more, needs no transaction around it: [`store_alone`]), a
+/// larger one a statement per full chunk and one for the rest. One prepared statement per size,
+/// which the connection's statement cache ([`STATEMENT_CACHE`]) keeps.
 const INSERT_CHUNK: usize = 32;
-const INSERT_SHAPES: usize = INSERT_CHUNK.ilog2() as usize + 1;
 /// Columns bound per row (the `$N` of one row's `VALUES` tuple).
 const INSERT_COLUMNS: usize = 10;
+/// Prepared statements kept per connection: sqlx's default (100) plus the [`INSERT_CHUNK`]
+/// shapes of the notification insert, with room for the booking domain's statements.
+const STATEMENT_CACHE: usize = 256;
 
-/// The multi-row `INSERT` for each power-of-two chunk size, built once.
-static INSERT_SQL: std::sync::LazyLock<[String; INSERT_SHAPES]> = std::sync::LazyLock::new(|| {
+/// The multi-row `INSERT` for 1 ..= [`INSERT_CHUNK`] rows (index: rows - 1), built once.
+static INSERT_SQL: std::sync::LazyLock<[String; INSERT_CHUNK]> = std::sync::LazyLock::new(|| {
     std::array::from_fn(|shape| {
-        let rows = 1usize << shape;
+        let rows = shape + 1;
         let tuples: Vec<String> = (0..rows)
             .map(|r| {
                 let params: Vec<String> = (1..=INSERT_COLUMNS)
@@ -172,6 +176,24 @@ static INSERT_SQL: std::sync::LazyLock<[String; INSERT_SHAPES]> = std::sync::Laz
     })
 });
 
+/// Stores a batch that fits one statement on the write connection without `BEGIN`/`COMMIT`: a
+/// single `INSERT` is atomic by itself, and holding the only write connection keeps the dedupe
+/// look-ups that may follow consistent with it. Two round trips to the driver's thread fewer
+/// per group commit than a transaction (`None`: the batch is too large for that).
+pub(crate) async fn store_alone(
+    pools: &Pools,
+    batch: &[NewNotification],
+) -> Option<Result<Vec<StoredNotification>, DbError>> {
+    if batch.len() > INSERT_CHUNK {
+        return None;
+    }
+    let stored = async {
+        let mut conn = pools.write.acquire().await.map_err(classify)?;
+        insert_notifications(&mut conn, batch).await
+    };
+    Some(stored.await)
+}
+
 /// Inserts notifications inside the caller's transaction on the single write connection, many
 /// rows per statement: each statement is a hop to the driver's SQLite thread and back (two
 /// futex wake-ups), which one statement per row paid for every notification (BENCHMARKS.md,
@@ -186,10 +208,8 @@ pub(crate) async fn insert_notifications(
     let mut stored = Vec::with_capacity(batch.len());
     let mut rest = batch;
     while !rest.is_empty() {
-        // The largest power of two that fits, up to a full chunk.
-        let shape = rest.len().min(INSERT_CHUNK).ilog2() as usize;
-        let (chunk, tail) = rest.split_at(1 << shape);
-        insert_chunk(conn, shape, chunk, now, &mut stored).await?;
+        let (chunk, tail) = rest.split_at(rest.len().min(INSERT_CHUNK));
+        insert_chunk(conn, chunk, now, &mut stored).await?;
         rest = tail;
     }
     Ok(stored)
@@ -197,12 +217,11 @@ pub(crate) async fn insert_notifications(
 
 async fn insert_chunk(
     conn: &mut SqliteConnection,
-    shape: usize,
     chunk: &[NewNotification],
     now: i64,
     stored: &mut Vec<StoredNotification>,
 ) -> Result<(), DbError> {
-    let mut stmt = Stmt::new(INSERT_SQL[shape].as_str());
+    let mut stmt = Stmt::new(INSERT_SQL[chunk.len() - 1].as_str());
     for n in chunk {
         let a = notifications::audience_columns(n.audience);
         stmt = stmt
