@@ -115,6 +115,10 @@ describe('in-app preference', () => {
     fireEvent.change(screen.getByTestId('quiet-start'), { target: { value: '21:30' } });
     fireEvent.click(screen.getByTestId('prefs-save'));
     await waitFor(() => expect(screen.getByTestId('prefs-status').textContent).toBe('Saved.'));
+    // An edit after the save is not saved yet: the status says nothing until the next save.
+    fireEvent.change(screen.getByTestId('quiet-end'), { target: { value: '06:30' } });
+    expect(screen.getByTestId('prefs-status').textContent).toBe('');
+    fireEvent.change(screen.getByTestId('quiet-end'), { target: { value: '07:00' } });
 
     const put = calls.find((c) => c.method === 'PUT' && c.url === '/api/push/preferences');
     expect(put?.body).toEqual({

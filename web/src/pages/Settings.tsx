@@ -175,6 +175,23 @@ function PushSection() {
   );
 }
 
+/** One end of the quiet hours: a local `HH:MM`, required while they are on. */
+function QuietTime(props: { label: string; value: string; enabled: boolean; testId: string; onChange: (value: string) => void }) {
+  return (
+    <label className="field">
+      <span>{props.label}</span>
+      <input
+        type="time"
+        required={props.enabled}
+        disabled={!props.enabled}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+        data-testid={props.testId}
+      />
+    </label>
+  );
+}
+
 function KindRow({
   kind,
   choice,
@@ -237,6 +254,11 @@ function PreferencesForm({ role }: { role: Role }) {
   const [saved, setSaved] = useState(false);
   const [saving, setSaving] = useState(false);
   const ids = useId();
+  // Every edit un-says "Saved." until the next save, as the checkboxes do.
+  const editQuiet = (patch: Partial<QuietHours>) => {
+    setSaved(false);
+    setQuiet((q) => ({ ...q, ...patch }));
+  };
 
   const apply = (p: PreferencesAnswer) => {
     setPrefs(p);
@@ -333,7 +355,7 @@ function PreferencesForm({ role }: { role: Role }) {
             <select
               value={quiet.time_zone}
               disabled={!quietOn}
-              onChange={(e) => setQuiet((q) => ({ ...q, time_zone: e.target.value }))}
+              onChange={(e) => editQuiet({ time_zone: e.target.value })}
               data-testid="quiet-time-zone"
             >
               {timeZones(quiet.time_zone).map((z) => (
@@ -343,28 +365,8 @@ function PreferencesForm({ role }: { role: Role }) {
               ))}
             </select>
           </label>
-          <label className="field">
-            <span>From</span>
-            <input
-              type="time"
-              required={quietOn}
-              disabled={!quietOn}
-              value={quiet.start}
-              onChange={(e) => setQuiet((q) => ({ ...q, start: e.target.value }))}
-              data-testid="quiet-start"
-            />
-          </label>
-          <label className="field">
-            <span>Until</span>
-            <input
-              type="time"
-              required={quietOn}
-              disabled={!quietOn}
-              value={quiet.end}
-              onChange={(e) => setQuiet((q) => ({ ...q, end: e.target.value }))}
-              data-testid="quiet-end"
-            />
-          </label>
+          <QuietTime label="From" value={quiet.start} enabled={quietOn} testId="quiet-start" onChange={(start) => editQuiet({ start })} />
+          <QuietTime label="Until" value={quiet.end} enabled={quietOn} testId="quiet-end" onChange={(end) => editQuiet({ end })} />
         </div>
       </fieldset>
       <ErrorBox testId="prefs-save-error">{saveError}</ErrorBox>
