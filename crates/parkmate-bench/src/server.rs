@@ -184,7 +184,7 @@ impl SpawnedServer {
         })
     }
 
-    /// Asks the server to stop (SIGTERM-like via kill) and reaps it.
+    /// Kills the server (SIGKILL: each run starts a fresh one) and reaps it.
     pub async fn stop(mut self) {
         stop_child(&mut self.child).await;
     }

@@ -390,10 +390,10 @@ pub struct WsSettings {
     /// Handshakes worked on at once, from the token check to the end of the greeting and replay;
     /// the next ones wait their turn (FIFO). A memory knob with a price in time, so off by
     /// default (1,024, what `http.max_connections` already allows): with 512 handshakes in
-    /// flight, 32 turns kept idle sockets at ~5.4 KiB instead of ~7.2 (fewer short-lived buffers
-    /// interleaved with long-lived state), but an 18k reconnect storm took ~2.4 s instead of
-    /// ~1.8: a turn is held across several scheduling hops, so few turns bound the arrival rate
-    /// (BENCHMARKS.md, "Handshake turns").
+    /// flight, 32 turns lowered the memory peak while a crowd arrives (~4.4 KiB per socket read
+    /// 2 s after it instead of ~5.5; once idle, past the first heartbeat, ~4 KiB either way), but
+    /// an 18k reconnect storm took ~2.4 s instead of ~1.8: a turn is held across several
+    /// scheduling hops, so few turns bound the arrival rate (BENCHMARKS.md, "Handshake turns").
     #[default(NonZeroUsize::new(1024).expect("non-zero"))]
     pub max_handshakes_in_flight: NonZeroUsize,
     /// How long a handshake may wait for its turn before it is refused 503 `busy` (with
