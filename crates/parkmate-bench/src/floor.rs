@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::scenario::{RunResult, medians};
+use crate::server::cpu_ns;
 use crate::worker::now_us;
 
 /// What one `floor` run does.
@@ -148,13 +149,18 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
     for _ in 0..spec.rounds {
         // Let the peer settle in its poll, and the last round's ACKs drain.
         std::thread::sleep(Duration::from_millis(100));
+        // Each side's CPU over the round, to set beside a broadcast's server and generator CPU:
+        // the writers are this process's threads, the reader is the peer.
+        let peer_pid = peer.child.id();
+        let reader_before = cpu_ns(peer_pid);
         writeln!(peer.stdin, "go")?;
         peer.stdin.flush()?;
         let started_us = now_us();
         let started = Instant::now();
-        write_all(&sockets, &message, spec.threads)?;
+        let writer_ns = write_all(&sockets, &message, spec.threads)?;
         let write_ms = started.elapsed().as_secs_f64() * 1e3;
         let line = peer.line()?;
+        let reader_after = cpu_ns(peer_pid);
         let last_read_us: u64 = line
             .strip_prefix("done ")
             .and_then(|v| v.parse().ok())
@@ -164,11 +170,20 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
         r.put("threads", spec.threads as f64);
         r.put("write_all_ms", write_ms);
         r.put("us_per_write", write_ms * 1e3 / spec.sockets as f64);
+        let per_socket_us = |before: Option<u64>, after: Option<u64>| {
+            Some(after?.saturating_sub(before?) as f64 / 1e3 / spec.sockets as f64)
+        };
+        if let Some(us) = per_socket_us(Some(0), writer_ns) {
+            r.put("writer_cpu_us_per_delivery", us);
+        }
         if spec.read {
             r.put(
                 "last_read_ms",
                 last_read_us.saturating_sub(started_us) as f64 / 1e3,
             );
+            if let Some(us) = per_socket_us(reader_before, reader_after) {
+                r.put("reader_cpu_us_per_delivery", us);
+            }
         }
         rounds.push(r);
     }
@@ -185,28 +200,43 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
     Ok(r)
 }
 
-/// Every socket gets `message` once; socket `i` is written by thread `i % threads`.
-fn write_all(sockets: &[TcpStream], message: &[u8], threads: usize) -> anyhow::Result<()> {
+/// Every socket gets `message` once; socket `i` is written by thread `i % threads`. Returns the
+/// writer threads' CPU time (ns), read by each thread of itself before it ends (an ended
+/// thread's time leaves `/proc/<pid>/task`), when the kernel tells it.
+fn write_all(sockets: &[TcpStream], message: &[u8], threads: usize) -> anyhow::Result<Option<u64>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
-                scope.spawn(move || -> std::io::Result<()> {
+                scope.spawn(move || -> std::io::Result<Option<u64>> {
+                    let before = thread_cpu_ns();
                     for s in sockets.iter().skip(k).step_by(threads) {
                         let mut w: &TcpStream = s;
                         w.write_all(message)?;
                     }
-                    Ok(())
+                    Ok(thread_cpu_ns()
+                        .zip(before)
+                        .map(|(after, before)| after.saturating_sub(before)))
                 })
             })
             .collect();
+        let mut total = Some(0u64);
         for h in handles {
             match h.join() {
-                Ok(r) => r.context("floor write")?,
+                Ok(r) => {
+                    let ns = r.context("floor write")?;
+                    total = total.zip(ns).map(|(t, n)| t + n);
+                }
                 Err(_) => bail!("a floor writer thread panicked"),
             }
         }
-        Ok(())
+        Ok(total)
     })
+}
+
+/// The calling thread's CPU time so far (ns), from `/proc/thread-self/schedstat`.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
 }
 
 /// The `floor-peer` subcommand (see the module docs for its protocol).

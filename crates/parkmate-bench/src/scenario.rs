@@ -146,26 +146,60 @@ fn servers_rss_kb(pids: &[u32]) -> u64 {
 }
 
 /// The servers' CPU time so far, in ns (`None` when a pid cannot be read: a remote server).
-fn servers_cpu_ns(pids: &[u32]) -> Option<u64> {
+fn cpu_ns_of(pids: &[u32]) -> Option<u64> {
     if pids.is_empty() {
         return None;
     }
     pids.iter().map(|p| server::cpu_ns(*p)).sum()
 }
 
-/// `server_cpu_us_per_delivery`: the servers' CPU between two readings over what they delivered,
-/// so the server's share of a run shows apart from the generator's on the same cores.
-fn note_server_cpu(r: &mut RunResult, before: Option<u64>, pids: &[u32], delivered: u64) {
-    if let (Some(before), Some(after)) = (before, servers_cpu_ns(pids))
-        && delivered > 0
-    {
-        let us = after.saturating_sub(before) as f64 / 1e3;
-        r.put("server_cpu_ms", us / 1e3);
-        r.put("server_cpu_us_per_delivery", us / delivered as f64);
+/// CPU readings of both sides of a run, taken before it: the servers' and the generator's own
+/// worker processes (workers that are tasks of this process have no pid of their own and are
+/// not counted).
+struct CpuBefore {
+    servers: Option<u64>,
+    generator: Option<u64>,
+}
+
+/// `server_cpu_us_per_delivery` and `generator_cpu_us_per_delivery`: each side's CPU between two
+/// readings over what was delivered. Both sides share the cores, so a run's wall time is bounded
+/// by their sum; the server's share shows apart from the generator's.
+fn put_cpu(r: &mut RunResult, before: &CpuBefore, pids: &[u32], workers: &[u32], delivered: u64) {
+    if delivered == 0 {
+        return;
+    }
+    for (label, before, pids) in [
+        ("server", before.servers, pids),
+        ("generator", before.generator, workers),
+    ] {
+        if let (Some(before), Some(after)) = (before, cpu_ns_of(pids)) {
+            let us = after.saturating_sub(before) as f64 / 1e3;
+            r.put(&format!("{label}_cpu_ms"), us / 1e3);
+            r.put(
+                &format!("{label}_cpu_us_per_delivery"),
+                us / delivered as f64,
+            );
+        }
     }
 }
 
 impl Bench {
+    fn worker_pids(&self) -> Vec<u32> {
+        self.fleet.workers.iter().filter_map(|w| w.pid()).collect()
+    }
+
+    fn cpu_before(&self) -> CpuBefore {
+        CpuBefore {
+            servers: cpu_ns_of(&self.setup.server_pids),
+            generator: cpu_ns_of(&self.worker_pids()),
+        }
+    }
+
+    fn note_cpu(&self, r: &mut RunResult, before: &CpuBefore, delivered: u64) {
+        let workers = self.worker_pids();
+        put_cpu(r, before, &self.setup.server_pids, &workers, delivered);
+    }
+
     /// Opens `setup.sockets` sockets across `fleet` and waits until the servers count them all.
     pub async fn start(setup: Setup, mut fleet: Fleet) -> anyhow::Result<Bench> {
         crate::check_loopback_all(&setup.targets, &setup.sources)?;
@@ -387,7 +421,7 @@ impl Bench {
     /// `broadcast`: one `broadcast: true` publish; time until the last socket has it.
     pub async fn broadcast(&mut self) -> anyhow::Result<RunResult> {
         self.reset().await?;
-        let cpu_before = servers_cpu_ns(&self.setup.server_pids);
+        let cpu_before = self.cpu_before();
         let sent = Instant::now();
         let ids = self
             .publisher
@@ -414,7 +448,7 @@ impl Bench {
                 t.received as f64 / (h.max() as f64 / 1e6).max(1e-9),
             );
         }
-        note_server_cpu(&mut r, cpu_before, &self.setup.server_pids, t.received);
+        self.note_cpu(&mut r, &cpu_before, t.received);
         r.notes.push(format!("notification id {ids:?}"));
         Self::note_totals(&mut r, &t);
         Ok(r)
@@ -431,7 +465,7 @@ impl Bench {
             bail!("unicast needs sockets");
         }
         self.reset().await?;
-        let cpu_before = servers_cpu_ns(&self.setup.server_pids);
+        let cpu_before = self.cpu_before();
         let p = self
             .publisher
             .paced(
@@ -452,7 +486,7 @@ impl Bench {
         r.put("received", t.received as f64);
         r.put("lost", p.ok.saturating_sub(t.received) as f64);
         r.put("duplicates", t.duplicates as f64);
-        note_server_cpu(&mut r, cpu_before, &self.setup.server_pids, t.received);
+        self.note_cpu(&mut r, &cpu_before, t.received);
         r.latency("", &t.latency_us);
         if let Some(h) = &p.http_us {
             r.latency("http_", h);
