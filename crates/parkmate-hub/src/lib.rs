@@ -5,7 +5,7 @@
 //! broadcast. The policy when a queue is full is **disconnect**: the socket is removed, which
 //! drops the queue's sending half ([`Subscription::is_dropped`] turns true, [`Subscription::recv`]
 //! ends once the queue is drained), its task closes it with 4008, and the client's replay
-//! (`since`) makes that lossless.
+//! (`since`) makes that lossless. The queue itself is [`queue`]: waiting on it allocates nothing.
 //!
 //! The map is split into [`SHARDS`] shards by user id, each behind its own lock (centrifuge's
 //! `hub.go` does the same), and each shard indexes its sockets by user and by role:
@@ -34,6 +34,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use parkmate_protocol::{Audience, Role};
 use tokio::sync::oneshot;
+
+mod queue;
+use queue::TrySendError;
 
 /// Shards of the socket map, a power of two. 64 as in centrifuge: with a few threads contention
 /// is already rare at that count, and 64 empty shards cost a few KiB per hub.
@@ -87,7 +90,7 @@ struct Entry {
     user_id: i64,
     /// The sending half of the socket's bounded queue (capacity: [`Hub::new`]); the only one,
     /// so removing the entry is what tells the socket it was dropped.
-    tx: flume::Sender<Delivery>,
+    tx: queue::Sender<Delivery>,
     role: Role,
     /// Where this slot sits in its shard's `by_role[role]`, which stays dense (swap-remove).
     role_pos: u32,
@@ -220,9 +223,9 @@ impl Shard {
             match e.tx.try_send(delivery.clone()) {
                 Ok(()) => out.delivered += 1,
                 // Removed right after this shard's pass, which drops `tx`.
-                Err(flume::TrySendError::Full(_)) => slow.push((slot, e.id)),
+                Err(TrySendError::Full(_)) => slow.push((slot, e.id)),
                 // The socket is closing; its Subscription's drop removes it.
-                Err(flume::TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Disconnected(_)) => {}
             }
         };
         match pick {
@@ -271,7 +274,7 @@ pub struct Subscription {
     ///
     /// [`recv`]: Subscription::recv
     /// [`try_recv`]: Subscription::try_recv
-    rx: flume::Receiver<Delivery>,
+    rx: queue::Receiver<Delivery>,
     hub: Hub,
 }
 
@@ -279,12 +282,12 @@ impl Subscription {
     /// The next delivery, waiting for one; `None` once the hub has dropped this socket (it was
     /// too slow) and the queue is drained. Cancel-safe: dropping the future loses nothing.
     pub fn recv(&self) -> Recv<'_> {
-        Recv(self.rx.recv_async())
+        Recv(&self.rx)
     }
 
     /// The next delivery if one is queued.
     pub fn try_recv(&self) -> Option<Delivery> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv()
     }
 
     /// Whether the hub dropped this socket because its queue was full. An atomic load, where a
@@ -310,15 +313,15 @@ impl Subscription {
     }
 }
 
-/// The future of [`Subscription::recv`]. A named type over the queue's own future rather than an
-/// `async fn`, whose state machine would add its own bytes to every idle socket's task.
-pub struct Recv<'a>(flume::r#async::RecvFut<'a, Delivery>);
+/// The future of [`Subscription::recv`]: a reference to the queue, nothing more, so waiting
+/// adds nothing to an idle socket's task (an `async fn`'s state machine would).
+pub struct Recv<'a>(&'a queue::Receiver<Delivery>);
 
 impl Future for Recv<'_> {
     type Output = Option<Delivery>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        Pin::new(&mut self.0).poll(cx).map(Result::ok)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.0.poll_recv(cx)
     }
 }
 
@@ -366,10 +369,8 @@ impl Hub {
     /// Registers a socket; from now on it receives every delivery for its user, role and everyone
     /// that reaches this node (see [`Subscription::ready`] for when that is everything).
     pub fn subscribe(&self, user_id: i64, role: Role) -> Subscription {
-        // flume rather than tokio's mpsc: tokio allocates the queue's first block (32 slots,
-        // ~1.5 KiB with its channel state) up front, which every idle socket then carries;
-        // flume's queue is empty until a delivery is waiting (BENCHMARKS.md, idle memory).
-        let (tx, rx) = flume::bounded(self.shared.queue_capacity);
+        // Empty until a delivery is waiting (see `queue` for why not tokio's mpsc or flume).
+        let (tx, rx) = queue::bounded(self.shared.queue_capacity);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             id,
