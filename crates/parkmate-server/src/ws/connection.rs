@@ -321,7 +321,7 @@ impl Connection {
                             metrics::counter!("parkmate_heartbeat_timeouts_total").increment(1);
                             return Err(End::HeartbeatTimeout);
                         }
-                        Box::pin(self.write(&[Message::Ping(bytes::Bytes::new())])).await?;
+                        Box::pin(self.write([Message::Ping(bytes::Bytes::new())])).await?;
                         // Counted from now: a late tick delays the next one rather than bunching.
                         next_beat = now + heartbeat_interval;
                     }
@@ -379,7 +379,7 @@ impl Connection {
         if first_page.is_some() {
             return self.catch_up(true, hello, first_page).await;
         }
-        self.write(&hello).await
+        self.write(hello).await
     }
 
     /// Sends from the store everything after `last_sent`, page by page, after the frames already
@@ -419,8 +419,7 @@ impl Connection {
                 break;
             }
             // More pages follow: send this one before reading the next.
-            self.write(&frames).await?;
-            frames.clear();
+            self.write(std::mem::take(&mut frames)).await?;
         }
         metrics::counter!("parkmate_replayed_total").increment(count);
         if announce && self.dialect == Dialect::Native {
@@ -432,7 +431,7 @@ impl Connection {
             frames.push(self.unread_frame());
         }
         if !frames.is_empty() {
-            self.write(&frames).await?;
+            self.write(frames).await?;
         }
         Ok(())
     }
@@ -491,7 +490,7 @@ impl Connection {
                 }
                 Delivery::Resync => {
                     if !frames.is_empty() {
-                        self.write(&std::mem::take(&mut frames)).await?;
+                        self.write(std::mem::take(&mut frames)).await?;
                     }
                     Box::pin(self.catch_up(false, Vec::new(), None)).await?;
                 }
@@ -503,7 +502,7 @@ impl Connection {
         if frames.is_empty() {
             return Ok(());
         }
-        self.write(&frames).await
+        self.write(frames).await
     }
 
     async fn inbound(&mut self, msg: Message) -> Result<(), End> {
@@ -529,7 +528,7 @@ impl Connection {
                     wait.as_millis().max(1)
                 ),
             };
-            return self.write(&[Message::Text(refusal.to_json().into())]).await;
+            return self.write([Message::Text(refusal.to_json().into())]).await;
         }
         let parsed = match msg {
             Message::Text(text) => ClientFrame::parse(text.as_str()),
@@ -597,17 +596,19 @@ impl Connection {
             }
         };
         match reply {
-            Some(frame) => self.write(&[Message::Text(frame.to_json().into())]).await,
+            Some(frame) => self.write([Message::Text(frame.to_json().into())]).await,
             None => Ok(()),
         }
     }
 
-    /// Queues `frames` and flushes once, within the write deadline.
-    async fn write(&mut self, frames: &[Message]) -> Result<(), End> {
+    /// Queues `frames` and flushes once, within the write deadline. `frames` are moved into the
+    /// socket, not cloned: every socket's clone of a broadcast frame bumps the one reference
+    /// count that all of them share.
+    async fn write(&mut self, frames: impl IntoIterator<Item = Message>) -> Result<(), End> {
         let socket = &mut self.socket;
         let work = async {
             for f in frames {
-                socket.feed(f.clone()).await?;
+                socket.feed(f).await?;
             }
             socket.flush().await
         };
