@@ -170,19 +170,20 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
         r.put("threads", spec.threads as f64);
         r.put("write_all_ms", write_ms);
         r.put("us_per_write", write_ms * 1e3 / spec.sockets as f64);
-        let per_socket_us = |before: Option<u64>, after: Option<u64>| {
-            Some(after?.saturating_sub(before?) as f64 / 1e3 / spec.sockets as f64)
-        };
-        if let Some(us) = per_socket_us(Some(0), writer_ns) {
-            r.put("writer_cpu_us_per_delivery", us);
+        let per_socket_us = |ns: u64| ns as f64 / 1e3 / spec.sockets as f64;
+        if let Some(ns) = writer_ns {
+            r.put("writer_cpu_us_per_delivery", per_socket_us(ns));
         }
         if spec.read {
             r.put(
                 "last_read_ms",
                 last_read_us.saturating_sub(started_us) as f64 / 1e3,
             );
-            if let Some(us) = per_socket_us(reader_before, reader_after) {
-                r.put("reader_cpu_us_per_delivery", us);
+            if let (Some(before), Some(after)) = (reader_before, reader_after) {
+                r.put(
+                    "reader_cpu_us_per_delivery",
+                    per_socket_us(after.saturating_sub(before)),
+                );
             }
         }
         rounds.push(r);
@@ -202,7 +203,7 @@ pub fn run(exe: &Path, spec: &FloorSpec) -> anyhow::Result<RunResult> {
 
 /// Every socket gets `message` once; socket `i` is written by thread `i % threads`. Returns the
 /// writer threads' CPU time (ns), read by each thread of itself before it ends (an ended
-/// thread's time leaves `/proc/<pid>/task`), when the kernel tells it.
+/// thread's time leaves `/proc/<pid>/task`).
 fn write_all(sockets: &[TcpStream], message: &[u8], threads: usize) -> anyhow::Result<Option<u64>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -233,10 +234,16 @@ fn write_all(sockets: &[TcpStream], message: &[u8], threads: usize) -> anyhow::R
     })
 }
 
-/// The calling thread's CPU time so far (ns), from `/proc/thread-self/schedstat`.
+/// The calling thread's CPU time so far (ns). `CLOCK_THREAD_CPUTIME_ID` rather than
+/// `/proc/thread-self/schedstat`, which for a running thread is only brought up to date at the
+/// scheduler's next tick: short rounds read 0 there, long ones up to a tick short.
 fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    u64::try_from(t.tv_sec())
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(t.tv_nsec()).ok()?)
 }
 
 /// The `floor-peer` subcommand (see the module docs for its protocol).

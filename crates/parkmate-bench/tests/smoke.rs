@@ -130,6 +130,24 @@ async fn broadcast_reaches_every_socket() {
     server.stop().await;
 }
 
+/// With worker processes (as real runs use), a broadcast reports the generator's CPU beside the
+/// server's: both share the cores, and the table sets them side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_report_the_generators_cpu() {
+    let server = spawn_server().await;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_parkmate-bench"));
+    let fleet = Fleet::processes(1, exe).expect("a worker process starts");
+    let mut b = Bench::start(setup(vec![server.addr], 10), fleet)
+        .await
+        .expect("sockets open");
+    let r = b.broadcast().await.unwrap();
+    assert_eq!(get(&r, "delivered"), 10.0, "{r:?}");
+    assert!(get(&r, "server_cpu_us_per_delivery") > 0.0, "{r:?}");
+    assert!(get(&r, "generator_cpu_us_per_delivery") > 0.0, "{r:?}");
+    b.finish().await;
+    server.stop().await;
+}
+
 /// The floor scenario with its real peer process: every round's bytes reach every socket.
 #[test]
 fn floor_writes_reach_every_socket() {
@@ -148,6 +166,9 @@ fn floor_writes_reach_every_socket() {
         assert!(get(&r, "write_all_ms") > 0.0);
         // The peer only answers a reading round once all 40 × 300 bytes arrived.
         assert_eq!(r.get("last_read_ms").is_some(), read, "{r:?}");
+        // Each side's CPU, as the broadcast reports the server's and the generator's.
+        assert!(get(&r, "writer_cpu_us_per_delivery") > 0.0, "{r:?}");
+        assert_eq!(r.get("reader_cpu_us_per_delivery").is_some(), read, "{r:?}");
     }
 }
 
