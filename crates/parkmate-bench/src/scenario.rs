@@ -161,11 +161,17 @@ struct CpuBefore {
     generator: Option<u64>,
 }
 
-/// `server_cpu_us_per_delivery` and `generator_cpu_us_per_delivery`: each side's CPU between two
-/// readings over what was delivered. Both sides share the cores, so a run's wall time is bounded
-/// by their sum; the server's share shows apart from the generator's.
-fn put_cpu(r: &mut RunResult, before: &CpuBefore, pids: &[u32], workers: &[u32], delivered: u64) {
-    if delivered == 0 {
+/// `server_cpu_us_per_<unit>` and `generator_cpu_us_per_<unit>`: each side's CPU between two
+/// readings over `count` units (deliveries, sockets back). Both sides share the cores, so a run's
+/// wall time is bounded by their sum; the server's share shows apart from the generator's.
+fn put_cpu(
+    r: &mut RunResult,
+    before: &CpuBefore,
+    (pids, workers): (&[u32], &[u32]),
+    unit: &str,
+    count: u64,
+) {
+    if count == 0 {
         return;
     }
     for (label, before, pids) in [
@@ -175,10 +181,7 @@ fn put_cpu(r: &mut RunResult, before: &CpuBefore, pids: &[u32], workers: &[u32],
         if let (Some(before), Some(after)) = (before, cpu_ns_of(pids)) {
             let us = after.saturating_sub(before) as f64 / 1e3;
             r.put(&format!("{label}_cpu_ms"), us / 1e3);
-            r.put(
-                &format!("{label}_cpu_us_per_delivery"),
-                us / delivered as f64,
-            );
+            r.put(&format!("{label}_cpu_us_per_{unit}"), us / count as f64);
         }
     }
 }
@@ -195,9 +198,9 @@ impl Bench {
         }
     }
 
-    fn note_cpu(&self, r: &mut RunResult, before: &CpuBefore, delivered: u64) {
+    fn note_cpu(&self, r: &mut RunResult, before: &CpuBefore, unit: &str, count: u64) {
         let workers = self.worker_pids();
-        put_cpu(r, before, &self.setup.server_pids, &workers, delivered);
+        put_cpu(r, before, (&self.setup.server_pids, &workers), unit, count);
     }
 
     /// Opens `setup.sockets` sockets across `fleet` and waits until the servers count them all.
@@ -448,7 +451,7 @@ impl Bench {
                 t.received as f64 / (h.max() as f64 / 1e6).max(1e-9),
             );
         }
-        self.note_cpu(&mut r, &cpu_before, t.received);
+        self.note_cpu(&mut r, &cpu_before, "delivery", t.received);
         r.notes.push(format!("notification id {ids:?}"));
         Self::note_totals(&mut r, &t);
         Ok(r)
@@ -486,7 +489,7 @@ impl Bench {
         r.put("received", t.received as f64);
         r.put("lost", p.ok.saturating_sub(t.received) as f64);
         r.put("duplicates", t.duplicates as f64);
-        self.note_cpu(&mut r, &cpu_before, t.received);
+        self.note_cpu(&mut r, &cpu_before, "delivery", t.received);
         r.latency("", &t.latency_us);
         if let Some(h) = &p.http_us {
             r.latency("http_", h);
@@ -542,6 +545,7 @@ impl Bench {
             .await;
 
         let deadline_ms = self.setup.remaining().as_millis() as u64;
+        let cpu_before = self.cpu_before();
         let back = merge_connect(
             self.fleet
                 .call_all(&Command::Reconnect { deadline_ms })
@@ -558,6 +562,8 @@ impl Bench {
         r.put("received", t.received as f64);
         r.put("lost", p.ok.saturating_sub(t.received) as f64);
         r.put("duplicates", t.duplicates as f64);
+        // Per socket back: its handshake, token check, resume read, greeting and replay.
+        self.note_cpu(&mut r, &cpu_before, "socket", back.ok as u64);
         if left > 0 {
             r.notes.push(format!(
                 "{left} server-side sockets were still registered when publishing began"

@@ -179,6 +179,7 @@ async fn reconnect_catches_up_without_loss() {
     let r = b.reconnect(50).await.unwrap();
     assert_eq!(get(&r, "back"), 20.0, "{r:?}");
     assert_eq!(get(&r, "missed_published"), 50.0);
+    assert!(get(&r, "server_cpu_us_per_socket") > 0.0, "{r:?}");
     assert_eq!(get(&r, "received"), 50.0, "{r:?}");
     assert_eq!(get(&r, "lost"), 0.0);
     assert_eq!(get(&r, "duplicates"), 0.0);
