@@ -5,7 +5,7 @@
 //! broadcast. The policy when a queue is full is **disconnect**: the socket is removed, which
 //! drops the queue's sending half ([`Subscription::is_dropped`] turns true, [`Subscription::recv`]
 //! ends once the queue is drained), its task closes it with 4008, and the client's replay
-//! (`since`) makes that lossless. The queue itself is [`queue`]: waiting on it allocates nothing.
+//! (`since`) makes that lossless. The queue itself is `queue.rs`: waiting on it allocates nothing.
 //!
 //! The map is split into [`SHARDS`] shards by user id, each behind its own lock (centrifuge's
 //! `hub.go` does the same), and each shard indexes its sockets by user and by role:
