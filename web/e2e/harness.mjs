@@ -450,17 +450,36 @@ export class RolePage {
     return rec;
   }
 
-  /** Saves test-artifacts/e2e/<file>; with `toastText`, once that toast has finished sliding in. */
+  /**
+   * Saves test-artifacts/e2e/<file>; with `toastText`, once that toast has finished sliding in: no
+   * animation of the toast's own box is still running. (Not "react-toastify has dropped its
+   * `bounce-enter` class": it keeps that class for good when the entrance ends in
+   * `animationcancel`, although the toast then sits still.) Polled on a timer, not per frame, so a
+   * page the browser renders slowly is still looked at.
+   */
   async screenshot(file, toastText) {
     if (toastText) {
-      await this.page.waitForFunction(
-        (t) =>
-          [...document.querySelectorAll('.Toastify__toast')].some(
-            (el) => el.querySelector('.pm-toast__message')?.textContent === t && !/bounce-enter/.test(el.className),
-          ),
-        toastText,
-        { timeout: WAIT_MS },
-      );
+      await this.page
+        .waitForFunction(
+          (t) =>
+            [...document.querySelectorAll('.Toastify__toast')].some(
+              (el) =>
+                el.querySelector('.pm-toast__message')?.textContent === t &&
+                el.getAnimations().every((a) => a.playState !== 'running' && !a.pending),
+            ),
+          toastText,
+          { timeout: WAIT_MS, polling: 100 },
+        )
+        .catch(async (e) => {
+          const seen = await this.page.evaluate(() =>
+            [...document.querySelectorAll('.Toastify__toast')].map((el) => ({
+              text: el.querySelector('.pm-toast__message')?.textContent,
+              className: el.className,
+              animations: el.getAnimations().map((a) => `${a.animationName ?? a.id}:${a.playState}`),
+            })),
+          );
+          throw new Error(`${e.message}\nwaiting for "${toastText}" to finish sliding in; toasts: ${JSON.stringify(seen)}`);
+        });
     }
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const p = path.join(ARTIFACTS, file);
