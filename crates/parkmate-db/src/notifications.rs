@@ -192,6 +192,11 @@ fn replay_page(rows: &[Row], budget: PageBudget) -> Result<ReplayPage, DbError> 
 }
 
 async fn unread_on(c: &mut impl Exec, viewer: Viewer) -> Result<UnreadState, DbError> {
+    Ok(greeting_on(c, viewer).await?.unread)
+}
+
+/// The viewer's [`unread_sql`] row.
+async fn greeting_on(c: &mut impl Exec, viewer: Viewer) -> Result<Greeting, DbError> {
     let sql = unread_sql();
     let row = c
         .fetch_one(
@@ -200,10 +205,25 @@ async fn unread_on(c: &mut impl Exec, viewer: Viewer) -> Result<UnreadState, DbE
                 .bind(viewer.role.as_str()),
         )
         .await?;
-    Ok(UnreadState {
-        count: row.get("unread")?,
-        as_of: row.get("as_of")?,
+    Ok(Greeting {
+        unread: UnreadState {
+            count: row.get("unread")?,
+            as_of: row.get("as_of")?,
+        },
+        newest: row.get("newest")?,
     })
+}
+
+/// What `viewer` can see with an id above `after`, oldest first, one page within `budget`.
+async fn page_on(
+    c: &mut impl Exec,
+    viewer: Viewer,
+    after: i64,
+    budget: PageBudget,
+) -> Result<ReplayPage, DbError> {
+    let sql = format!("{} ORDER BY w.id", budgeted_page());
+    let rows = c.fetch_all(page(&sql, viewer, after, budget)).await?;
+    replay_page(&rows, budget)
 }
 
 async fn max_id_on(c: &mut impl Exec) -> Result<i64, DbError> {
@@ -235,48 +255,33 @@ impl Db {
         after: i64,
         budget: PageBudget,
     ) -> Result<ReplayPage, DbError> {
-        let sql = format!("{} ORDER BY w.id", budgeted_page());
-        let rows = self
-            .read()
-            .await?
-            .fetch_all(page(&sql, viewer, after, budget))
-            .await?;
-        replay_page(&rows, budget)
+        page_on(&mut self.read().await?, viewer, after, budget).await
     }
 
-    /// What a socket resuming after `after` needs first: the viewer's unread state and the first
-    /// replay page, both from one statement (one snapshot, one round trip: a reconnect storm pays
-    /// per round trip), so the page holds no id above `as_of`.
+    /// What a socket resuming after `after` needs first: the viewer's greeting (unread state and
+    /// newest visible id, one snapshot) and the first replay page. The page's statement runs only
+    /// when the greeting shows a visible id above `after`: most sockets of a reconnect storm
+    /// missed nothing, and for them the page's statement (four index probes, a sort, two window
+    /// passes) cost more than the greeting's. Both run on one pooled connection. The page reads
+    /// its own snapshot, so it may hold ids above `as_of`: a caller counts those as new unread
+    /// (the socket does: `Connection::note_sent`), and the hub's copies of them are duplicates it
+    /// skips.
     pub async fn resume(
         &self,
         viewer: Viewer,
         after: i64,
         budget: PageBudget,
     ) -> Result<(Greeting, ReplayPage), DbError> {
-        // The unread row, joined with the replay page; without a page the page's columns are NULL.
-        let sql = format!(
-            "SELECT u.as_of, u.unread, u.newest, page.* FROM ({}) AS u \
-             LEFT JOIN ({}) AS page ON 1 = 1 \
-             ORDER BY page.id",
-            unread_sql(),
-            budgeted_page()
-        );
-        let rows = self
-            .read()
-            .await?
-            .fetch_all(page(&sql, viewer, after, budget))
-            .await?;
-        let first = rows
-            .first()
-            .ok_or_else(|| DbError::corrupt("the unread row is missing"))?;
-        let greeting = Greeting {
-            unread: UnreadState {
-                count: first.get("unread")?,
-                as_of: first.get("as_of")?,
-            },
-            newest: first.get("newest")?,
-        };
-        Ok((greeting, replay_page(&rows, budget)?))
+        let mut conn = self.read().await?;
+        let greeting = greeting_on(&mut conn, viewer).await?;
+        if greeting.newest <= after {
+            let empty = ReplayPage {
+                notifications: Vec::new(),
+                more: false,
+            };
+            return Ok((greeting, empty));
+        }
+        Ok((greeting, page_on(&mut conn, viewer, after, budget).await?))
     }
 
     /// The viewer's inbox, newest first, optionally only ids below `before`.
@@ -332,23 +337,7 @@ impl Db {
     /// What a socket opening without `since` says in its `hello`: the unread state and the
     /// newest id the viewer can see, from one snapshot (one statement).
     pub async fn greeting(&self, viewer: Viewer) -> Result<Greeting, DbError> {
-        let sql = unread_sql();
-        let row = self
-            .read()
-            .await?
-            .fetch_one(
-                Stmt::new(&sql)
-                    .bind(viewer.user_id)
-                    .bind(viewer.role.as_str()),
-            )
-            .await?;
-        Ok(Greeting {
-            unread: UnreadState {
-                count: row.get("unread")?,
-                as_of: row.get("as_of")?,
-            },
-            newest: row.get("newest")?,
-        })
+        greeting_on(&mut self.read().await?, viewer).await
     }
 
     /// Marks one notification read; `NotFound` when the viewer cannot see it.

@@ -334,8 +334,9 @@ impl Connection {
     /// Says hello (with the unread count), then replays what the client missed when it gave
     /// `since`.
     async fn open(&mut self) -> Result<(), End> {
-        // A resuming client's unread count and first replay page come from one store call (one
-        // statement on SQLite): a reconnect storm pays per round trip.
+        // A resuming client's unread count and first replay page come from one store call, one
+        // pooled connection, and a single statement when nothing was missed (a reconnect storm
+        // pays per statement).
         let (greeting, first_page) = match self.since {
             Some(since) => {
                 let (greeting, page) = self
