@@ -612,6 +612,37 @@ async fn migrations_1002_1003_on_sqlite() {
     migrations_keep_existing_bookings_and_notifications(&url, "sqlite").await;
 }
 
+/// The write-ahead log reaches the database file within seconds of the writes, by the
+/// checkpointer and not by the committing writer: ~2 MiB of notifications stay far below the
+/// writer's own checkpoint threshold, so without the checkpointer the database file would stay
+/// at the size the migrations left.
+#[tokio::test]
+async fn sqlite_checkpoints_the_log_off_the_commit_path() {
+    let (dir, store) = sqlite().await;
+    let file = dir.path().join("store.db");
+    let message = "x".repeat(1000);
+    let batch: Vec<_> = (0..2000)
+        .map(|_| note(Audience::User(ALICE.user_id), &message))
+        .collect();
+    store.insert_batch(&batch).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&file).unwrap().len();
+        if size >= 2_000_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file holds {size} bytes 10 s after ~2 MB of writes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Still readable through the read pool, and closing stops the checkpointer cleanly.
+    let page = store.replay(ALICE, 0, rows(10)).await.unwrap();
+    assert_eq!(page.notifications.len(), 10);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn migrations_1002_1003_on_postgres() {
     let Some(pg) = fresh_postgres().await else {
