@@ -261,8 +261,9 @@ impl Db {
     /// What a socket resuming after `after` needs first: the viewer's greeting (unread state and
     /// newest visible id, one snapshot) and the first replay page. The page's statement runs only
     /// when the greeting shows a visible id above `after`: most sockets of a reconnect storm
-    /// missed nothing, and for them the page's statement (four index probes, a sort, two window
-    /// passes) cost more than the greeting's. Both run on one pooled connection. The page reads
+    /// missed nothing, and one statement joining both made them pay for the page's machinery
+    /// (four index probes, a sort, two window passes) anyway. Both run on one pooled connection
+    /// (BENCHMARKS.md, fifth round: 28% less server CPU per socket in a storm). The page reads
     /// its own snapshot, so it may hold ids above `as_of`: a caller counts those as new unread
     /// (the socket does: `Connection::note_sent`), and the hub's copies of them are duplicates it
     /// skips.
