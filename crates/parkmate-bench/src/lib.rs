@@ -1,7 +1,9 @@
 //! `parkmate-bench`: the load generator of Parkmate Notify. See `BENCHMARKS.md` for how to run it
 //! and what it measured.
 //!
-//! - [`worker`]: one process (or test task) holding up to ~18k client sockets;
+//! - [`worker`]: one process (or test task) holding up to ~18k client sockets, which its reader
+//!   thread (`reader`) upgrades and reads in one epoll loop, with the little of RFC 6455 it needs
+//!   (`wire`);
 //! - [`fleet`]: the coordinator's handles on its workers (JSON lines over stdin/stdout);
 //! - [`publish`]: the HTTP publisher, stamping each notification with its send time;
 //! - [`server`]: the server under test (RSS, health, or a `parkmate serve` we spawn);
@@ -17,8 +19,10 @@ pub mod floor;
 pub mod proto;
 pub mod publish;
 pub mod pusher;
+mod reader;
 pub mod scenario;
 pub mod server;
+mod wire;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};

@@ -65,8 +65,9 @@ struct Cli {
     /// Handshakes in flight per worker.
     #[arg(long, global = true, default_value_t = 256)]
     connect_concurrency: usize,
-    /// Client read buffer per socket, bytes.
-    #[arg(long, global = true, default_value_t = 4096)]
+    /// Each worker's read buffer, bytes: one for all its sockets (what a socket holds on its
+    /// own is only the start of a frame cut in two).
+    #[arg(long, global = true, default_value_t = 65536)]
     read_buffer: usize,
     /// Concurrent HTTP publishers.
     #[arg(long, global = true, default_value_t = 32)]

@@ -31,7 +31,7 @@ pub struct ConnectSpec {
     pub jwt_secret: String,
     /// Handshakes in flight at once in this worker.
     pub concurrency: usize,
-    /// Client read buffer per socket, bytes.
+    /// The worker's read buffer, bytes: one for all its sockets (`crate::reader`).
     pub read_buffer_bytes: usize,
     /// Give up connecting after this long.
     pub deadline_ms: u64,

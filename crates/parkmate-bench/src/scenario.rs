@@ -33,7 +33,7 @@ pub struct Setup {
     pub first_user: i64,
     /// Handshakes in flight per worker.
     pub connect_concurrency: usize,
-    /// Client read buffer per socket.
+    /// Each worker's read buffer, bytes: one for all its sockets.
     pub read_buffer_bytes: usize,
     /// HTTP publishers (connections) working at once.
     pub publishers: usize,

@@ -2,40 +2,31 @@
 //! answers the coordinator's [`Command`]s. It runs either as a child process (`parkmate-bench
 //! worker`, JSON lines on stdin/stdout) or, in tests, as a task in the caller's runtime.
 //!
-//! Every socket is one task that only reads: it counts notifications, records publish→receive
-//! latency from the `data.t` stamp (µs since the Unix epoch, put there by the publisher on this same
-//! machine) and remembers the last id, so a reconnect can ask for `since`.
-//!
-//! Over 500 lines on purpose: the worker protocol and the socket task that measures are one unit:
-//! every command acts on the sockets' shared counters.
+//! Every socket is a task only until its TCP connection is up (the handshake gate, retries,
+//! deadlines); then the worker's reader thread (`crate::reader`) upgrades and reads it: it counts
+//! notifications, records publish→receive latency from the `data.t` stamp (µs since the Unix
+//! epoch, put there by the publisher on this same machine) and remembers the last id, so a
+//! reconnect can ask for `since`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use parkmate_auth::TokenKeys;
 use parkmate_protocol::Role;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::{
-    Command, ConnectReport, ConnectSpec, Reply, WorkerStats, histogram_pairs, new_histogram,
-};
-use crate::pusher::{self, PusherApp};
+use crate::proto::{Command, ConnectReport, ConnectSpec, Reply, WorkerStats, histogram_pairs};
+use crate::pusher::PusherApp;
+use crate::reader::{Counters, Opening, Order, Reader, ReaderTx};
 
 /// Lifetime of the tokens the worker mints: longer than any run (the global deadline is shorter).
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
@@ -52,30 +43,6 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Counters shared by all socket tasks of a worker.
-struct Counters {
-    open: AtomicUsize,
-    received: AtomicU64,
-    duplicates: AtomicU64,
-    dropped: AtomicU64,
-    closes: Mutex<BTreeMap<u16, u64>>,
-    /// Uncontended in practice: a worker process runs on one thread.
-    latency: Mutex<Histogram<u64>>,
-}
-
-impl Counters {
-    fn new() -> Counters {
-        Counters {
-            open: AtomicUsize::new(0),
-            received: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            closes: Mutex::new(BTreeMap::new()),
-            latency: Mutex::new(new_histogram()),
-        }
-    }
-}
-
 /// One user's socket slot: survives reconnects.
 struct Slot {
     index: usize,
@@ -83,41 +50,41 @@ struct Slot {
     last_id: Arc<AtomicI64>,
 }
 
-/// The part of the server's frames the generator looks at; everything else is skipped unparsed.
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    id: Option<i64>,
-    data: Option<Stamp>,
-}
-
-#[derive(Deserialize)]
-struct Stamp {
-    t: Option<u64>,
-}
-
 pub struct WorkerCore {
     spec: Option<ConnectSpec>,
     keys: Option<TokenKeys>,
     slots: Vec<Slot>,
     counters: Arc<Counters>,
-    /// Cancelling it ends every socket task of the current generation.
+    /// Cancelling it ends every socket task of the current generation (those still connecting).
     kill: CancellationToken,
     tasks: JoinSet<()>,
+    /// Owns the sockets once connected; `None` if its thread could not start.
+    reader: Option<Reader>,
+    /// Bumped by every drop: an opening of an older one is closed by the reader.
+    generation: u64,
     /// Whether this worker is its own process (then its RSS is reported).
     own_process: bool,
 }
 
 impl WorkerCore {
     pub fn new(own_process: bool) -> WorkerCore {
+        let counters = Arc::new(Counters::new());
+        let reader = match Reader::start(counters.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("bench worker: cannot start its reader thread: {e}");
+                None
+            }
+        };
         WorkerCore {
             spec: None,
             keys: None,
             slots: Vec::new(),
-            counters: Arc::new(Counters::new()),
+            counters,
             kill: CancellationToken::new(),
             tasks: JoinSet::new(),
+            reader,
+            generation: 0,
             own_process,
         }
     }
@@ -198,10 +165,21 @@ impl WorkerCore {
         }
     }
 
+    /// Ends the connecting tasks, then has the reader close every socket it holds.
     async fn drop_all(&mut self) {
         self.kill.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.kill = CancellationToken::new();
+        self.generation += 1;
+        if let Some(reader) = &self.reader {
+            let (done, closed) = oneshot::channel();
+            if reader.tx().send(Order::DropAll {
+                generation: self.generation,
+                done,
+            }) {
+                let _ = closed.await;
+            }
+        }
     }
 
     /// Opens a socket per slot (with `since` = its last id when `resume`), and waits until each is
@@ -210,9 +188,14 @@ impl WorkerCore {
         let Some(spec) = self.spec.clone() else {
             return ConnectReport::default();
         };
-        let Some(keys) = self.keys.as_ref() else {
-            return ConnectReport::default();
+        let (Some(keys), Some(reader)) = (self.keys.as_ref(), self.reader.as_ref()) else {
+            return ConnectReport {
+                failed: self.slots.len(),
+                errors: vec!["the worker's reader thread is not running".into()],
+                ..ConnectReport::default()
+            };
         };
+        let pusher = spec.pusher.clone().map(Arc::new);
         let spec = Arc::new(spec);
         let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
         let started = Instant::now();
@@ -223,19 +206,21 @@ impl WorkerCore {
             let since = resume.then(|| slot.last_id.load(Ordering::Relaxed));
             let conn = Conn {
                 spec: spec.clone(),
+                pusher: pusher.clone(),
                 index: slot.index,
                 user_id: slot.user_id,
-                // A Pusher socket authenticates per channel (`read_loop_pusher`): no token.
+                // A Pusher socket authenticates per channel (`crate::reader`): no token.
                 token: match spec.pusher {
                     Some(_) => String::new(),
                     None => keys.mint(slot.user_id, Role::User, TOKEN_TTL_SECS),
                 },
                 since,
                 last_id: slot.last_id.clone(),
-                counters: self.counters.clone(),
                 kill: self.kill.clone(),
                 gate: gate.clone(),
                 give_up,
+                reader: reader.tx(),
+                generation: self.generation,
             };
             self.tasks.spawn(conn.run(ready_tx));
             waits.push(ready_rx);
@@ -263,24 +248,28 @@ impl WorkerCore {
                 }
             }
         }
+        // The tasks have all handed their sockets over (or given up) by now.
+        while self.tasks.try_join_next().is_some() {}
         report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         report.errors = errors.into_iter().collect();
         report
     }
 }
 
-/// Everything one socket task needs.
+/// Everything one socket's connecting task needs.
 struct Conn {
     spec: Arc<ConnectSpec>,
+    pusher: Option<Arc<PusherApp>>,
     index: usize,
     user_id: i64,
     token: String,
     since: Option<i64>,
     last_id: Arc<AtomicI64>,
-    counters: Arc<Counters>,
     kill: CancellationToken,
     gate: Arc<Semaphore>,
     give_up: tokio::time::Instant,
+    reader: ReaderTx,
+    generation: u64,
 }
 
 /// `Ok(retries)` once ready, or why it never was.
@@ -296,7 +285,8 @@ impl Conn {
             .then(|| self.spec.sources[self.index % self.spec.sources.len()])
     }
 
-    async fn open(&self) -> Result<WebSocketStream<TcpStream>, String> {
+    /// The TCP connection, as a plain non-blocking stream for the reader.
+    async fn connect(&self) -> Result<std::net::TcpStream, String> {
         let target = self.target();
         let socket = if target.is_ipv4() {
             TcpSocket::new_v4()
@@ -326,40 +316,62 @@ impl Conn {
             .await
             .map_err(|e| format!("connect {target}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let url = match (&self.spec.pusher, self.since) {
-            // A Pusher socket authenticates per channel, after it connects (`read_loop_pusher`).
-            (Some(app), _) => format!("ws://{target}{}", app.socket_path()),
-            (None, Some(s)) => {
-                format!("ws://{target}/ws/notifications/{}/?since={s}", self.user_id)
-            }
-            (None, None) => format!("ws://{target}/ws/notifications/{}/", self.user_id),
+        // Out of tokio's reactor; it stays non-blocking, as the reader's epoll loop needs.
+        stream.into_std().map_err(|e| e.to_string())
+    }
+
+    /// The upgrade request: our path (with `since` on a resume) and bearer token, or the Pusher
+    /// app's path (a Pusher socket authenticates per channel, after it connects); and the
+    /// `Sec-WebSocket-Accept` its answer must carry.
+    fn request(&self) -> (Vec<u8>, String) {
+        let path = match (&self.spec.pusher, self.since) {
+            (Some(app), _) => app.socket_path(),
+            (None, Some(s)) => format!("/ws/notifications/{}/?since={s}", self.user_id),
+            (None, None) => format!("/ws/notifications/{}/", self.user_id),
         };
-        let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-        if self.spec.pusher.is_none() {
-            let auth = HeaderValue::from_str(&format!("Bearer {}", self.token))
-                .map_err(|e| e.to_string())?;
-            req.headers_mut().insert("authorization", auth);
+        let bearer = format!("Bearer {}", self.token);
+        let extra: &[(&str, &str)] = match self.spec.pusher {
+            Some(_) => &[],
+            None => &[("Authorization", &bearer)],
+        };
+        let key = generate_key();
+        let request = crate::wire::upgrade_request(&self.target().to_string(), &path, &key, extra);
+        (request, derive_accept_key(key.as_bytes()))
+    }
+
+    /// Connects, and has the reader upgrade the connection: `Ok` with a receiver that tells
+    /// when the socket is ready.
+    async fn open(&self) -> Result<oneshot::Receiver<Result<(), String>>, String> {
+        let stream = self.connect().await?;
+        let (request, accept) = self.request();
+        let (upgraded_tx, upgraded) = oneshot::channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let opening = Opening {
+            stream,
+            request,
+            accept,
+            read_buffer: self.spec.read_buffer_bytes,
+            generation: self.generation,
+            user_id: self.user_id,
+            resume: self.since.is_some(),
+            last_id: self.last_id.clone(),
+            pusher: self.pusher.clone(),
+            upgraded: upgraded_tx,
+            ready: ready_tx,
+        };
+        if !self.reader.send(Order::Open(Box::new(opening))) {
+            return Err("the worker's reader thread is gone".into());
         }
-        // The generator only reads small frames: a 4 KiB buffer instead of 128 KiB keeps 18k
-        // sockets per worker lean.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(self.spec.read_buffer_bytes)
-            .write_buffer_size(0)
-            .max_message_size(Some(1 << 20))
-            .max_frame_size(Some(1 << 20));
-        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
-            .await
-            .map_err(|e| match e {
-                WsError::Http(r) => format!("handshake refused: HTTP {}", r.status()),
-                e => format!("handshake: {e}"),
-            })?;
-        Ok(ws)
+        match upgraded.await {
+            Ok(Ok(())) => Ok(ready),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the reader dropped the socket during the handshake".into()),
+        }
     }
 
     async fn run(self, ready: Ready) {
-        let mut ready = Some(ready);
         let mut attempt = 0u32;
-        let ws = loop {
+        let became_ready = loop {
             attempt += 1;
             let opened = {
                 let Ok(_permit) = self.gate.acquire().await else {
@@ -371,13 +383,11 @@ impl Conn {
                 }
             };
             match opened {
-                Ok(ws) => break ws,
+                Ok(became_ready) => break became_ready,
                 Err(e)
                     if attempt >= MAX_ATTEMPTS || tokio::time::Instant::now() >= self.give_up =>
                 {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Err(e));
-                    }
+                    let _ = ready.send(Err(e));
                     return;
                 }
                 Err(_) => {
@@ -391,194 +401,12 @@ impl Conn {
             }
         };
         let retries = attempt - 1;
-        self.counters.open.fetch_add(1, Ordering::Relaxed);
-        match &self.spec.pusher {
-            Some(app) => self.read_loop_pusher(ws, app, &mut ready, retries).await,
-            None => self.read_loop(ws, &mut ready, retries).await,
-        }
-        self.counters.open.fetch_sub(1, Ordering::Relaxed);
-        if let Some(r) = ready.take() {
-            let _ = r.send(Err("closed before it was ready".into()));
-        }
-    }
-
-    async fn read_loop(
-        &self,
-        mut ws: WebSocketStream<TcpStream>,
-        ready: &mut Option<Ready>,
-        retries: u32,
-    ) {
-        let c = &self.counters;
-        // Made once: a fresh `cancelled()` per frame registered and dropped a waiter under the
-        // token's lock every time, which showed in the generator's broadcast profile.
-        let killed = self.kill.cancelled();
-        tokio::pin!(killed);
-        loop {
-            let Some(msg) = next_unless_killed(&mut ws, killed.as_mut()).await else {
-                return;
-            };
-            match msg {
-                Some(Ok(Message::Text(text))) => {
-                    let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-                        continue;
-                    };
-                    match frame.kind {
-                        "notification" => {
-                            self.count(frame.id.unwrap_or(0), frame.data.and_then(|d| d.t), false)
-                        }
-                        "hello" if self.since.is_none() => {
-                            if let Some(r) = ready.take() {
-                                let _ = r.send(Ok(retries));
-                            }
-                        }
-                        "replayed" => {
-                            if let Some(r) = ready.take() {
-                                let _ = r.send(Ok(retries));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame),
-                // Pings are answered by tungstenite on the next read.
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    c.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Counts a notification numbered `id` (a server id, or a Pusher publisher's sequence number)
-    /// stamped with its send time `t`.
-    fn count(&self, id: i64, t: Option<u64>, exact_duplicates_only: bool) {
-        let c = &self.counters;
-        let last = self.last_id.load(Ordering::Relaxed);
-        let duplicate = if exact_duplicates_only {
-            id == last
-        } else {
-            id <= last
+        // The reader owns the socket now; this task only relays when it is ready.
+        let outcome = tokio::select! {
+            _ = self.kill.cancelled() => return,
+            r = became_ready => r.unwrap_or_else(|_| Err("closed before it was ready".into())),
         };
-        if duplicate {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.last_id.store(id.max(last), Ordering::Relaxed);
-        c.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = t {
-            let lat = now_us().saturating_sub(t).max(1);
-            c.latency
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .saturating_record(lat);
-        }
-    }
-
-    fn closed_by_server(
-        &self,
-        frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
-    ) {
-        let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
-        *self
-            .counters
-            .closes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(code)
-            .or_default() += 1;
-    }
-
-    /// The Pusher side of a socket: subscribe to the user's private channel and to
-    /// `broadcast` once the connection is established; ready when both succeeded. Events carry
-    /// no server id, so duplicates are the same publisher sequence number twice in a row (two
-    /// unicasts to one user may cross on their way, which is not a duplicate).
-    async fn read_loop_pusher(
-        &self,
-        mut ws: WebSocketStream<TcpStream>,
-        app: &PusherApp,
-        ready: &mut Option<Ready>,
-        retries: u32,
-    ) {
-        let killed = self.kill.cancelled();
-        tokio::pin!(killed);
-        let mut subscribed = 0;
-        loop {
-            let Some(msg) = next_unless_killed(&mut ws, killed.as_mut()).await else {
-                return;
-            };
-            let text = match msg {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(frame))) => return self.closed_by_server(frame),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            let Ok(frame) = serde_json::from_str::<pusher::Frame>(text.as_str()) else {
-                continue;
-            };
-            let reply = match frame.event {
-                pusher::EVENT => {
-                    let doc = pusher::data_document(frame.data).unwrap_or_default();
-                    let id = doc["id"].as_i64().unwrap_or(0);
-                    self.count(id, doc["t"].as_u64(), true);
-                    continue;
-                }
-                "pusher:connection_established" => {
-                    let doc = pusher::data_document(frame.data).unwrap_or_default();
-                    let socket_id = doc["socket_id"].as_str().unwrap_or_default();
-                    let private = PusherApp::user_channel(self.user_id);
-                    let auth = app.channel_auth(socket_id, &private);
-                    let public = json!({"event": "pusher:subscribe",
-                        "data": {"channel": pusher::BROADCAST_CHANNEL}});
-                    if ws.send(Message::text(public.to_string())).await.is_err() {
-                        continue;
-                    }
-                    json!({"event": "pusher:subscribe",
-                        "data": {"channel": private, "auth": auth}})
-                }
-                "pusher_internal:subscription_succeeded" => {
-                    subscribed += 1;
-                    if subscribed == 2
-                        && let Some(r) = ready.take()
-                    {
-                        let _ = r.send(Ok(retries));
-                    }
-                    continue;
-                }
-                "pusher:ping" => json!({"event": "pusher:pong", "data": {}}),
-                "pusher:error" => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Err(format!("pusher:error {text}")));
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            // A failed write shows as the read error that follows it.
-            let _ = ws.send(Message::text(reply.to_string())).await;
-        }
-    }
-}
-
-/// The socket's next message, or `None` once the worker kills its sockets. A killed socket is
-/// closed abortively (RST): a drop leaves no TIME_WAIT entry behind for the reconnect storm's
-/// connect() calls to step over in their search for a source port (BENCHMARKS.md, third round),
-/// a generator cost that real clients on their own machines never pay. The server sees a reset
-/// instead of a FIN: the same dropped socket to it.
-async fn next_unless_killed(
-    ws: &mut WebSocketStream<TcpStream>,
-    killed: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-) -> Option<Option<Result<Message, WsError>>> {
-    tokio::select! {
-        biased;
-        _ = killed => {
-            let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
-            None
-        }
-        m = ws.next() => Some(m),
+        let _ = ready.send(outcome.map(|()| retries));
     }
 }
 
