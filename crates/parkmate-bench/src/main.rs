@@ -48,7 +48,8 @@ struct Cli {
     /// First user id; sockets use first_user .. first_user + sockets.
     #[arg(long, global = true, default_value_t = 1_000_000)]
     first_user: i64,
-    /// Worker processes (default: one per 9,000 sockets; each holds at most 18,000).
+    /// Worker processes (default: one per 18,000 sockets, the most one holds). One reader thread
+    /// per worker: fewer threads than cores beside the server's own (BENCHMARKS.md, sixth round).
     #[arg(long, global = true)]
     workers: Option<usize>,
     /// Source address to bind (repeatable; default: 127.0.0.2, .3, … one per --per-source sockets).
@@ -62,8 +63,8 @@ struct Cli {
     /// generator's bottleneck (BENCHMARKS.md, third round); the default binding avoids it.
     #[arg(long, global = true)]
     no_bind: bool,
-    /// Handshakes in flight per worker.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Handshakes in flight, over all the workers.
+    #[arg(long, global = true, default_value_t = 512)]
     connect_concurrency: usize,
     /// Each worker's read buffer, bytes: one for all its sockets (what a socket holds on its
     /// own is only the start of a frame cut in two).
@@ -325,7 +326,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let secrets = secrets(&cli)?;
-    let workers = cli.workers.unwrap_or(cli.sockets.div_ceil(9000)).max(1);
+    let workers = cli
+        .workers
+        .unwrap_or(cli.sockets.div_ceil(MAX_SOCKETS_PER_WORKER))
+        .max(1);
     if cli.sockets > workers * MAX_SOCKETS_PER_WORKER {
         bail!(
             "{} sockets need --workers {} or more",

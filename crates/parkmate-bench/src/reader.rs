@@ -134,6 +134,7 @@ impl Reader {
             free: Vec::new(),
             generation: 0,
             buf: Vec::new(),
+            tally: Tally::default(),
         };
         let thread = std::thread::Builder::new()
             .name("bench-reader".into())
@@ -172,12 +173,33 @@ struct Socket {
     out: Vec<u8>,
     user_id: i64,
     resume: bool,
+    /// The last notification id seen: the reader's own copy, written back to `last_id` (the
+    /// worker's, for the next `since`) only when the socket goes, so a delivery touches no
+    /// cache line the worker's thread shares.
+    last: i64,
     last_id: Arc<AtomicI64>,
     pusher: Option<Arc<PusherApp>>,
     /// Pusher subscriptions confirmed so far (ready at two: the user's channel and `broadcast`).
     subscribed: u8,
     upgraded: Option<oneshot::Sender<Result<(), String>>>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.last_id.store(self.last, Ordering::Relaxed);
+    }
+}
+
+/// What the reader counted since it last published to [`Counters`]: it publishes once per batch
+/// of events, before it waits again, instead of an atomic add and a lock per delivery on lines
+/// the worker's thread reads.
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    duplicates: u64,
+    /// Publish→receive latencies, µs.
+    latencies: Vec<u64>,
 }
 
 /// Why a socket is finished; it is forgotten (and closed) either way.
@@ -212,6 +234,7 @@ struct ReadLoop {
     generation: u64,
     /// The one read buffer, sized by the latest opening.
     buf: Vec<u8>,
+    tally: Tally,
 }
 
 impl ReadLoop {
@@ -231,6 +254,7 @@ impl ReadLoop {
                 }
                 self.service(ev.token().0);
             }
+            self.publish();
             // Orders after the socket events: a drop then also covers sockets serviced above.
             while let Ok(order) = self.orders.try_recv() {
                 match order {
@@ -279,6 +303,7 @@ impl ReadLoop {
             out: o.request,
             user_id: o.user_id,
             resume: o.resume,
+            last: o.last_id.load(Ordering::Relaxed),
             last_id: o.last_id,
             pusher: o.pusher,
             subscribed: 0,
@@ -316,6 +341,9 @@ impl ReadLoop {
         match outcome {
             Ok(()) => self.sockets[slot] = Some(socket),
             Err(gone) => {
+                // What it received is counted before it stops being open: whoever waits for
+                // the sockets to close then reads complete counts.
+                self.publish();
                 // Only an upgraded socket was counted open, and only one lost without a close
                 // frame is a drop.
                 if socket.upgrading.is_none() {
@@ -336,7 +364,7 @@ impl ReadLoop {
     }
 
     /// Sends what is owed, then reads until the socket is empty.
-    fn advance(&self, socket: &mut Socket, buf: &mut [u8]) -> Result<(), Gone> {
+    fn advance(&mut self, socket: &mut Socket, buf: &mut [u8]) -> Result<(), Gone> {
         flush(socket)?;
         loop {
             let n = match socket.stream.read(buf) {
@@ -383,7 +411,7 @@ impl ReadLoop {
 
     /// The socket is upgraded: tell its task, unless nobody waits for it any more (its deadline
     /// passed), when it would only be an unseen socket.
-    fn upgraded(&self, socket: &mut Socket) -> Result<(), Gone> {
+    fn upgraded(&mut self, socket: &mut Socket) -> Result<(), Gone> {
         if let Some(tx) = socket.upgraded.take() {
             if tx.send(Ok(())).is_err() {
                 return Err(Gone::Lost); // still upgrading, so never counted open
@@ -395,7 +423,7 @@ impl ReadLoop {
 
     /// Parses the frames of `pending`, an owned buffer, and keeps what is left of it (the start
     /// of a frame) as the socket's partial bytes.
-    fn frames_kept(&self, socket: &mut Socket, mut pending: Vec<u8>) -> Result<(), Gone> {
+    fn frames_kept(&mut self, socket: &mut Socket, mut pending: Vec<u8>) -> Result<(), Gone> {
         let used = self.frames(socket, &pending)?;
         pending.drain(..used);
         socket.partial = pending;
@@ -403,7 +431,7 @@ impl ReadLoop {
     }
 
     /// Acts on every whole frame at the start of `data`; how many bytes they took.
-    fn frames(&self, socket: &mut Socket, data: &[u8]) -> Result<usize, Gone> {
+    fn frames(&mut self, socket: &mut Socket, data: &[u8]) -> Result<usize, Gone> {
         let mut at = 0;
         loop {
             let h = match wire::header(&data[at..], MAX_MESSAGE) {
@@ -417,7 +445,7 @@ impl ReadLoop {
         }
     }
 
-    fn frame(&self, socket: &mut Socket, h: Header, payload: &[u8]) -> Result<(), Gone> {
+    fn frame(&mut self, socket: &mut Socket, h: Header, payload: &[u8]) -> Result<(), Gone> {
         match h.opcode {
             wire::OP_TEXT | wire::OP_BINARY => {
                 if socket.fragments.is_some() {
@@ -470,7 +498,7 @@ impl ReadLoop {
         Ok(())
     }
 
-    fn message(&self, socket: &mut Socket, payload: &[u8]) -> Result<(), Gone> {
+    fn message(&mut self, socket: &mut Socket, payload: &[u8]) -> Result<(), Gone> {
         let text = std::str::from_utf8(payload).map_err(|_| Gone::Lost)?;
         if self.text(socket, text) {
             Ok(())
@@ -480,16 +508,21 @@ impl ReadLoop {
     }
 
     /// Acts on one text frame; false when a reply could not be written.
-    fn text(&self, socket: &mut Socket, text: &str) -> bool {
+    fn text(&mut self, socket: &mut Socket, text: &str) -> bool {
         if socket.pusher.is_some() {
             return self.pusher_text(socket, text);
+        }
+        // The count that follows every delivery says nothing the generator keeps: skipped
+        // unparsed (a server that ordered its fields otherwise only costs the parse below).
+        if text.starts_with(r#"{"type":"unread_count","#) {
+            return true;
         }
         let Ok(frame) = serde_json::from_str::<Frame>(text) else {
             return true;
         };
         match frame.kind {
             "notification" => self.count(
-                &socket.last_id,
+                &mut socket.last,
                 frame.id.unwrap_or(0),
                 frame.data.and_then(|d| d.t),
                 false,
@@ -505,7 +538,7 @@ impl ReadLoop {
     /// once the connection is established; ready when both succeeded. Events carry no server
     /// id, so duplicates are the same publisher sequence number twice in a row (two unicasts to
     /// one user may cross on their way, which is not a duplicate).
-    fn pusher_text(&self, socket: &mut Socket, text: &str) -> bool {
+    fn pusher_text(&mut self, socket: &mut Socket, text: &str) -> bool {
         let Ok(frame) = serde_json::from_str::<pusher::Frame>(text) else {
             return true;
         };
@@ -516,7 +549,7 @@ impl ReadLoop {
             pusher::EVENT => {
                 let doc = pusher::data_document(frame.data).unwrap_or_default();
                 let id = doc["id"].as_i64().unwrap_or(0);
-                self.count(&socket.last_id, id, doc["t"].as_u64(), true);
+                self.count(&mut socket.last, id, doc["t"].as_u64(), true);
                 return true;
             }
             "pusher:connection_established" => {
@@ -562,27 +595,40 @@ impl ReadLoop {
 
     /// Counts a notification numbered `id` (a server id, or a Pusher publisher's sequence number)
     /// stamped with its send time `t`.
-    fn count(&self, last_id: &AtomicI64, id: i64, t: Option<u64>, exact_duplicates_only: bool) {
-        let c = &self.counters;
-        let last = last_id.load(Ordering::Relaxed);
+    fn count(&mut self, last: &mut i64, id: i64, t: Option<u64>, exact_duplicates_only: bool) {
         let duplicate = if exact_duplicates_only {
-            id == last
+            id == *last
         } else {
-            id <= last
+            id <= *last
         };
         if duplicate {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
+            self.tally.duplicates += 1;
             return;
         }
-        last_id.store(id.max(last), Ordering::Relaxed);
-        c.received.fetch_add(1, Ordering::Relaxed);
+        *last = id.max(*last);
+        self.tally.received += 1;
         if let Some(t) = t {
-            let lat = now_us().saturating_sub(t).max(1);
-            c.latency
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .saturating_record(lat);
+            self.tally.latencies.push(now_us().saturating_sub(t).max(1));
         }
+    }
+
+    /// Hands what this batch of events counted to the worker's [`Counters`].
+    fn publish(&mut self) {
+        let (c, t) = (&self.counters, &mut self.tally);
+        if t.received > 0 {
+            c.received.fetch_add(t.received, Ordering::Relaxed);
+        }
+        if t.duplicates > 0 {
+            c.duplicates.fetch_add(t.duplicates, Ordering::Relaxed);
+        }
+        if !t.latencies.is_empty() {
+            let mut h = c.latency.lock().unwrap_or_else(|p| p.into_inner());
+            for lat in t.latencies.drain(..) {
+                h.saturating_record(lat);
+            }
+        }
+        t.received = 0;
+        t.duplicates = 0;
     }
 
     fn closed_by_server(&self, code: u16) {

@@ -31,7 +31,7 @@ pub struct Setup {
     pub server_pids: Vec<u32>,
     pub sockets: usize,
     pub first_user: i64,
-    /// Handshakes in flight per worker.
+    /// Handshakes in flight, over all the workers.
     pub connect_concurrency: usize,
     /// Each worker's read buffer, bytes: one for all its sockets.
     pub read_buffer_bytes: usize,
@@ -239,7 +239,10 @@ impl Bench {
                         first_user: setup.first_user + first(w) as i64,
                         count: share(w),
                         jwt_secret: setup.jwt_secret.clone(),
-                        concurrency: setup.connect_concurrency,
+                        // The crowd's handshakes in flight, split over the workers.
+                        concurrency: (setup.connect_concurrency / workers
+                            + usize::from(w < setup.connect_concurrency % workers))
+                        .max(1),
                         read_buffer_bytes: setup.read_buffer_bytes,
                         deadline_ms,
                         pusher: setup.pusher.clone(),
