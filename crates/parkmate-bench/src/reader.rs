@@ -681,6 +681,31 @@ mod tests {
         f
     }
 
+    type Told = oneshot::Receiver<Result<(), String>>;
+
+    /// Connects to `addr` and hands the socket to `reader`: told when upgraded, and when ready.
+    fn open(reader: &Reader, addr: std::net::SocketAddr, read_buffer: usize) -> (Told, Told) {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let (upgraded_tx, upgraded) = oneshot::channel();
+        let (ready_tx, ready) = oneshot::channel();
+        assert!(reader.tx().send(Order::Open(Box::new(Opening {
+            stream,
+            request: wire::upgrade_request(&addr.to_string(), "/", key, &[]),
+            accept: derive_accept_key(key.as_bytes()),
+            read_buffer,
+            generation: 0,
+            user_id: 1,
+            resume: false,
+            last_id: Arc::new(AtomicI64::new(0)),
+            pusher: None,
+            upgraded: upgraded_tx,
+            ready: ready_tx,
+        }))));
+        (upgraded, ready)
+    }
+
     /// Reads one masked client frame: its opcode and unmasked payload.
     fn client_frame(r: &mut impl Read) -> (u8, Vec<u8>) {
         let mut head = [0u8; 6];
@@ -759,24 +784,8 @@ mod tests {
 
         let counters = Arc::new(Counters::new());
         let reader = Reader::start(counters.clone()).unwrap();
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_nonblocking(true).unwrap();
-        let key = "dGhlIHNhbXBsZSBub25jZQ==";
-        let (upgraded_tx, upgraded) = oneshot::channel();
-        let (ready_tx, ready) = oneshot::channel();
-        assert!(reader.tx().send(Order::Open(Box::new(Opening {
-            stream,
-            request: wire::upgrade_request(&addr.to_string(), "/", key, &[]),
-            accept: derive_accept_key(key.as_bytes()),
-            read_buffer: 7, // small, so frames also cut across reads of one burst
-            generation: 0,
-            user_id: 1,
-            resume: false,
-            last_id: Arc::new(AtomicI64::new(0)),
-            pusher: None,
-            upgraded: upgraded_tx,
-            ready: ready_tx,
-        }))));
+        // A small buffer, so frames also cut across the reads of one burst.
+        let (upgraded, ready) = open(&reader, addr, 7);
         assert_eq!(upgraded.blocking_recv().unwrap(), Ok(()));
         assert_eq!(ready.blocking_recv().unwrap(), Ok(()));
         server.join().unwrap();
@@ -811,23 +820,7 @@ mod tests {
         });
         let counters = Arc::new(Counters::new());
         let reader = Reader::start(counters.clone()).unwrap();
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_nonblocking(true).unwrap();
-        let (upgraded_tx, upgraded) = oneshot::channel();
-        let (ready_tx, _ready) = oneshot::channel();
-        assert!(reader.tx().send(Order::Open(Box::new(Opening {
-            stream,
-            request: wire::upgrade_request(&addr.to_string(), "/", "a2V5a2V5a2V5a2V5a2V5aw==", &[]),
-            accept: "unused".into(),
-            read_buffer: 4096,
-            generation: 0,
-            user_id: 1,
-            resume: false,
-            last_id: Arc::new(AtomicI64::new(0)),
-            pusher: None,
-            upgraded: upgraded_tx,
-            ready: ready_tx,
-        }))));
+        let (upgraded, _ready) = open(&reader, addr, 4096);
         assert_eq!(
             upgraded.blocking_recv().unwrap(),
             Err("handshake refused: HTTP 503".into())
