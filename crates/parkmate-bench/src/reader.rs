@@ -7,15 +7,18 @@
 //! the task's waker, scheduling it, the driver's turn). A profile put 53% of the generator's CPU
 //! in user space, most of it there, and the generator shares the two cores with the server it
 //! measures, so its cost was half the broadcast's wall time (BENCHMARKS.md, fifth round). Here a
-//! ready socket is one `epoll` event and a loop of `read` calls until `WouldBlock`: the same
-//! shape as the floor's reader (`crate::floor`), plus the frame parsing a real client does. As in
-//! the floor's reader, a read that returns less than the buffer means the socket is empty: no
-//! second `read` to hear `WouldBlock`.
+//! ready socket is one `epoll` event and `read`s until it is empty: the same shape as the floor's
+//! reader (`crate::floor`), plus the frame parsing a real client does. As there, a read that
+//! returns less than the buffer means the socket is empty: no second `read` to hear
+//! `WouldBlock`.
 //!
 //! The worker's tokio side still opens the TCP connections (the handshake gate, retries with
 //! back-off, deadlines) and hands each stream over with an [`Opening`]; it hears back twice on
 //! oneshot channels: when the handshake is done (or why it failed, so it can retry) and when the
 //! socket is ready (`hello`, `replayed`, or both Pusher subscriptions confirmed).
+//!
+//! Over 500 lines with its tests on purpose: a socket's whole life here (upgrade, frames, the two
+//! protocols' messages, counting) is one state machine over one buffer.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -499,26 +502,25 @@ impl ReadLoop {
     }
 
     fn message(&mut self, socket: &mut Socket, payload: &[u8]) -> Result<(), Gone> {
+        // Text that is not UTF-8 breaks the protocol (RFC 6455 §8.1): the socket is lost.
         let text = std::str::from_utf8(payload).map_err(|_| Gone::Lost)?;
-        if self.text(socket, text) {
-            Ok(())
-        } else {
-            Err(Gone::Lost)
-        }
+        self.text(socket, text);
+        Ok(())
     }
 
-    /// Acts on one text frame; false when a reply could not be written.
-    fn text(&mut self, socket: &mut Socket, text: &str) -> bool {
+    /// Acts on one text message; replies go to the socket's `out`, which `advance` flushes.
+    fn text(&mut self, socket: &mut Socket, text: &str) {
         if socket.pusher.is_some() {
-            return self.pusher_text(socket, text);
+            self.pusher_text(socket, text);
+            return;
         }
         // The count that follows every delivery says nothing the generator keeps: skipped
         // unparsed (a server that ordered its fields otherwise only costs the parse below).
         if text.starts_with(r#"{"type":"unread_count","#) {
-            return true;
+            return;
         }
         let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return true;
+            return;
         };
         match frame.kind {
             "notification" => self.count(
@@ -531,26 +533,25 @@ impl ReadLoop {
             "replayed" => ready(socket),
             _ => {}
         }
-        true
     }
 
     /// The Pusher side of a socket: subscribe to the user's private channel and to `broadcast`
     /// once the connection is established; ready when both succeeded. Events carry no server
     /// id, so duplicates are the same publisher sequence number twice in a row (two unicasts to
     /// one user may cross on their way, which is not a duplicate).
-    fn pusher_text(&mut self, socket: &mut Socket, text: &str) -> bool {
+    fn pusher_text(&mut self, socket: &mut Socket, text: &str) {
         let Ok(frame) = serde_json::from_str::<pusher::Frame>(text) else {
-            return true;
+            return;
         };
         let Some(app) = socket.pusher.clone() else {
-            return true;
+            return;
         };
         let replies = match frame.event {
             pusher::EVENT => {
                 let doc = pusher::data_document(frame.data).unwrap_or_default();
                 let id = doc["id"].as_i64().unwrap_or(0);
                 self.count(&mut socket.last, id, doc["t"].as_u64(), true);
-                return true;
+                return;
             }
             "pusher:connection_established" => {
                 let doc = pusher::data_document(frame.data).unwrap_or_default();
@@ -569,16 +570,16 @@ impl ReadLoop {
                 if socket.subscribed == 2 {
                     ready(socket);
                 }
-                return true;
+                return;
             }
             "pusher:ping" => vec![json!({"event": "pusher:pong", "data": {}})],
             "pusher:error" => {
                 if let Some(r) = socket.ready.take() {
                     let _ = r.send(Err(format!("pusher:error {text}")));
                 }
-                return true;
+                return;
             }
-            _ => return true,
+            _ => return,
         };
         for reply in replies {
             // Sent once the socket's bytes have been read (`advance` flushes), or on its next
@@ -590,7 +591,6 @@ impl ReadLoop {
                 rand::random(),
             );
         }
-        true
     }
 
     /// Counts a notification numbered `id` (a server id, or a Pusher publisher's sequence number)
