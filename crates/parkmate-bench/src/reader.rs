@@ -53,7 +53,7 @@ pub(crate) struct Counters {
     pub duplicates: AtomicU64,
     pub dropped: AtomicU64,
     pub closes: Mutex<BTreeMap<u16, u64>>,
-    /// Taken by the reader per notification and by a stats request now and then: uncontended.
+    /// Taken by the reader once per batch of events and by a stats request now and then.
     pub latency: Mutex<Histogram<u64>>,
 }
 
@@ -104,7 +104,10 @@ pub(crate) enum Order {
     Quit,
 }
 
-/// Sends orders to the reader and wakes it for them; one per connecting task.
+/// Sends orders to the reader and wakes it for them; one per connecting task. The channel's type
+/// is unbounded, its use is not: a connecting task sends an `Open` only while it holds a place of
+/// the worker's handshake gate, and at most `MAX_ATTEMPTS` of them, so what waits is bounded by
+/// the gate's size (the reader empties the channel after every batch of events).
 #[derive(Clone)]
 pub(crate) struct ReaderTx {
     orders: mpsc::Sender<Order>,

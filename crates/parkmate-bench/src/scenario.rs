@@ -141,6 +141,12 @@ fn merge_connect(replies: Vec<Reply>) -> ConnectReport {
     all
 }
 
+/// Worker `w`'s part of `total` split as evenly as it goes over `workers` (the first ones take
+/// one more when it does not divide).
+fn share_of(total: usize, workers: usize, w: usize) -> usize {
+    total / workers + usize::from(w < total % workers)
+}
+
 fn servers_rss_kb(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| server::rss_kb(*p)).sum()
 }
@@ -222,9 +228,7 @@ impl Bench {
         let rss_before_kb = servers_rss_kb(&setup.server_pids);
         let mut connected = ConnectReport::default();
         if setup.sockets > 0 {
-            let per = setup.sockets / workers;
-            let extra = setup.sockets % workers;
-            let share = |w: usize| per + usize::from(w < extra);
+            let share = |w: usize| share_of(setup.sockets, workers, w);
             let first = |w: usize| (0..w).map(share).sum::<usize>();
             let deadline_ms = setup.remaining().as_millis() as u64;
             let replies = fleet
@@ -240,9 +244,7 @@ impl Bench {
                         count: share(w),
                         jwt_secret: setup.jwt_secret.clone(),
                         // The crowd's handshakes in flight, split over the workers.
-                        concurrency: (setup.connect_concurrency / workers
-                            + usize::from(w < setup.connect_concurrency % workers))
-                        .max(1),
+                        concurrency: share_of(setup.connect_concurrency, workers, w).max(1),
                         read_buffer_bytes: setup.read_buffer_bytes,
                         deadline_ms,
                         pusher: setup.pusher.clone(),
